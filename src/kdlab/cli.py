@@ -1,0 +1,190 @@
+"""`kdlab <command> ...`: pick the command, check the overrides, hand argv to Hydra.
+
+Hydra owns argv after the command name. Before handing over, every job's config is
+composed and validated once here, so a typo fails in a second with one line and exit
+code 2 instead of a Hydra traceback (or an hour into a sweep).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, NoReturn
+
+from kdlab import __version__
+from kdlab.errors import KdlabError
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: kdlab.commands.<name> has run(cfg) (Hydra) or main(argv) (plain)."""
+
+    summary: str
+    hydra: bool = True
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train one model with cross-entropy (teacher or baseline)"),
+    "distill": Command("train a student against a frozen teacher (loss=kd T=4 alpha=0.1)"),
+    "fitnet": Command("FitNets: hint stage, then KD (stage2=frozen|finetune)"),
+    "models": Command("list the models with parameter counts and feature points", hydra=False),
+}
+
+# Hydra flags that only print something; the overrides need no check then.
+_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-sc", "--shell-completion"}
+# Hydra flags that take a value (the next argument is not an override).
+_VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "--experimental-rerun"}
+# Flags that change where configs come from: the check would compose the wrong config.
+_SOURCE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"}
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with the usage code."""
+    print(f"kdlab: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"kdlab {__version__}: a config-driven lab for knowledge distillation",
+        "",
+        "usage: kdlab <command> [key=value ...] [hydra flags]",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items()]
+    lines += [
+        "",
+        "Each training command is a Hydra app: `kdlab train --help` lists its config groups,",
+        "`kdlab train --cfg job` prints the composed config, `-m key=a,b` sweeps.",
+    ]
+    return "\n".join(lines)
+
+
+def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra's flags (with their values) from the key=value overrides."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    expect_value = False
+    for arg in args:
+        if expect_value:
+            flags.append(arg)
+            expect_value = False
+        elif arg.startswith("-"):
+            flags.append(arg)
+            expect_value = arg in _VALUE_FLAGS | _SOURCE_FLAGS
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def _composition_message(error: Exception) -> str:
+    """Squeeze a Hydra/OmegaConf composition error into one line."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options:
+        group = (error.missing_cfg_file or "").split("/")[0]
+        name = (error.missing_cfg_file or "").split("/")[-1]
+        options = ", ".join(sorted(error.options))
+        return f"unknown {group} '{name}': choose one of {options} ({group}=NAME)"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause).strip():
+        first = f"{first.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    return first
+
+
+def check_overrides(command: str, overrides: list[str], multirun: bool) -> None:
+    """Compose and validate the config of every job the overrides describe."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from kdlab.config import register_schemas, validate
+    from kdlab.paths import config_dir
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        fail(f"cannot parse the overrides: {_composition_message(error)}")
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        fail(f"'{sweeps[0]}' is a sweep: add -m (--multirun) to run one job per value")
+    task = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
+    register_schemas()
+    try:
+        jobs = BasicSweeper.split_arguments(task, None)[0]
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            for job in jobs:
+                validate(compose(config_name=command, overrides=job))
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        fail(_composition_message(error))
+    except KdlabError as error:
+        fail(str(error))
+
+
+def run_hydra_command(command: str, args: list[str]) -> None:
+    """Hand argv to Hydra with the command's primary config; errors become one line."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from kdlab.config import register_schemas
+    from kdlab.paths import config_dir
+
+    flags, overrides = split_hydra_args(args)
+    if not set(flags) & (_INFO_FLAGS | _SOURCE_FLAGS):
+        check_overrides(command, overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
+    register_schemas()
+    task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)
+    def hydra_task(cfg: DictConfig) -> Any:
+        return run_reporting_errors(task, cfg)
+
+    sys.argv = [f"kdlab {command}", *args]
+    hydra_task()
+
+
+def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:
+    """Run a command; a KdlabError becomes one line and exit 2 unless debug=true."""
+    try:
+        return task(cfg)
+    except KdlabError as error:
+        if cfg.get("debug", False):
+            raise
+        fail(str(error))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    if args[0] == "--version":
+        print(f"kdlab {__version__}")
+        return
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        fail(f"unknown command '{name}': choose one of {', '.join(COMMANDS)} (kdlab --help)")
+    try:
+        if command.hydra:
+            run_hydra_command(name, rest)
+        else:
+            import_module(f"kdlab.commands.{name}").main(rest)
+    except KdlabError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        print("kdlab: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

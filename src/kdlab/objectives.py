@@ -1,0 +1,109 @@
+"""Objectives turn (batch, student[, teacher]) into named losses, so one engine serves all.
+
+The engine only sees `objective(model, x, y) -> StepOutput`; distillation lives here, with
+the teacher's forward pass under `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdlab.losses import hint_loss, kd_losses
+from kdlab.models import modules_up_to
+
+
+@dataclass
+class StepOutput:
+    """`losses["loss"]` is minimised; `logits` is None when the objective has no classifier."""
+
+    logits: Tensor | None
+    losses: dict[str, Tensor]
+
+
+def run_prefix(model: nn.Module, point: str, x: Tensor) -> Tensor:
+    """The output of feature point `point`: the model's top-level children up to it, in order."""
+    for module in modules_up_to(model, point):
+        x = module(x)
+    return x
+
+
+class FrozenTeacher:
+    """A teacher that is never updated: eval mode, no grad, inference mode.
+
+    Not an nn.Module on purpose: it stays out of the objective's state_dict and `.train()`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval().requires_grad_(False)
+
+    def logits(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            out = self.model(x)
+        return out.clone()  # an ordinary tensor again, usable by autograd-recorded ops
+
+    def features(self, x: Tensor, point: str) -> Tensor:
+        with torch.inference_mode():
+            out = run_prefix(self.model, point, x)
+        return out.clone()
+
+
+class Objective(nn.Module):
+    """Base: subclasses define forward(model, x, y) -> StepOutput."""
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        raise NotImplementedError
+
+
+class CrossEntropy(Objective):
+    """Plain supervised training (teacher, baseline)."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        return StepOutput(logits, {"loss": loss})
+
+
+class Distillation(Objective):
+    """Hinton KD: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard against a frozen teacher."""
+
+    def __init__(self, teacher: FrozenTeacher, T: float, alpha: float) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.T = T
+        self.alpha = alpha
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        teacher_logits = self.teacher.logits(x)
+        logits = model(x)
+        return StepOutput(logits, kd_losses(logits, teacher_logits, y, self.T, self.alpha))
+
+
+class Hint(Objective):
+    """FitNets stage one: regress the teacher's hint layer from the student's guided layer.
+
+    Only the student's layers up to the guided point run; `regressor` (a trainable module,
+    or nn.Identity for `regressor=none`) is part of this objective and dropped with it.
+    """
+
+    def __init__(
+        self, teacher: FrozenTeacher, hint_point: str, guided_point: str, regressor: nn.Module
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.hint_point = hint_point
+        self.guided_point = guided_point
+        self.regressor = regressor
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        hint = self.teacher.features(x, self.hint_point)
+        guided = run_prefix(model, self.guided_point, x)
+        fit = hint_loss(self.regressor(guided), hint)
+        return StepOutput(None, {"loss": fit, "loss_fit": fit})

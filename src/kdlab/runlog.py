@@ -1,0 +1,77 @@
+"""What a run writes as it goes: TensorBoard events, metrics.jsonl, summary.json, tqdm bars.
+
+(Named runlog, not logging, so it never shadows the standard library's module.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as null rather than invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    """Write JSON via a temp file and a rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (empty if it has none yet)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLogger:
+    """One run's TensorBoard writer and metrics.jsonl; resumes cleanly after `epoch`."""
+
+    def __init__(self, run_dir: Path, resume_epoch: int = 0) -> None:
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
+        self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))
+        # purge_step drops events logged after the checkpoint a resumed run restarts from.
+        self.writer = SummaryWriter(str(run_dir), purge_step=resume_epoch + 1 if kept else None)
+
+    def step(self, global_step: int, scalars: dict[str, float]) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
+        for tag, value in record.items():
+            if "/" in tag and isinstance(value, int | float) or tag == "lr":
+                self.writer.add_scalar(tag, value, record["epoch"])
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+            f.flush()
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def bars_enabled(setting: str, multirun: bool) -> bool:
+    """`auto`: bars only on an interactive terminal and never inside a multirun."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return sys.stderr.isatty() and not multirun

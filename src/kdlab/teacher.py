@@ -1,0 +1,106 @@
+"""Finding and loading the teacher: from a path, or the newest finished teacher run.
+
+A teacher is rebuilt from its checkpoint alone (the checkpoint carries its config), then
+checked against the student's data set before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
+from kdlab.data import DataBundle
+from kdlab.engine import evaluate
+from kdlab.errors import KdlabError
+from kdlab.objectives import CrossEntropy, FrozenTeacher
+
+log = logging.getLogger("kdlab")
+
+
+def checkpoint_in(path: Path) -> Path:
+    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
+    if path.is_dir():
+        return path / "checkpoints" / "best.pt"
+    return path
+
+
+def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> Path | None:
+    """The newest finished `kdlab train` run of `teacher_model` on `data_name`."""
+    found: list[tuple[float, Path]] = []
+    for summary_path in search_dir.rglob("summary.json"):
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (
+            summary.get("command") == "train"
+            and summary.get("data") == data_name
+            and summary.get("model") == teacher_model
+            and (summary_path.parent / "checkpoints" / "best.pt").is_file()
+        ):
+            found.append((summary_path.stat().st_mtime, summary_path.parent))
+    return max(found)[1] if found else None
+
+
+def resolve_teacher(cfg: DictConfig) -> Path:
+    """The teacher checkpoint to use; a one-line error naming the fix when there is none."""
+    if cfg.teacher.ckpt:
+        return checkpoint_in(Path(cfg.teacher.ckpt).expanduser())
+    search_dir = Path(cfg.teacher.search_dir)
+    run = newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model) if search_dir.is_dir() else None
+    if run is None:
+        raise KdlabError(
+            f"no finished {cfg.teacher.model} teacher run for data={cfg.data.name} under "
+            f"{search_dir}/: train one with `kdlab train model={cfg.teacher.model} "
+            f"data={cfg.data.name}`, or set teacher.ckpt=PATH"
+        )
+    return checkpoint_in(run)
+
+
+def load_teacher(
+    path: Path, data: DataBundle, device: torch.device, channels_last: bool
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the teacher in eval mode on the device; it must match the student's data."""
+    state = load_checkpoint(path, map_location=device)
+    if state.get("data") != data.name:
+        raise KdlabError(
+            f"teacher {path} was trained on data={state.get('data')}, this run uses "
+            f"data={data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
+        )
+    if state.get("num_classes") != data.num_classes:
+        raise KdlabError(
+            f"teacher {path} predicts {state.get('num_classes')} classes, the data has "
+            f"{data.num_classes}: pick a teacher of the same data set (teacher.ckpt=PATH)"
+        )
+    model = model_from_checkpoint(state).to(device).eval().requires_grad_(False)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, state
+
+
+def prepare_teacher(
+    cfg: DictConfig, data: DataBundle, device: torch.device
+) -> tuple[FrozenTeacher, dict[str, Any]]:
+    """Resolve, load and measure the teacher before the student trains; log what was used."""
+    path = resolve_teacher(cfg)
+    model, state = load_teacher(path, data, device, cfg.trainer.channels_last)
+    teacher = FrozenTeacher(model)
+    info: dict[str, Any] = {"ckpt": str(path), "model": state["config"]["model"]["arch"]}
+    split = data.val if data.val is not None else data.test
+    measured = evaluate(model, CrossEntropy(), split, device, str(cfg.trainer.precision))
+    info["val_acc"] = measured["acc"]
+    log.info(
+        "teacher: %s (%s), %s acc %.2f%%",
+        path,
+        info["model"],
+        "val" if data.val is not None else "test",
+        info["val_acc"],
+    )
+    return teacher, info

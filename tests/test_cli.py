@@ -1,0 +1,98 @@
+"""The CLI as a user meets it: help, Hydra flags, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kdlab: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_help_lists_the_commands(kdlab):
+    proc = kdlab("--help")
+    assert proc.returncode == 0
+    assert "train" in proc.stdout and "models" in proc.stdout
+    assert "kdlab train --help" in proc.stdout
+
+
+def test_train_help_is_hydras(kdlab):
+    proc = kdlab("train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "model: " in proc.stdout and "resnet_teacher" in proc.stdout
+
+
+def test_cfg_job_prints_the_composed_config(kdlab):
+    proc = kdlab("train", "--cfg", "job", "model=cnn_student", "trainer.epochs=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "arch: cnn_student" in proc.stdout
+    assert "epochs: 7" in proc.stdout
+
+
+def test_models_lists_parameter_counts(kdlab):
+    proc = kdlab("models")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("resnet_teacher", "cnn_student", "fitnet_student", "wrn_40_2", "torchvision"):
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nosuch"], ["unknown command 'nosuch'", "train"]),
+        (["train", "model=nosuch"], ["unknown model 'nosuch'", "resnet_teacher"]),
+        (["train", "data=nosuch"], ["unknown data 'nosuch'", "synthetic"]),
+        (["train", "optim=nosuch"], ["unknown optim 'nosuch'", "adamw"]),
+        (["train", "sched=nosuch"], ["unknown sched 'nosuch'", "cosine"]),
+        (["train", "trainer.epochs=abc"], ["trainer.epochs", "abc"]),
+        (["train", "trainer.epochs=0"], ["trainer.epochs must be positive"]),
+        (["train", "trainer.batch_size=-4"], ["trainer.batch_size must be positive"]),
+        (["train", "optim.lr=0"], ["optim.lr must be positive"]),
+        (["train", "trainer.nosuch=1"], ["nosuch"]),
+        (["train", "trainer.precision=fp8"], ["unknown trainer.precision 'fp8'", "bf16"]),
+        (["train", "seed=1,2"], ["sweep", "-m"]),
+        (["train", "model.arch=nosuch"], ["unknown model 'nosuch'"]),
+        (["train", "model=torchvision", "model.name=nosuch"], ["nosuch"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(kdlab, args, fragments):
+    assert_one_line_error(kdlab(*args), *fragments)
+
+
+def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):
+    root = tmp_path / "nodata"
+    proc = kdlab("train", "model=cnn_student", f"data.root={root}", "data.download=false",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, "cifar-10-python.tar.gz", str(root))
+
+
+def test_missing_image_folder_is_one_line(kdlab, tmp_path):
+    proc = kdlab("train", "data=imagefolder", f"data.root={tmp_path / 'none'}",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, str(tmp_path / "none"))
+
+
+def test_debug_true_shows_the_traceback(kdlab, tmp_path):
+    proc = kdlab("train", "data=imagefolder", f"data.root={tmp_path / 'none'}", "debug=true",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+
+
+def test_console_script_is_installed():
+    """The `kdlab` entry point next to this interpreter is the same CLI as `python -m kdlab`."""
+    script = Path(sys.executable).parent / "kdlab"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("kdlab ")
