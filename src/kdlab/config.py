@@ -117,7 +117,7 @@ class Stage2Config:
 
 @dataclass
 class FitnetConfig:
-    stage1_epochs: int = 5
+    stage1_epochs: int | None = None  # null = ceil(trainer.epochs / 8)
     hint_layer: str | None = None  # teacher feature point; null = the teacher's default
     guided_layer: str | None = None  # student feature point; null = the student's default
     regressor: str = "conv1x1"  # conv1x1 | conv3x3 | none (guided and hint shapes must match)
@@ -202,5 +202,6 @@ def _validate_distillation(cfg: DictConfig) -> None:
         f = cfg.fitnet
         _choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
         _choice(f.regressor, REGRESSORS, "fitnet.regressor")
-        _positive(f.stage1_epochs, "fitnet.stage1_epochs")
+        if f.stage1_epochs is not None:
+            _positive(f.stage1_epochs, "fitnet.stage1_epochs")
         _require(f.finetune_lr_scale >= 0, "fitnet.finetune_lr_scale must be >= 0")

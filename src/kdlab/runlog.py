@@ -64,6 +64,22 @@ class RunLogger:
             f.flush()
         self.writer.flush()
 
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        """One hparams entry for this run, written into the run's own event file.
+
+        SummaryWriter.add_hparams would open a second writer in a sub-dir, which shows up
+        as a stray extra run; writing the three hparams summaries directly avoids that.
+        """
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v for k, v in metrics.items() if v is not None}
+        clean = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()}
+        for summary in hparams(clean, values):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 

@@ -185,9 +185,30 @@ def finish(
     summary["per_class_acc"] = per_class_accuracy(confusion, session.data.class_names)
     write_confusion_csv(confusion, session.data.class_names, session.run_dir / "confusion.csv")
     write_json_atomic(summary, session.run_dir / "summary.json")
+    session.logger.hparams(
+        run_hparams(summary),
+        {f"hparam/{k}": summary[k] for k in ("val_acc", "test_acc", "train_acc")},
+    )
     session.logger.close()
     log.info(closing_line(summary))
     return summary
+
+
+def run_hparams(summary: dict[str, Any]) -> dict[str, Any]:
+    """What tells this run apart in TensorBoard's hparams view: its overrides and model."""
+    params: dict[str, Any] = {"command": summary["command"], "model": summary["model"]}
+    for override in summary["overrides"]:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not key.startswith("hydra"):
+            params[key] = _scalar(value)
+    return params
+
+
+def _scalar(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def per_class_accuracy(confusion: torch.Tensor, class_names: list[str]) -> dict[str, float]:

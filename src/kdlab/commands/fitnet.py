@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 from typing import Any
 
@@ -24,6 +25,11 @@ from kdlab.session import Session, build_student, finish, open_session
 from kdlab.teacher import prepare_teacher
 
 log = logging.getLogger("kdlab")
+
+
+def stage1_epochs(cfg: DictConfig) -> int:
+    """fitnet.stage1_epochs, or by default an eighth of the training budget (at least 1)."""
+    return cfg.fitnet.stage1_epochs or math.ceil(cfg.trainer.epochs / 8)
 
 
 def parameters_of(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -51,7 +57,7 @@ def hint_stage(
         name="stage1",
         objective=Hint(teacher, hint, guided, regressor),
         param_groups=[{"params": parameters_of([*prefix, regressor])}],
-        epochs=cfg.fitnet.stage1_epochs,
+        epochs=stage1_epochs(cfg),
         select="val_loss",
     )
     return stage, prefix
@@ -106,7 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     stage2 = kd_stage(cfg, teacher, student, prefix)
     resume2 = state if state is not None and state["stage"] == "stage2" else None
-    result2 = trainer.fit(stage2, epoch_offset=cfg.fitnet.stage1_epochs, resume=resume2)
+    result2 = trainer.fit(stage2, epoch_offset=stage1_epochs(cfg), resume=resume2)
     extra = {
         "T": cfg.T,
         "alpha": cfg.alpha,

@@ -1,0 +1,144 @@
+"""`kdlab study NOTE`: a research note's whole study as one command.
+
+Each run of `conf/study/NOTE.yaml` is an ordinary `kdlab` job in its own sub-dir of one
+study dir (its own process: clean memory, the usual outputs). The teacher is trained once
+(or reused), then the students; finished runs are skipped, so re-running a study dir
+continues it. At the end the report table and figures are written into the study dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from kdlab.errors import KdlabError
+from kdlab.paths import config_dir
+
+# What `data=` picks as the preset when the user names no experiment.
+PRESETS = {"synthetic": "quick", "cifar10": "cifar", "cifar100": "cifar"}
+
+
+@dataclass
+class StudyRun:
+    name: str
+    command: str
+    args: list[str]
+    teacher: bool = False
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "study").glob("*.yaml"))
+
+
+def load_study(name: str) -> tuple[dict, list[StudyRun]]:
+    path = config_dir() / "study" / f"{name}.yaml"
+    if not path.is_file():
+        raise KdlabError(f"unknown study '{name}': choose one of {', '.join(study_names())}")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    runs = [StudyRun(**run) for run in spec.pop("runs")]
+    return spec, runs
+
+
+def split_study_args(args: Sequence[str]) -> tuple[int, list[str]]:
+    """`seeds=N` belongs to the study; every other key=value goes to every run."""
+    seeds, rest = 1, []
+    for arg in args:
+        if arg.startswith("seeds="):
+            value = arg.removeprefix("seeds=")
+            if not value.isdigit() or int(value) < 1:
+                raise KdlabError(f"seeds must be a positive integer, got '{value}' (seeds=3)")
+            seeds = int(value)
+        else:
+            rest.append(arg)
+    return seeds, rest
+
+
+def with_preset(overrides: list[str]) -> list[str]:
+    """Default to synthetic data and pick the preset that fits the data set."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    out = list(overrides)
+    if "data" not in keys:
+        out.insert(0, "data=synthetic")
+    if "experiment" not in keys:
+        data = next(o.split("=", 1)[1] for o in out if o.startswith("data="))
+        out.insert(0, f"experiment={PRESETS.get(data, 'cifar')}")
+    return out
+
+
+def planned_jobs(
+    runs: list[StudyRun], shared: list[str], seeds: int, study_dir: Path, teacher_ckpt: str | None
+) -> list[tuple[str, str, list[str]]]:
+    """(sub-dir, command, args) of every job; the teacher once, students once per seed."""
+    teacher_dir = study_dir / next((r.name for r in runs if r.teacher), "teacher")
+    teacher_arg = f"teacher.ckpt={teacher_ckpt or teacher_dir}"
+    jobs = []
+    for run in runs:
+        if run.teacher:
+            if teacher_ckpt is None:
+                jobs.append((run.name, run.command, [*shared, *run.args, "seed=0"]))
+            continue
+        for seed in range(seeds):
+            sub = run.name if seeds == 1 else f"{run.name}/seed{seed}"
+            args = [*shared, *run.args, f"seed={seed}"]
+            if run.command != "train":
+                args.append(teacher_arg)
+            jobs.append((sub, run.command, args))
+    return jobs
+
+
+def run_job(sub: str, command: str, args: list[str], study_dir: Path) -> None:
+    run_dir = study_dir / sub
+    if (run_dir / "summary.json").is_file():
+        print(f"== {sub}: finished already, kept", flush=True)
+        return
+    resume = ["resume=true"] if (run_dir / "checkpoints" / "last.pt").is_file() else []
+    cmd = [sys.executable, "-m", "kdlab", command, *args, *resume, f"hydra.run.dir={run_dir}"]
+    print(f"== {sub}: kdlab {command} {' '.join(args + resume)}", flush=True)
+    code = subprocess.call(cmd)
+    if code != 0:
+        raise KdlabError(
+            f"study run '{sub}' failed (exit {code}); fix it and rerun the same command with "
+            f"--out {study_dir} to continue where it stopped"
+        )
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="kdlab study",
+        description="Run a research note's study (teacher, baseline, students) and report it. "
+        "Extra key=value overrides go to every run (e.g. data=cifar10 trainer.precision=bf16); "
+        "seeds=N repeats every student N times (mean +- std in the report).",
+    )
+    parser.add_argument("study", help=f"which study: {', '.join(study_names())}")
+    parser.add_argument("overrides", nargs="*", help="key=value for every run, and seeds=N")
+    parser.add_argument("--out", type=Path, help="study dir (default outputs/study/NAME/TIME)")
+    parser.add_argument("--teacher", help="reuse this teacher checkpoint or run dir")
+    args = parser.parse_args(list(argv))
+    spec, runs = load_study(args.study)
+    seeds, overrides = split_study_args(args.overrides)
+    shared = with_preset(overrides)
+    study_dir = args.out or Path("outputs/study") / args.study / time.strftime("%Y-%m-%d_%H-%M-%S")
+    jobs = planned_jobs(runs, shared, seeds, study_dir, args.teacher)
+
+    from kdlab.cli import check_overrides
+
+    for _, command, job_args in jobs:
+        check_overrides(command, [a for a in job_args if not a.startswith("teacher.ckpt=")], False)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{spec['description']}\nstudy dir: {study_dir} ({len(jobs)} runs)", flush=True)
+    started = time.perf_counter()
+    for sub, command, job_args in jobs:
+        run_job(sub, command, job_args, study_dir)
+
+    from kdlab.report import write_study_report
+
+    write_study_report(study_dir, baseline=spec.get("baseline"))
+    minutes, seconds = divmod(int(time.perf_counter() - started), 60)
+    print(f"study done in {minutes}m{seconds:02d}s: {study_dir}")

@@ -1,0 +1,31 @@
+"""Models by name (`model=NAME`) and their named feature points for FitNets."""
+
+from kdlab.models.features import (
+    FeatureTap,
+    check_feature_point,
+    default_feature_point,
+    feature_points,
+    feature_shape,
+    modules_up_to,
+)
+from kdlab.models.registry import (
+    ModelInfo,
+    build_model,
+    count_params,
+    describe_models,
+    model_names,
+)
+
+__all__ = [
+    "FeatureTap",
+    "ModelInfo",
+    "build_model",
+    "check_feature_point",
+    "count_params",
+    "default_feature_point",
+    "describe_models",
+    "feature_points",
+    "feature_shape",
+    "model_names",
+    "modules_up_to",
+]

@@ -1,0 +1,138 @@
+"""Named feature points: the top-level children of a model whose outputs are feature maps.
+
+FitNets' hint and guided layers, and the prefix its stage one trains, are chosen by these
+names. kdlab networks declare `feature_points` and `default_feature_point`; for any other
+model (torchvision) they are the top-level children before the pooling/classifier head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from kdlab.errors import KdlabError
+
+# Top-level children that start a torchvision classifier's head (resnet: avgpool/fc,
+# vgg/efficientnet/convnext: avgpool/classifier, vit: heads, swin: head).
+HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads"})
+
+
+def middle_point(points: Sequence[str]) -> str:
+    """The default point: the middle of the feature hierarchy (layer2 of a 3-stage ResNet)."""
+    return points[len(points) // 2]
+
+
+def feature_points(model: nn.Module) -> tuple[str, ...]:
+    """The model's feature points in forward order."""
+    declared = getattr(model, "feature_points", None)
+    if declared is not None:
+        return tuple(declared)
+    points: list[str] = []
+    for name, _ in model.named_children():
+        if name in HEAD_NAMES:
+            break
+        points.append(name)
+    return tuple(points)
+
+
+def default_feature_point(model: nn.Module) -> str:
+    """The point used when the config names none (the middle one unless the model says)."""
+    declared = getattr(model, "default_feature_point", None)
+    if declared is not None:
+        return str(declared)
+    points = feature_points(model)
+    if not points:
+        raise KdlabError(
+            f"model {type(model).__name__} has no feature points (no top-level children before "
+            "its classifier): pick a convolutional model for FitNets"
+        )
+    return middle_point(points)
+
+
+def check_feature_point(model: nn.Module, name: str) -> None:
+    """Raise a KdlabError naming the valid points if `name` is not one of them."""
+    points = feature_points(model)
+    if name not in points:
+        raise KdlabError(
+            f"unknown feature point '{name}' for model {type(model).__name__}: "
+            f"choose one of {', '.join(points)}"
+        )
+
+
+def modules_up_to(model: nn.Module, point: str) -> list[nn.Module]:
+    """The top-level children from the first up to and including `point`, in forward order."""
+    check_feature_point(model, point)
+    prefix: list[nn.Module] = []
+    for name, child in model.named_children():
+        prefix.append(child)
+        if name == point:
+            break
+    return prefix
+
+
+class FeatureTap:
+    """Records the outputs of named feature points during forward passes inside a `with`.
+
+    >>> with FeatureTap(model, ["layer2"]) as tap:
+    ...     logits = model(x)
+    >>> tap.features["layer2"]  # the tensor itself, still in the autograd graph
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[str]) -> None:
+        for point in points:
+            check_feature_point(model, point)
+        self.model = model
+        self.points = tuple(points)
+        self.features: dict[str, Tensor] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def _record(self, point: str, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        self.features[point] = output
+
+    def __enter__(self) -> FeatureTap:
+        self.features = {}
+        for point in self.points:
+            child = self.model.get_submodule(point)
+            self._handles.append(child.register_forward_hook(partial(self._record, point)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def feature_shape(model: nn.Module, point: str, image_size: int = 32) -> torch.Size:
+    """(C, H, W) of `point` for square RGB inputs, found by one dummy forward (sizes regressors).
+
+    Runs in eval mode without grad on the model's own device; every module's mode is restored.
+    """
+    modes = {module: module.training for module in model.modules()}
+    param = next(model.parameters())
+    x = torch.zeros(1, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+    model.eval()
+    try:
+        with torch.no_grad(), FeatureTap(model, [point]) as tap:
+            model(x)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    out = tap.features[point]
+    if not isinstance(out, Tensor) or out.dim() != 4:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise KdlabError(
+            f"feature point '{point}' of model {type(model).__name__} gives {got}, not an "
+            "(N, C, H, W) map: choose a convolutional stage"
+        )
+    return out.shape[1:]

@@ -1,0 +1,129 @@
+"""Every model `model=NAME` can build, listed in one place, and how to build and describe them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdlab.errors import KdlabError
+from kdlab.models.features import default_feature_point, feature_points
+from kdlab.models.mobilenetv2 import MobileNetV2
+from kdlab.models.plain import CNN_STUDENT, FITNET_STUDENT, VGG8, VGG13, PlainCNN
+from kdlab.models.resnet import CifarResNet, cifar_resnet
+from kdlab.models.shufflenetv2 import ShuffleNetV2
+from kdlab.models.torchvision_models import torchvision_model
+from kdlab.models.wrn import WideResNet
+
+
+@dataclass(frozen=True)
+class ModelBuilder:
+    """Builds one registered model: `(num_classes, **options) -> nn.Module`."""
+
+    make: Callable[..., nn.Module]
+    notes: str
+    options: tuple[str, ...] = ()  # the config keys (model.KEY) it accepts besides `arch`
+
+    def __call__(self, num_classes: int, **kwargs: Any) -> nn.Module:
+        return self.make(num_classes, **kwargs)
+
+
+def _resnet(depth: int) -> ModelBuilder:
+    return ModelBuilder(partial(cifar_resnet, depth=depth), f"CIFAR ResNet-{depth} (16/32/64)")
+
+
+MODELS: dict[str, ModelBuilder] = {
+    "resnet_teacher": ModelBuilder(
+        partial(CifarResNet, blocks=(2, 3, 4), widths=(32, 32, 64, 128)),
+        "notes 1-2 teacher: CIFAR ResNet 32/64/128, 2-3-4 blocks",
+    ),
+    "cnn_student": ModelBuilder(
+        partial(PlainCNN, blocks=CNN_STUDENT), "note 1 baseline/student: 6 conv-BN-ReLU"
+    ),
+    "fitnet_student": ModelBuilder(
+        partial(PlainCNN, blocks=FITNET_STUDENT), "note 2 baseline/student: 9 thin conv-BN-ReLU"
+    ),
+    "resnet8": _resnet(8),
+    "resnet14": _resnet(14),
+    "resnet20": _resnet(20),
+    "resnet32": _resnet(32),
+    "resnet44": _resnet(44),
+    "resnet56": _resnet(56),
+    "resnet110": _resnet(110),
+    "resnet8x4": ModelBuilder(
+        partial(cifar_resnet, depth=8, widths=(32, 64, 128, 256)), "CIFAR ResNet-8, 4x wide"
+    ),
+    "resnet32x4": ModelBuilder(
+        partial(cifar_resnet, depth=32, widths=(32, 64, 128, 256)), "CIFAR ResNet-32, 4x wide"
+    ),
+    "wrn_16_2": ModelBuilder(partial(WideResNet, depth=16, widen=2), "Wide ResNet 16-2"),
+    "wrn_40_2": ModelBuilder(partial(WideResNet, depth=40, widen=2), "Wide ResNet 40-2"),
+    "vgg8": ModelBuilder(partial(PlainCNN, blocks=VGG8), "CIFAR VGG-8 with BN"),
+    "vgg13": ModelBuilder(partial(PlainCNN, blocks=VGG13), "CIFAR VGG-13 with BN"),
+    "mobilenetv2": ModelBuilder(MobileNetV2, "MobileNetV2 half width (CRD mobile_half)"),
+    "shufflenetv2": ModelBuilder(ShuffleNetV2, "ShuffleNetV2 1.0x, CIFAR stem"),
+    "torchvision": ModelBuilder(
+        torchvision_model,
+        "any torchvision classifier: model.name=NAME (shown: resnet18)",
+        options=("name",),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of `kdlab models`."""
+
+    name: str
+    params: int | None  # at 10 classes
+    feature_points: list[str]
+    default_feature_point: str
+    notes: str
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters, trainable or frozen (buffers such as BN statistics excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(name: str, num_classes: int, /, **kwargs: Any) -> nn.Module:
+    """Build registered model `name` with a `num_classes`-way classifier, on the CPU."""
+    builder = MODELS.get(name)
+    if builder is None:
+        raise KdlabError(f"unknown model '{name}': choose one of {', '.join(MODELS)} (model=NAME)")
+    unknown = [key for key in kwargs if key not in builder.options]
+    if unknown:
+        accepted = ", ".join(f"model.{key}" for key in builder.options) or "no options"
+        raise KdlabError(
+            f"model={name} does not take {', '.join(f'model.{key}' for key in unknown)}: "
+            f"it accepts {accepted}; remove the override"
+        )
+    if num_classes < 1:
+        raise KdlabError(f"a model needs at least 1 class, got num_classes={num_classes}")
+    return builder(num_classes, **kwargs)
+
+
+def describe_models() -> list[ModelInfo]:
+    """Every registered model at 10 classes, built on the meta device (no memory, no init cost)."""
+    infos = []
+    for name, builder in MODELS.items():
+        with torch.device("meta"):
+            model = builder(10)
+        infos.append(
+            ModelInfo(
+                name=name,
+                params=count_params(model),
+                feature_points=list(feature_points(model)),
+                default_feature_point=default_feature_point(model),
+                notes=builder.notes,
+            )
+        )
+    return infos

@@ -1,0 +1,38 @@
+"""The shape every kdlab network shares: named stages run in order, then a `head`.
+
+Keeping the stages as top-level children is what lets `FeatureTap` hook them by name and
+FitNets train or freeze a prefix of them (`modules_up_to`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from kdlab.models.features import middle_point
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convs (fan_out, ReLU gain), BN as the identity; Linear keeps torch's."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class StagedNet(nn.Sequential):
+    """Stages (the feature points, each giving an N,C,H,W map) followed by a classifier `head`."""
+
+    feature_points: tuple[str, ...]
+    default_feature_point: str
+
+    def __init__(self, stages: dict[str, nn.Module], head: nn.Module) -> None:
+        super().__init__(OrderedDict([*stages.items(), ("head", head)]))
+        self.feature_points = tuple(stages)
+        self.default_feature_point = middle_point(self.feature_points)
+        init_weights(self)

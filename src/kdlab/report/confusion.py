@@ -1,0 +1,68 @@
+"""The confusion matrix as a labelled heat-map: which classes a model mixes up.
+
+Colour is normalised per row (the share of each true class that went to each prediction),
+so rare and common classes read alike; the cells are annotated with the raw counts.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kdlab.errors import KdlabError
+from kdlab.report.plotting import new_figure, save_png
+
+ANNOTATE_UP_TO = 25  # classes; beyond that the counts would not fit in the cells
+
+
+def read_confusion_csv(path: Path) -> tuple[list[str], list[list[int]]]:
+    """Class names and counts (rows: true class, columns: prediction) of confusion.csv."""
+    try:
+        with path.open(newline="") as f:
+            header, *rows = list(csv.reader(f))
+        names = header[1:]
+        counts = [[int(cell) for cell in row[1:]] for row in rows if row]
+    except (OSError, ValueError) as error:
+        raise KdlabError(f"cannot read {path} as a confusion matrix ({error})") from error
+    if len(counts) != len(names) or any(len(row) != len(names) for row in counts):
+        raise KdlabError(f"{path} is not a square confusion matrix: re-run the run's test")
+    return names, counts
+
+
+def write_confusion_png(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str
+) -> Path:
+    """Heat-map of `confusion` (rows: true class) with class names on both axes."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = len(class_names)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    size = min(20.0, 3.0 + 0.6 * n)
+    figure = new_figure(size + 1.5, size)
+    ax = figure.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if n <= ANNOTATE_UP_TO:
+        for (row, col), count in np.ndenumerate(counts):
+            colour = "white" if shares[row, col] > 0.5 else "black"
+            ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+    return save_png(figure, path)
+
+
+def plot_confusion(csv_path: Path, png_path: Path, title: str | None = None) -> Path:
+    """confusion.csv drawn as a heat-map; the default title names the run and its accuracy."""
+    names, counts = read_confusion_csv(csv_path)
+    if title is None:
+        total = sum(map(sum, counts))
+        hits = sum(counts[i][i] for i in range(len(names)))
+        accuracy = f", accuracy {100 * hits / total:.2f}%" if total else ""
+        title = f"{csv_path.parent.name}: test confusion{accuracy}"
+    return write_confusion_png(counts, names, png_path, title)

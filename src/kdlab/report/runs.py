@@ -1,0 +1,133 @@
+"""Finding finished runs on disk: run dirs, sweep dirs, or any dir holding them.
+
+A run counts once it has written summary.json; everything the report shows comes from the
+run dirs alone, so it works long after the runs ended (and after a failed sweep).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdlab.errors import KdlabError
+
+SUMMARY = "summary.json"
+SWEEP_MARKER = "multirun.yaml"
+DEFAULT_SEARCH = "outputs"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run: its dir (which identifies it), a readable name, its summary.json."""
+
+    path: Path
+    name: str = field(compare=False)
+    summary: dict[str, Any] = field(compare=False, repr=False)
+
+    def get(self, key: str) -> Any:
+        return self.summary.get(key)
+
+    @property
+    def sweep_dir(self) -> Path | None:
+        """The Hydra sweep dir this run is a job of, if any."""
+        return self.path.parent if (self.path.parent / SWEEP_MARKER).is_file() else None
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch records of metrics.jsonl (empty if the run has none)."""
+        from kdlab.runlog import read_metrics  # imports torch: only when curves are asked for
+
+        return read_metrics(self.path / "metrics.jsonl")
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort `10_x` after `9_x`: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads((path / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise KdlabError(
+            f"cannot read {display_path(path / SUMMARY)} ({error}): fix or delete that run dir"
+        ) from error
+    if not isinstance(summary, dict):
+        raise KdlabError(f"{display_path(path / SUMMARY)} is not a JSON object: fix or delete it")
+    return summary
+
+
+def common_parent(dirs: Iterable[Path]) -> Path:
+    """The deepest dir holding all `dirs` (each run is named relative to it); cwd if none."""
+    parent = Path(os.path.commonpath([str(d.parent) for d in dirs]))
+    return Path.cwd() if parent == Path(parent.anchor) else parent
+
+
+def _expand(item: str | Path) -> list[Path]:
+    pattern = os.path.expanduser(str(item))
+    if glob.has_magic(pattern):
+        return [Path(p) for p in sorted(glob.glob(pattern, recursive=True), key=natural_key)]
+    return [Path(pattern)] if os.path.exists(pattern) else []
+
+
+def _run_dirs_in(path: Path) -> list[Path]:
+    """`path` itself if it is a run dir, else every run dir below it."""
+    if path.name == SUMMARY:
+        return [path.parent]
+    if (path / SUMMARY).is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    found = [p.parent for p in path.rglob(SUMMARY)]
+    return sorted(found, key=lambda d: natural_key(str(d)))
+
+
+def find_runs(paths_or_globs: Sequence[str | Path] = (DEFAULT_SEARCH,)) -> list[Run]:
+    """Every finished run in the given run dirs, sweep dirs, globs or dirs searched below."""
+    dirs: dict[Path, None] = {}  # ordered and without duplicates
+    for item in paths_or_globs:
+        matches = _expand(item)
+        if not matches:
+            raise KdlabError(
+                f"'{item}' matches no file or dir: give run dirs, sweep dirs or globs "
+                f"(default {DEFAULT_SEARCH}/)"
+            )
+        for match in matches:
+            dirs.update(dict.fromkeys(d.resolve() for d in _run_dirs_in(match)))
+    if not dirs:
+        searched = ", ".join(str(item) for item in paths_or_globs)
+        raise KdlabError(
+            f"no finished runs in {searched} (no {SUMMARY} below it): run kdlab train|distill|"
+            "fitnet first, or pass the dirs that hold the runs"
+        )
+    parent = common_parent(dirs)
+    return [Run(d, str(d.relative_to(parent)), read_summary(d)) for d in dirs]
+
+
+def resolve_run(ref: str, runs: Sequence[Run]) -> Run:
+    """A run named in the table (or by the end of its name), or any run dir on disk."""
+    path = Path(ref).expanduser()
+    if (path / SUMMARY).is_file():
+        resolved = path.resolve()
+        known = [run for run in runs if run.path == resolved]
+        return known[0] if known else Run(resolved, ref.rstrip("/"), read_summary(resolved))
+    exact = [run for run in runs if run.name == ref]
+    matches = exact or [run for run in runs if run.name.endswith(f"/{ref}")]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(run.name for run in (matches or runs)[:6])
+    problem = "is ambiguous" if matches else "is neither a run dir nor a run's name"
+    raise KdlabError(f"'{ref}' {problem}: give a run dir or one of: {names}")

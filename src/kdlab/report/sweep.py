@@ -1,0 +1,73 @@
+"""A sweep's ledger: one row per job (its overrides as columns), best validation first.
+
+Hydra skips `on_multirun_end` when a job fails, so the ledger is built from the job dirs
+alone: `kdlab report SWEEP_DIR` writes it after the fact, `SweepSummary` at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from kdlab.errors import KdlabError
+from kdlab.report.groups import override_key
+from kdlab.report.runs import SUMMARY, display_path, natural_key, read_summary
+from kdlab.report.tables import LOSS_KEYS, Table, summary_key, write_csv, write_text
+
+RESULT_KEYS = ("val_acc", "test_acc", "best_epoch", *LOSS_KEYS, "wall_time_s")
+
+
+def job_overrides(job_dir: Path, summary: dict[str, Any] | None) -> list[str]:
+    """The job's task overrides: from summary.json, else Hydra's record of a failed job."""
+    if summary is not None:
+        return list(summary.get("overrides") or [])
+    recorded = job_dir / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(recorded.read_text()) or []) if recorded.is_file() else []
+
+
+def job_record(job_dir: Path) -> dict[str, Any]:
+    summary = read_summary(job_dir) if (job_dir / SUMMARY).is_file() else None
+    record: dict[str, Any] = {"job": job_dir.name, "status": "ok" if summary else "failed"}
+    for override in job_overrides(job_dir, summary):
+        record[override_key(override)] = override.split("=", 1)[1] if "=" in override else ""
+    for key in RESULT_KEYS:
+        record[key] = summary.get(summary_key(key)) if summary else None
+    return record
+
+
+def _best_first(record: dict[str, Any]) -> tuple[bool, float, list[Any]]:
+    val = record["val_acc"]
+    return (val is None, -(val or 0.0), natural_key(record["job"]))
+
+
+def aggregate_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Write summary.csv and summary.md into `sweep_dir`; returns their rows, best first."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if not jobs:
+        raise KdlabError(f"{display_path(sweep_dir)} holds no job dirs: pass a Hydra sweep dir")
+    records = sorted((job_record(d) for d in jobs), key=_best_first)
+    write_csv(records, sweep_dir / "summary.csv")
+    markdown = f"# sweep {sweep_dir.name}\n\n{sweep_table(records).markdown()}\n"
+    write_text(markdown, sweep_dir / "summary.md")
+    return records
+
+
+def sweep_table(records: list[dict[str, Any]]) -> Table:
+    """Job, status, the overrides, then the results (loss parts that apply)."""
+    keys = dict.fromkeys(key for record in records for key in record)
+    leading = [key for key in keys if key not in RESULT_KEYS]
+    return Table.from_records(records, [*leading, *RESULT_KEYS])
+
+
+class SweepSummary(Callback):
+    """Hydra callback: the sweep's ledger at the end of a multirun where every job ended."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        print(sweep_table(aggregate_sweep(sweep_dir)).text())
+        print(f"sweep summary: {display_path(sweep_dir / 'summary.md')} and summary.csv")
