@@ -144,3 +144,5 @@ def test_multirun_writes_one_dir_per_job(kdlab, tmp_path):
     runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
     assert [p.name for p in runs] == ["0_seed=0", "1_seed=1"]
     assert [read_summary(p)["seed"] for p in runs] == [0, 1]
+    assert (sweep / "summary.csv").is_file() and (sweep / "summary.md").is_file()
+    assert "seed" in (sweep / "summary.md").read_text()

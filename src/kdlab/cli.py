@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train one model with cross-entropy (teacher or baseline)"),
     "distill": Command("train a student against a frozen teacher (loss=kd T=4 alpha=0.1)"),
     "fitnet": Command("FitNets: hint stage, then KD (stage2=frozen|finetune)"),
+    "study": Command("run a research note's whole study and report it (note1, note2)", hydra=False),
+    "report": Command("tables and figures across finished runs and sweeps", hydra=False),
     "models": Command("list the models with parameter counts and feature points", hydra=False),
 }
 
@@ -99,8 +101,21 @@ def _composition_message(error: Exception) -> str:
     return first
 
 
-def check_overrides(command: str, overrides: list[str], multirun: bool) -> None:
-    """Compose and validate the config of every job the overrides describe."""
+def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
+    """Name a sweep job's dir by its swept overrides only (`T=4,alpha=0.1`), not all of them."""
+
+    def name(task_overrides: Any) -> str:
+        parts = [o for o in task_overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+        return ",".join(parts).replace("/", "_") or "job"
+
+    return name
+
+
+def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[str]:
+    """Compose and validate the config of every job the overrides describe.
+
+    Returns the keys that are swept (to name the jobs' dirs).
+    """
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -128,19 +143,23 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> None:
         fail(_composition_message(error))
     except KdlabError as error:
         fail(str(error))
+    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
 
 
 def run_hydra_command(command: str, args: list[str]) -> None:
     """Hand argv to Hydra with the command's primary config; errors become one line."""
     import hydra
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
     from kdlab.config import register_schemas
     from kdlab.paths import config_dir
 
     flags, overrides = split_hydra_args(args)
+    swept: set[str] = set()
     if not set(flags) & (_INFO_FLAGS | _SOURCE_FLAGS):
-        check_overrides(command, overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
+        multirun = bool({"-m", "--multirun"} & set(flags))
+        swept = check_overrides(command, overrides, multirun)
+    OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
     register_schemas()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
 

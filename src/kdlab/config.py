@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
@@ -155,7 +156,7 @@ def _positive(value: float, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check ranges and names that the typed schema cannot express."""
-    from kdlab.models import model_names
+    from kdlab.models import build_model, model_names
 
     t = cfg.trainer
     _positive(t.epochs, "trainer.epochs")
@@ -189,6 +190,9 @@ def validate(cfg: DictConfig) -> None:
     arch = cfg.model.get("arch") if isinstance(cfg.model, DictConfig) else None
     _require(arch is not None, "model has no 'arch': pick one with model=NAME (see kdlab models)")
     _choice(arch, tuple(model_names()), "model")
+    options = {k: v for k, v in cfg.model.items() if k != "arch"}
+    with torch.device("meta"):  # checks the model's options at no memory or init cost
+        build_model(arch, 10, **options)
 
 
 def _validate_distillation(cfg: DictConfig) -> None:

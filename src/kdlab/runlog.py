@@ -80,6 +80,15 @@ class RunLogger:
             self.writer.add_scalar(tag, value)
         self.writer.flush()
 
+    def image(self, tag: str, png: Path, step: int) -> None:
+        """A PNG (e.g. the confusion heat-map) as a TensorBoard image."""
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(png) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+
     def close(self) -> None:
         self.writer.close()
 

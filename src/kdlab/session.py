@@ -23,6 +23,7 @@ from kdlab.data import DataBundle, build_data
 from kdlab.engine import StageResult, Trainer
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, count_params
+from kdlab.report import write_confusion_png
 from kdlab.runlog import RunLogger, bars_enabled, write_json_atomic
 from kdlab.runtime import seed_everything, setup_runtime
 
@@ -184,6 +185,14 @@ def finish(
                 summary["loss_fit"] = s.last["train/loss_fit"]
     summary["per_class_acc"] = per_class_accuracy(confusion, session.data.class_names)
     write_confusion_csv(confusion, session.data.class_names, session.run_dir / "confusion.csv")
+    png = write_confusion_png(
+        confusion.tolist(),
+        session.data.class_names,
+        session.run_dir / "confusion.png",
+        f"{summary['model']} ({cfg.command}) on {session.data.name} test: "
+        f"{summary['test_acc']:.2f}%",
+    )
+    session.logger.image("test/confusion", png, final.best_epoch)
     write_json_atomic(summary, session.run_dir / "summary.json")
     session.logger.hparams(
         run_hparams(summary),

@@ -137,8 +137,15 @@ def main(argv: Sequence[str]) -> None:
     for sub, command, job_args in jobs:
         run_job(sub, command, job_args, study_dir)
 
-    from kdlab.report import write_study_report
+    from kdlab.commands import report
 
-    write_study_report(study_dir, baseline=spec.get("baseline"))
+    first_of_each: dict[str, str] = {}  # per-class figures: one (the first) seed per run
+    for sub, _, _ in jobs:
+        first_of_each.setdefault(sub.split("/")[0], sub)
+    report_args = [str(study_dir), "--out", str(study_dir), "--curves"]
+    if spec.get("baseline"):
+        report_args += ["--baseline", spec["baseline"]]
+    per_class = [str(study_dir / sub) for sub in first_of_each.values()]
+    report.main([*report_args, "--per-class", *per_class])
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     print(f"study done in {minutes}m{seconds:02d}s: {study_dir}")

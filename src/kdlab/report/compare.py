@@ -13,7 +13,7 @@ from typing import Any
 
 from kdlab.report.groups import RunGroup, group_by_seed
 from kdlab.report.runs import Run, display_path, natural_key
-from kdlab.report.tables import ACC_KEYS, LOSS_KEYS, Table, summary_key
+from kdlab.report.tables import ACC_KEYS, LOSS_KEYS, Table, best_first, summary_key
 
 COLUMNS = [
     "run",
@@ -30,14 +30,10 @@ COLUMNS = [
 POOLED_KEYS = (*ACC_KEYS, *LOSS_KEYS, "wall_time_s")
 
 
-def _descending(key: str) -> Callable[[dict[str, Any]], tuple[bool, float]]:
-    return lambda record: (record[key] is None, -(record[key] or 0.0))
-
-
 SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "name": lambda record: natural_key(record["run"]),
-    "val": _descending("val_acc"),
-    "test": _descending("test_acc"),
+    "val": best_first("val_acc"),
+    "test": best_first("test_acc"),
 }
 
 

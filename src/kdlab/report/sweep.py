@@ -16,7 +16,14 @@ from omegaconf import DictConfig
 from kdlab.errors import KdlabError
 from kdlab.report.groups import override_key
 from kdlab.report.runs import SUMMARY, display_path, natural_key, read_summary
-from kdlab.report.tables import LOSS_KEYS, Table, summary_key, write_csv, write_text
+from kdlab.report.tables import (
+    LOSS_KEYS,
+    Table,
+    best_first,
+    summary_key,
+    write_csv,
+    write_text,
+)
 
 RESULT_KEYS = ("val_acc", "test_acc", "best_epoch", *LOSS_KEYS, "wall_time_s")
 
@@ -39,18 +46,18 @@ def job_record(job_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _best_first(record: dict[str, Any]) -> tuple[bool, float, list[Any]]:
-    val = record["val_acc"]
-    return (val is None, -(val or 0.0), natural_key(record["job"]))
-
-
 def aggregate_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Write summary.csv and summary.md into `sweep_dir`; returns their rows, best first."""
+    """Write summary.csv and summary.md into `sweep_dir`; returns their rows, best first.
+
+    A job without summary.json is listed as failed (a job still running looks the same).
+    """
     sweep_dir = Path(sweep_dir)
-    jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    children = sweep_dir.iterdir() if sweep_dir.is_dir() else ()
+    jobs = [d for d in children if d.is_dir() and not d.name.startswith(".")]
     if not jobs:
         raise KdlabError(f"{display_path(sweep_dir)} holds no job dirs: pass a Hydra sweep dir")
-    records = sorted((job_record(d) for d in jobs), key=_best_first)
+    jobs.sort(key=lambda d: natural_key(d.name))  # ties in val acc stay in job order
+    records = sorted((job_record(d) for d in jobs), key=best_first("val_acc"))
     write_csv(records, sweep_dir / "summary.csv")
     markdown = f"# sweep {sweep_dir.name}\n\n{sweep_table(records).markdown()}\n"
     write_text(markdown, sweep_dir / "summary.md")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,11 @@ TITLES = {
 MISSING = "-"
 # A number as formatted here: 93.05, +0.76, 1.35M, 12m03s, 33/47, 91.33±1.53.
 _NUMBER = re.compile(r"^[-+]?[\d./]+(e[-+]?\d+)?([KM]|s|m\d+s|h\d+m)?(±.+)?$")
+
+
+def best_first(key: str) -> Callable[[dict[str, Any]], tuple[bool, float]]:
+    """Sort key: records with the highest `key` first, those without it last."""
+    return lambda record: (record[key] is None, -(record[key] or 0.0))
 
 
 def summary_key(key: str) -> str:
