@@ -121,6 +121,9 @@ class FitnetConfig:
     stage1_epochs: int | None = None  # null = ceil(trainer.epochs / 8)
     hint_layer: str | None = None  # teacher feature point; null = the teacher's default
     guided_layer: str | None = None  # student feature point; null = the student's default
+    # The hint loss sums over the C*H*W features of each image (FitNets' formula), so it is
+    # ~1000x larger than a cross-entropy and needs a much smaller lr than stage two.
+    stage1_lr: float = 5e-4
     regressor: str = "conv1x1"  # conv1x1 | conv3x3 | none (guided and hint shapes must match)
     finetune_lr_scale: float = 1.0  # stage2=finetune: lr factor for the pre-trained part
 
@@ -206,6 +209,7 @@ def _validate_distillation(cfg: DictConfig) -> None:
         f = cfg.fitnet
         _choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
         _choice(f.regressor, REGRESSORS, "fitnet.regressor")
+        _positive(f.stage1_lr, "fitnet.stage1_lr")
         if f.stage1_epochs is not None:
             _positive(f.stage1_epochs, "fitnet.stage1_epochs")
         _require(f.finetune_lr_scale >= 0, "fitnet.finetune_lr_scale must be >= 0")

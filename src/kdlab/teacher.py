@@ -52,7 +52,7 @@ def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> 
 def resolve_teacher(cfg: DictConfig) -> Path:
     """The teacher checkpoint to use; a one-line error naming the fix when there is none."""
     if cfg.teacher.ckpt:
-        return checkpoint_in(Path(cfg.teacher.ckpt).expanduser())
+        return checkpoint_in(Path(cfg.teacher.ckpt).expanduser().resolve())
     search_dir = Path(cfg.teacher.search_dir)
     run = newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model) if search_dir.is_dir() else None
     if run is None:
@@ -61,7 +61,7 @@ def resolve_teacher(cfg: DictConfig) -> Path:
             f"{search_dir}/: train one with `kdlab train model={cfg.teacher.model} "
             f"data={cfg.data.name}`, or set teacher.ckpt=PATH"
         )
-    return checkpoint_in(run)
+    return checkpoint_in(run.resolve())
 
 
 def load_teacher(

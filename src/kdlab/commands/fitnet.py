@@ -56,7 +56,12 @@ def hint_stage(
     stage = Stage(
         name="stage1",
         objective=Hint(teacher, hint, guided, regressor),
-        param_groups=[{"params": parameters_of([*prefix, regressor])}],
+        param_groups=[
+            {
+                "params": parameters_of([*prefix, regressor]),
+                "lr_scale": cfg.fitnet.stage1_lr / cfg.optim.lr,
+            }
+        ],
         epochs=stage1_epochs(cfg),
         select="val_loss",
     )
