@@ -1,0 +1,53 @@
+"""Batched train-time augmentation as tensor ops: pad-and-random-crop plus horizontal flip.
+
+The view of each image (its crop offsets and flip) can be drawn separately from applying it,
+so a caller that needs to know which view an image got (e.g. a teacher-logit cache) can.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class CropFlip(NamedTuple):
+    """Per-image view: crop offsets into the padded image in [0, 2*pad], and flip flags."""
+
+    dy: torch.Tensor  # int64 (B,)
+    dx: torch.Tensor  # int64 (B,)
+    flip: torch.Tensor  # bool (B,)
+
+
+def draw_crop_flip(
+    n: int, pad: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> CropFlip:
+    """Draw `n` views: offsets uniform in [0, 2*pad], flip with probability 1/2."""
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.randint(0, 2, (n,), generator=generator).bool()
+    return CropFlip(dy.to(device), dx.to(device), flip.to(device))
+
+
+def crop_flip(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Zero-pad (B,C,H,W) `images` by `pad`, crop HxW at (dy, dx) and mirror where `flip`.
+
+    One gather for the whole batch: no per-image loop and no host-device sync.
+    """
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = dy.view(b, 1) + torch.arange(h, device=images.device)  # (B,H)
+    cols = torch.arange(w, device=images.device).expand(b, w)
+    cols = dx.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - cols, cols)  # (B,W)
+    batch = torch.arange(b, device=images.device).view(b, 1, 1, 1)
+    channel = torch.arange(c, device=images.device).view(1, c, 1, 1)
+    return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw a view per image from `generator` (a CPU generator) and apply it."""
+    dy, dx, flip = draw_crop_flip(images.shape[0], pad, generator, images.device)
+    return crop_flip(images, dy, dx, flip, pad)

@@ -1,0 +1,164 @@
+"""From the `data` config to train/val/test loaders: load, subset, split, normalise, place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kdlab.data.cifar import load_cifar
+from kdlab.data.device_loader import DeviceLoader
+from kdlab.data.imagefolder import DecodingDataset, FolderFiles, scan_image_folders
+from kdlab.data.loader import BatchLoader
+from kdlab.data.normalize import Normalizer, channel_stats
+from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
+from kdlab.data.seeding import seeded_generator
+from kdlab.data.settings import DataSettings
+from kdlab.data.source import ImageSet, Source
+from kdlab.data.splits import balanced_subset, stratified_split
+from kdlab.data.stream_loader import StreamLoader
+from kdlab.data.synthetic import synthetic_source
+from kdlab.errors import KdlabError
+
+AUGMENT_PAD = 4
+STATS_SAMPLE = 5000  # streamed train images decoded to estimate mean/std
+
+# Streams of the training seed for each split decision, apart from the epoch streams.
+_TRAIN_SUBSET, _TEST_SUBSET, _VAL_SPLIT = 1, 2, 3
+
+Split = ImageSet | FolderFiles
+
+
+@dataclass
+class DataBundle:
+    """Everything the engine needs from a data set."""
+
+    name: str
+    num_classes: int
+    class_names: list[str]
+    image_size: int
+    train: BatchLoader  # augmented, shuffled, last partial batch dropped
+    val: BatchLoader | None  # held out from train; None when data.val_split == 0
+    test: BatchLoader  # the test split, unaugmented
+
+
+def _load(settings: DataSettings) -> Source:
+    root = Path(settings.root)
+    if settings.name == "synthetic":
+        return synthetic_source(settings.train_size, settings.test_size)
+    if settings.name == "imagefolder":
+        return scan_image_folders(root, settings.image_size)
+    return load_cifar(
+        settings.name, root, download=settings.download, verify_md5=settings.verify_md5
+    )
+
+
+def _balanced(
+    split: Split, size: int | None, key: str, stream: int, source: Source, seed: int
+) -> Split:
+    """A class-balanced subset of `size` images (all of them for None)."""
+    if size is None:
+        return split
+    gen = seeded_generator(seed, stream)
+    return split.subset(balanced_subset(split.labels, size, source.class_names, gen, key))
+
+
+def _hold_out(train: Split, fraction: float, num_classes: int, seed: int) -> tuple[Split, Split]:
+    """(train, val): a stratified `fraction` of every class of train moves to val."""
+    kept, held = stratified_split(
+        train.labels, fraction, num_classes, seeded_generator(seed, _VAL_SPLIT)
+    )
+    if held.numel() == 0:
+        raise KdlabError(
+            f"data.val_split={fraction} holds out no image of the {train.labels.numel()} train "
+            "images: raise it, or set data.val_split=0 to keep the last epoch's model"
+        )
+    return train.subset(kept), train.subset(held)
+
+
+def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Split | None]:
+    """Decode image files once if all splits fit in `max_mb` as uint8, else keep streaming."""
+    files = [s for s in splits.values() if isinstance(s, FolderFiles)]
+    if not files or sum(f.decoded_bytes for f in files) > max_mb * 2**20:
+        return splits
+    return {k: s.decode() if isinstance(s, FolderFiles) else s for k, s in splits.items()}
+
+
+def _mean_std(
+    settings: DataSettings, source: Source, train: Split
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Configured stats, else the data set's standard ones, else the train split's own."""
+    if settings.mean is not None and settings.std is not None:
+        return settings.mean, settings.std
+    if source.mean is not None and source.std is not None:
+        return source.mean, source.std
+    if isinstance(train, FolderFiles):  # estimate from an evenly spread sample
+        count = train.labels.numel()
+        step = -(-count // STATS_SAMPLE)
+        train = train.subset(torch.arange(0, count, step)).decode()
+    mean, std = channel_stats(train.images)
+    return tuple(mean), tuple(std)
+
+
+def _loader(
+    split: Split, schedule: Schedule, normalize: Normalizer, device: torch.device, num_workers: int
+) -> BatchLoader:
+    if isinstance(split, ImageSet):
+        return DeviceLoader(split.images, split.labels, schedule, normalize, device)
+    return StreamLoader(DecodingDataset(split), schedule, normalize, device, num_workers)
+
+
+def build_data(
+    cfg: Mapping,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    device: torch.device,
+    seed: int,
+    channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataBundle:
+    """Load the data set named in the `data` config and serve its splits on `device`.
+
+    Subsets and the val split are deterministic in `seed`; each epoch's batches in
+    (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally long shard.
+    """
+    settings = DataSettings.parse(cfg)
+    source = _load(settings)
+    train, test = source.train, source.test
+    if settings.name != "synthetic":  # synthetic generates exactly train_size / test_size
+        train = _balanced(
+            train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, seed
+        )
+        test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, seed)
+    num_classes = len(source.class_names)
+    val = None
+    if settings.val_split > 0:
+        train, val = _hold_out(train, settings.val_split, num_classes, seed)
+    placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
+    train, val, test = placed["train"], placed["val"], placed["test"]
+    mean, std = _mean_std(settings, source, train)
+    normalize = Normalizer(mean, std, device, channels_last)
+    shard = {"rank": rank, "world_size": world_size}
+    pad = AUGMENT_PAD if settings.augment else None
+
+    def serve(split: Split, schedule: Schedule) -> BatchLoader:
+        return _loader(split, schedule, normalize, device, settings.num_workers)
+
+    return DataBundle(
+        name=settings.name,
+        num_classes=num_classes,
+        class_names=list(source.class_names),
+        image_size=settings.image_size,
+        train=serve(
+            train,
+            TrainSchedule(train.labels.numel(), batch_size, seed=seed, augment_pad=pad, **shard),
+        ),
+        val=None
+        if val is None
+        else serve(val, EvalSchedule(val.labels.numel(), eval_batch_size, **shard)),
+        test=serve(test, EvalSchedule(test.labels.numel(), eval_batch_size, **shard)),
+    )

@@ -1,0 +1,45 @@
+"""The fast path: a whole split resident on the device, batched and augmented there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from kdlab.data.normalize import Normalizer
+from kdlab.data.schedule import Schedule
+
+
+class DeviceLoader:
+    """Serves batches from uint8 images (N,3,S,S) and int64 labels kept on the device.
+
+    Per batch: gather by index, crop/flip, convert and normalise, all as device tensor ops
+    with no host-device sync, so the GPU never waits on Python or on a data pipeline.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        schedule: Schedule,
+        normalize: Normalizer,
+        device: torch.device,
+    ) -> None:
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.schedule = schedule
+        self.normalize = normalize
+        self.device = device
+        self.num_samples = schedule.num_samples
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.schedule.num_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.schedule.plan(self.epoch).to(self.device)
+        for step, index in enumerate(plan.indices):
+            yield self.normalize(plan.augment(step, self.images[index])), self.labels[index]
