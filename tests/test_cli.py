@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -72,20 +71,34 @@ def test_bad_input_is_one_line_and_exit_2(kdlab, args, fragments):
 
 def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):
     root = tmp_path / "nodata"
-    proc = kdlab("train", "model=cnn_student", f"data.root={root}", "data.download=false",
-                 f"hydra.run.dir={tmp_path / 'run'}")
+    proc = kdlab(
+        "train",
+        "model=cnn_student",
+        f"data.root={root}",
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_one_line_error(proc, "cifar-10-python.tar.gz", str(root))
 
 
 def test_missing_image_folder_is_one_line(kdlab, tmp_path):
-    proc = kdlab("train", "data=imagefolder", f"data.root={tmp_path / 'none'}",
-                 f"hydra.run.dir={tmp_path / 'run'}")
+    proc = kdlab(
+        "train",
+        "data=imagefolder",
+        f"data.root={tmp_path / 'none'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_one_line_error(proc, str(tmp_path / "none"))
 
 
 def test_debug_true_shows_the_traceback(kdlab, tmp_path):
-    proc = kdlab("train", "data=imagefolder", f"data.root={tmp_path / 'none'}", "debug=true",
-                 f"hydra.run.dir={tmp_path / 'run'}")
+    proc = kdlab(
+        "train",
+        "data=imagefolder",
+        f"data.root={tmp_path / 'none'}",
+        "debug=true",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
 

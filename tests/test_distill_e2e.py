@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, read_summary, run_kdlab
-from test_cli import assert_one_line_error
 
+from conftest import TINY, read_summary, run_kdlab
 from kdlab.checkpoint import load_checkpoint
 from kdlab.models import build_model, modules_up_to
+from test_cli import assert_one_line_error
 
 TEACHER = "resnet8"  # a small teacher keeps these tests fast; the logic is the same
 
@@ -31,8 +31,15 @@ def teacher_dir(workdir):
 
 def test_distill_finds_the_newest_teacher_run_and_logs_it(workdir):
     run = workdir / "kd"
-    proc = run_kdlab("distill", *TINY, f"teacher.model={TEACHER}", "T=4", "alpha=0.1",
-                     f"hydra.run.dir={run}", cwd=workdir)
+    proc = run_kdlab(
+        "distill",
+        *TINY,
+        f"teacher.model={TEACHER}",
+        "T=4",
+        "alpha=0.1",
+        f"hydra.run.dir={run}",
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"teacher: {teacher_dir(workdir)}" in proc.stdout + proc.stderr
     summary = read_summary(run)
@@ -50,13 +57,21 @@ def test_alpha_one_is_exactly_the_cross_entropy_run(workdir):
     common = [*TINY, "trainer.deterministic=true", "seed=3", f"teacher.ckpt={teacher_dir(workdir)}"]
     kd = workdir / "alpha1"
     ce = workdir / "ce"
-    assert run_kdlab("distill", *common, "loss=kd", "alpha=1", f"hydra.run.dir={kd}",
-                     cwd=workdir).returncode == 0
-    assert run_kdlab("distill", *common, "loss=ce", f"hydra.run.dir={ce}",
-                     cwd=workdir).returncode == 0
+    assert (
+        run_kdlab(
+            "distill", *common, "loss=kd", "alpha=1", f"hydra.run.dir={kd}", cwd=workdir
+        ).returncode
+        == 0
+    )
+    assert (
+        run_kdlab("distill", *common, "loss=ce", f"hydra.run.dir={ce}", cwd=workdir).returncode == 0
+    )
     a, b = read_summary(kd), read_summary(ce)
-    assert (a["train_acc"], a["val_acc"], a["test_acc"]) == (b["train_acc"], b["val_acc"],
-                                                             b["test_acc"])
+    assert (a["train_acc"], a["val_acc"], a["test_acc"]) == (
+        b["train_acc"],
+        b["val_acc"],
+        b["test_acc"],
+    )
     wa = load_checkpoint(kd / "checkpoints" / "last.pt")["model"]
     wb = load_checkpoint(ce / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -74,15 +89,24 @@ def prefix_state(state: dict, guided: str) -> dict:
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_fitnet_stage_two(workdir, mode):
     run = workdir / f"fitnet_{mode}"
-    proc = run_kdlab("fitnet", f"stage2={mode}", *TINY, "trainer.epochs=2",
-                     "fitnet.stage1_epochs=3", f"teacher.ckpt={teacher_dir(workdir)}",
-                     f"hydra.run.dir={run}", cwd=workdir)
+    proc = run_kdlab(
+        "fitnet",
+        f"stage2={mode}",
+        *TINY,
+        "trainer.epochs=2",
+        "fitnet.stage1_epochs=3",
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.run.dir={run}",
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = read_summary(run)
     assert summary["epochs"] == 5 and summary["stage2"] == mode
     assert summary["loss_fit"] > 0 and "loss_soft" in summary
     assert set(summary["stages"]) == {"stage1", "stage2"}
-    assert summary["params"] == sum(p.numel() for p in build_model("fitnet_student", 10).parameters())
+    assert summary["params"] == sum(
+        p.numel() for p in build_model("fitnet_student", 10).parameters()
+    )
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     stage1 = [r for r in records if r["stage"] == "stage1"]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
@@ -104,16 +128,26 @@ def test_fitnet_stage_two(workdir, mode):
 
 
 def test_regressor_none_with_mismatched_shapes_is_one_line(workdir, tmp_path):
-    proc = run_kdlab("fitnet", "fitnet.regressor=none", *TINY,
-                     f"teacher.ckpt={teacher_dir(workdir)}", f"hydra.run.dir={tmp_path / 'r'}",
-                     cwd=workdir)
+    proc = run_kdlab(
+        "fitnet",
+        "fitnet.regressor=none",
+        *TINY,
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.run.dir={tmp_path / 'r'}",
+        cwd=workdir,
+    )
     assert_one_line_error(proc, "fitnet.regressor=none", "48x16x16", "32x16x16")
 
 
 def test_unknown_hint_layer_lists_the_valid_ones(workdir, tmp_path):
-    proc = run_kdlab("fitnet", "fitnet.hint_layer=nosuch", *TINY,
-                     f"teacher.ckpt={teacher_dir(workdir)}", f"hydra.run.dir={tmp_path / 'r'}",
-                     cwd=workdir)
+    proc = run_kdlab(
+        "fitnet",
+        "fitnet.hint_layer=nosuch",
+        *TINY,
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.run.dir={tmp_path / 'r'}",
+        cwd=workdir,
+    )
     assert_one_line_error(proc, "nosuch", "layer2")
 
 
@@ -134,17 +168,26 @@ def test_bad_teacher_checkpoints_are_one_line(workdir, tmp_path, problem):
         torch.save(state, bad)
     elif problem == "not_kdlab":
         torch.save({"weights": torch.zeros(3)}, bad)
-    proc = run_kdlab("distill", *TINY, f"teacher.ckpt={bad}", f"hydra.run.dir={tmp_path / 'r'}",
-                     cwd=workdir)
+    proc = run_kdlab(
+        "distill", *TINY, f"teacher.ckpt={bad}", f"hydra.run.dir={tmp_path / 'r'}", cwd=workdir
+    )
     assert_one_line_error(proc, str(bad))
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
 def test_a_2x2_sweep_writes_4_runs_and_its_table(workdir, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_kdlab("distill", "-m", "T=2,4", "alpha=0.1,0.5", *TINY, "trainer.epochs=1",
-                     f"teacher.ckpt={teacher_dir(workdir)}", f"hydra.sweep.dir={sweep}",
-                     cwd=workdir)
+    proc = run_kdlab(
+        "distill",
+        "-m",
+        "T=2,4",
+        "alpha=0.1,0.5",
+        *TINY,
+        "trainer.epochs=1",
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     runs = sorted(p.parent.name for p in sweep.glob("*/summary.json"))
     assert runs == ["0_T=2,alpha=0.1", "1_T=2,alpha=0.5", "2_T=4,alpha=0.1", "3_T=4,alpha=0.5"]

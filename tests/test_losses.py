@@ -64,7 +64,9 @@ def test_soft_cross_entropy_and_kl_have_the_same_gradient():
 def test_kl_is_batchmean_not_mean_over_classes():
     z, v = torch.randn(8, 100), torch.randn(8, 100)
     reference = torch.nn.functional.kl_div(
-        torch.log_softmax(z / 2, 1), torch.log_softmax(v / 2, 1), reduction="batchmean",
+        torch.log_softmax(z / 2, 1),
+        torch.log_softmax(v / 2, 1),
+        reduction="batchmean",
         log_target=True,
     )
     assert kl_divergence(z, v, 2.0).item() == pytest.approx(reference.item(), rel=1e-5)
@@ -89,11 +91,19 @@ def test_hint_loss_is_half_squared_l2_per_image():
     g = torch.Generator().manual_seed(3)
     hint = torch.randn(3, 4, 5, 5, generator=g)
     regressed = torch.randn(3, 4, 5, 5, generator=g)
-    expected = sum(
-        0.5 * sum((h - r) ** 2 for h, r in zip(hint[b].flatten().tolist(),
-                                                 regressed[b].flatten().tolist(), strict=True))
-        for b in range(3)
-    ) / 3
+    expected = (
+        sum(
+            0.5
+            * sum(
+                (h - r) ** 2
+                for h, r in zip(
+                    hint[b].flatten().tolist(), regressed[b].flatten().tolist(), strict=True
+                )
+            )
+            for b in range(3)
+        )
+        / 3
+    )
     assert hint_loss(regressed, hint).item() == pytest.approx(expected, rel=1e-5)
 
 

@@ -33,6 +33,7 @@ class DataConfig:
     train_size: int | None = None
     test_size: int | None = None
     val_split: float = 0.1
+    split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
     augment: bool = True
     image_size: int = 32
     num_workers: int = 2
@@ -188,6 +189,9 @@ def validate(cfg: DictConfig) -> None:
         f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) must be shorter than "
         f"trainer.epochs ({t.epochs})",
     )
+    from kdlab.data.settings import parse_settings
+
+    parse_settings(cfg.data)
     if "T" in cfg:
         _validate_distillation(cfg)
     arch = cfg.model.get("arch") if isinstance(cfg.model, DictConfig) else None

@@ -319,7 +319,9 @@ class Trainer:
             if (i + 1) % t.log_every == 0:
                 recent = window.read()
                 self._check_finite(recent, epoch, i + 1)
-                self.logger.step(first_step + i + 1, {f"train_step/{k}": v for k, v in recent.items()})
+                self.logger.step(
+                    first_step + i + 1, {f"train_step/{k}": v for k, v in recent.items()}
+                )
                 bar.set_postfix({k: f"{v:.3g}" for k, v in recent.items() if k in ("loss", "acc")})
                 window = Accumulator(self.device)
         metrics = epoch_acc.read()

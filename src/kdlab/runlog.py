@@ -14,6 +14,7 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+
 def _clean(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as null rather than invalid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -57,7 +58,7 @@ class RunLogger:
     def epoch(self, record: dict[str, Any]) -> None:
         """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
         for tag, value in record.items():
-            if "/" in tag and isinstance(value, int | float) or tag == "lr":
+            if ("/" in tag and isinstance(value, int | float)) or tag == "lr":
                 self.writer.add_scalar(tag, value, record["epoch"])
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(_clean(record)) + "\n")
@@ -73,7 +74,9 @@ class RunLogger:
         from torch.utils.tensorboard.summary import hparams
 
         values = {k: v for k, v in metrics.items() if v is not None}
-        clean = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()}
+        clean = {
+            k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()
+        }
         for summary in hparams(clean, values):
             self.writer.file_writer.add_summary(summary)
         for tag, value in values.items():

@@ -26,7 +26,9 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise KdlabError(f"trainer.device={name} but no CUDA GPU is visible: use trainer.device=cpu")
+        raise KdlabError(
+            f"trainer.device={name} but no CUDA GPU is visible: use trainer.device=cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise KdlabError(f"trainer.device={name} but MPS is not available: use trainer.device=cpu")
     return device
@@ -89,6 +91,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(tuple(state["python"]) if isinstance(state["python"], list) else state["python"])
+    random.setstate(
+        tuple(state["python"]) if isinstance(state["python"], list) else state["python"]
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

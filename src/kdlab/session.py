@@ -65,8 +65,7 @@ def guard_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     if resume:
         if not last.is_file():
             raise KdlabError(
-                f"resume=true but {last} does not exist: point hydra.run.dir= at the run to "
-                "resume"
+                f"resume=true but {last} does not exist: point hydra.run.dir= at the run to resume"
             )
         return load_checkpoint(last)
     if last.is_file() or (run_dir / "summary.json").is_file():

@@ -54,7 +54,11 @@ def resolve_teacher(cfg: DictConfig) -> Path:
     if cfg.teacher.ckpt:
         return checkpoint_in(Path(cfg.teacher.ckpt).expanduser().resolve())
     search_dir = Path(cfg.teacher.search_dir)
-    run = newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model) if search_dir.is_dir() else None
+    run = (
+        newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model)
+        if search_dir.is_dir()
+        else None
+    )
     if run is None:
         raise KdlabError(
             f"no finished {cfg.teacher.model} teacher run for data={cfg.data.name} under "

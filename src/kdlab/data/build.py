@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from kdlab.config import DataConfig
 from kdlab.data.cifar import load_cifar
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles, scan_image_folders
@@ -15,7 +16,7 @@ from kdlab.data.loader import BatchLoader
 from kdlab.data.normalize import Normalizer, channel_stats
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
-from kdlab.data.settings import DataSettings
+from kdlab.data.settings import parse_settings
 from kdlab.data.source import ImageSet, Source
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
@@ -44,7 +45,7 @@ class DataBundle:
     test: BatchLoader  # the test split, unaugmented
 
 
-def _load(settings: DataSettings) -> Source:
+def _load(settings: DataConfig) -> Source:
     root = Path(settings.root)
     if settings.name == "synthetic":
         return synthetic_source(settings.train_size, settings.test_size)
@@ -87,7 +88,7 @@ def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Spli
 
 
 def _mean_std(
-    settings: DataSettings, source: Source, train: Split
+    settings: DataConfig, source: Source, train: Split
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Configured stats, else the data set's standard ones, else the train split's own."""
     if settings.mean is not None and settings.std is not None:
@@ -123,21 +124,26 @@ def build_data(
 ) -> DataBundle:
     """Load the data set named in the `data` config and serve its splits on `device`.
 
-    Subsets and the val split are deterministic in `seed`; each epoch's batches in
-    (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally long shard.
+    Subsets and the val split are deterministic in `data.split_seed` (fixed by default, so
+    teachers and students of any seed share one split; null = follow `seed`); each epoch's
+    batches in (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally
+    long shard.
     """
-    settings = DataSettings.parse(cfg)
+    settings = parse_settings(cfg)
+    split_seed = seed if settings.split_seed is None else settings.split_seed
     source = _load(settings)
     train, test = source.train, source.test
     if settings.name != "synthetic":  # synthetic generates exactly train_size / test_size
         train = _balanced(
-            train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, seed
+            train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
         )
-        test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, seed)
+        test = _balanced(
+            test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed
+        )
     num_classes = len(source.class_names)
     val = None
     if settings.val_split > 0:
-        train, val = _hold_out(train, settings.val_split, num_classes, seed)
+        train, val = _hold_out(train, settings.val_split, num_classes, split_seed)
     placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
     train, val, test = placed["train"], placed["val"], placed["test"]
     mean, std = _mean_std(settings, source, train)
