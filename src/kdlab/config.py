@@ -56,6 +56,7 @@ class TrainerConfig:
     grad_clip: float | None = None  # max global grad norm; null = off
     log_every: int = 50  # steps between TensorBoard step scalars (one host sync each)
     progress: str = "auto"  # tqdm bars: auto = only on a terminal and not in a multirun
+    skip_nonfinite: bool = False  # skip (and count) NaN/Inf-loss batches instead of stopping
     num_threads: int | None = None  # CPU threads for torch; null = torch's default
 
 

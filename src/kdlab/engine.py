@@ -157,6 +157,7 @@ class Trainer:
         self.precision = str(cfg.trainer.precision)
         self.step_model = self._compiled(model) if cfg.trainer.compile else model
         self.history: list[dict[str, Any]] = []  # finished earlier stages, for resuming
+        self.skipped_batches = 0  # non-finite batches skipped (trainer.skip_nonfinite)
 
     def _compiled(self, model: nn.Module) -> nn.Module:
         try:
@@ -179,6 +180,7 @@ class Trainer:
             "class_names": list(self.data.class_names),
             "data": self.data.name,
             "history": self.history,
+            "skipped_batches": self.skipped_batches,
             **extra,
         }
 
@@ -218,6 +220,7 @@ class Trainer:
             best_score, best_record = resume["best_score"], resume["best_record"]
             last_record = resume["last_record"]
             train_time, train_images = resume["train_time_s"], resume["train_images"]
+            self.skipped_batches = resume["skipped_batches"]
             log.info("resuming %s after epoch %d", stage.name, epoch_offset + start)
 
         for stage_epoch in range(start + 1, stage.epochs + 1):
@@ -306,6 +309,8 @@ class Trainer:
         for i, (x, y) in enumerate(bar):
             with autocast(self.device, self.precision):
                 out = stage.objective(self.step_model, x, y)
+            if t.skip_nonfinite and not self._finite_step(out.losses):
+                continue
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.losses["loss"]).backward()
             if t.grad_clip is not None:
@@ -328,13 +333,21 @@ class Trainer:
         self._check_finite(metrics, epoch, steps_per_epoch)
         return metrics
 
+    def _finite_step(self, losses: dict[str, Tensor]) -> bool:
+        """trainer.skip_nonfinite: count and skip a batch whose loss is NaN/Inf (one sync)."""
+        if bool(torch.isfinite(losses["loss"].detach())):
+            return True
+        self.skipped_batches += 1
+        return False
+
     @staticmethod
     def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             raise KdlabError(
                 f"{bad[0]} became non-finite by epoch {epoch}, step {step}: lower optim.lr, "
-                "set trainer.grad_clip, or use trainer.precision=32 (last good checkpoint kept)"
+                "set trainer.grad_clip or trainer.skip_nonfinite=true, or use "
+                "trainer.precision=32 (last good checkpoint kept)"
             )
 
     def _epoch_line(self, record: dict[str, Any], improved: bool) -> str:

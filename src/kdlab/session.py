@@ -172,6 +172,7 @@ def finish(
         "overrides": session.overrides,
         "run_dir": str(session.run_dir),
         "kdlab_version": __version__,
+        "skipped_batches": trainer.skipped_batches,
         **(extra or {}),
     }
     for key, value in final.last.items():
