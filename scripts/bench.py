@@ -1,0 +1,569 @@
+"""Training speed of kdlab, against this device's limit and against the usual CIFAR loop.
+
+For each model, in one process, at one batch size, on CIFAR-sized (32x32) synthetic images:
+
+  raw        forward + backward + optimizer step on one pre-staged batch: the ceiling
+  kdlab      a whole 1-epoch `Trainer.fit` (device-resident loader, batched crop/flip,
+             normalisation, metrics, TensorBoard/metrics.jsonl, checkpoints)
+  reference  the loop most CIFAR repositories run: PIL transforms in DataLoader workers,
+             eager fp32, `loss.item()` every step
+  KD         a kdlab distillation step (resnet_teacher, T=4, alpha=0.1) against a student
+             step plus a teacher forward timed apart: 1.00 means KD costs nothing more
+
+Usage:
+  python scripts/bench.py [--quick] [--device cpu|cuda] [--models a,b,c] [--batch-size 128]
+                          [--precision 32|bf16] [--channels-last] [--threads N] [--out FILE.md]
+
+--quick runs a few steps per measurement (minutes on a small CPU); the full run trains on
+50,000 images per epoch and is meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from kdlab.config import RunConfig
+from kdlab.data import DataBundle, build_data
+from kdlab.data.device_loader import DeviceLoader
+from kdlab.data.normalize import channel_stats
+from kdlab.engine import Stage, Trainer
+from kdlab.models import build_model, model_names
+from kdlab.objectives import CrossEntropy, Distillation, FrozenTeacher, Objective
+from kdlab.optim import build_optimizer
+from kdlab.runlog import RunLogger
+from kdlab.runtime import autocast, seed_everything, setup_runtime
+
+TEACHER = "resnet_teacher"
+KD_T, KD_ALPHA = 4.0, 0.1
+DEFAULT_MODELS = "resnet_teacher,cnn_student,fitnet_student"
+TEST_IMAGES = 100  # build_data needs a test split; nothing here evaluates it
+
+Batch = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each measurement runs; medians are taken over the repeats."""
+
+    train_images: int  # per epoch of the kdlab and reference loops
+    block_steps: int  # steps per timed block of the pre-staged measurements
+    step_repeats: int  # timed blocks, after one untimed warm-up block
+    epoch_repeats: int  # timed epochs of the kdlab and reference loops
+    warmup_epochs: int  # untimed epochs before those
+
+
+QUICK = Plan(train_images=384, block_steps=1, step_repeats=3, epoch_repeats=1, warmup_epochs=0)
+FULL = Plan(train_images=50_000, block_steps=10, step_repeats=5, epoch_repeats=3, warmup_epochs=1)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    images_per_s: float
+    peak_mib: float | None  # None where per-measurement peaks cannot be read (CPU)
+
+    @property
+    def seconds_per_image(self) -> float:
+        return 1.0 / self.images_per_s
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model's figures; `kd` is None for the teacher itself."""
+
+    model: str
+    raw: Measurement
+    kdlab: Measurement
+    reference: Measurement
+    kd: Measurement | None
+    kd_cost_ratio: float | None  # KD time / (student step + teacher forward) time
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every measurement shares: settings, device, data and the staged batch."""
+
+    cfg: DictConfig
+    plan: Plan
+    device: torch.device
+    data: DataBundle
+    batch: Batch  # one normalised training batch already on the device
+    reference_loader: DataLoader
+    run_root: Path  # throwaway run dirs of the kdlab fits
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg.trainer.batch_size)
+
+    @property
+    def precision(self) -> str:
+        return str(self.cfg.trainer.precision)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps per measurement")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model names")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=None, help="also write a markdown table")
+    args = parser.parse_args(argv)
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = sorted(set(args.models) - set(model_names()))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}: see `kdlab models`")
+    return args
+
+
+def run_config(args: argparse.Namespace, plan: Plan) -> DictConfig:
+    """A full kdlab config, so the Trainer runs exactly as `kdlab train` would."""
+    overrides = {
+        "command": "bench",
+        "model": {"arch": TEACHER},  # replaced per model
+        "data": {
+            "name": "synthetic",
+            "train_size": plan.train_images,
+            "test_size": TEST_IMAGES,
+            "val_split": 0.0,  # no evaluation inside the timed epochs
+        },
+        "trainer": {
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "precision": args.precision,
+            "channels_last": args.channels_last,
+            "num_threads": args.threads,
+            "progress": "off",
+        },
+    }
+    return OmegaConf.merge(OmegaConf.structured(RunConfig), overrides)
+
+
+def new_model(name: str, bench: Bench, channels_last: bool) -> nn.Module:
+    """A freshly initialised model on the device, so no measurement inherits another's state."""
+    seed_everything(int(bench.cfg.seed))
+    model = build_model(name, bench.data.num_classes).to(bench.device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def kdlab_model(name: str, bench: Bench) -> nn.Module:
+    return new_model(name, bench, bool(bench.cfg.trainer.channels_last))
+
+
+def kdlab_optimizer(model: nn.Module, bench: Bench) -> torch.optim.Optimizer:
+    """kdlab's own optimizer (SGD nesterov, foreach on CPU, fused on CUDA)."""
+    return build_optimizer([{"params": list(model.parameters())}], bench.cfg.optim, bench.device)
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(work: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of `work`, with the device's queued work finished on both sides."""
+    sync(device)
+    tic = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - tic
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mib(device: torch.device) -> float | None:
+    """CUDA's peak allocation since the last reset; a CPU process has no per-phase peak."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def measure(
+    work: Callable[[], object], *, warmups: int, repeats: int, images: int, device: torch.device
+) -> Measurement:
+    """Images/s of `work` (which handles `images`): median of the timed calls after warm-up."""
+    for _ in range(warmups):
+        work()
+    reset_peak(device)
+    seconds = statistics.median(time_call(work, device) for _ in range(repeats))
+    return Measurement(images / seconds, peak_mib(device))
+
+
+def repeated(step: Callable[[], None], times: int) -> Callable[[], None]:
+    def block() -> None:
+        for _ in range(times):
+            step()
+
+    return block
+
+
+def measure_steps(step: Callable[[], None], bench: Bench) -> Measurement:
+    """Throughput of a step on the staged batch, in blocks after one warm-up block."""
+    plan = bench.plan
+    return measure(
+        repeated(step, plan.block_steps),
+        warmups=1,
+        repeats=plan.step_repeats,
+        images=plan.block_steps * bench.batch_size,
+        device=bench.device,
+    )
+
+
+def measure_epochs(run_epoch: Callable[[], object], images: int, bench: Bench) -> Measurement:
+    plan = bench.plan
+    return measure(
+        run_epoch,
+        warmups=plan.warmup_epochs,
+        repeats=plan.epoch_repeats,
+        images=images,
+        device=bench.device,
+    )
+
+
+# --- the measurements ----------------------------------------------------------------------
+
+
+def training_step(
+    model: nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    device: torch.device,
+    precision: str,
+) -> Callable[[], None]:
+    """One step as kdlab's engine takes it (autocast forward, backward, step), on a fixed batch."""
+    x, y = batch
+    model.train()
+
+    def step() -> None:
+        with autocast(device, precision):
+            out = objective(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        out.losses["loss"].backward()
+        optimizer.step()
+
+    return step
+
+
+def measure_raw(name: str, bench: Bench) -> Measurement:
+    model = kdlab_model(name, bench)
+    optimizer = kdlab_optimizer(model, bench)
+    step = training_step(
+        model, CrossEntropy(), optimizer, bench.batch, bench.device, bench.precision
+    )
+    return measure_steps(step, bench)
+
+
+def measure_kdlab(name: str, bench: Bench) -> Measurement:
+    """A real 1-epoch `Trainer.fit`: optimizer set-up, the epoch, its logging and checkpoints."""
+    model = kdlab_model(name, bench)
+    run_dir = bench.run_root / name
+    run_dir.mkdir()
+    logger = RunLogger(run_dir)
+    cfg = OmegaConf.merge(bench.cfg, {"model": {"arch": name}})
+    trainer = Trainer(cfg, run_dir, bench.data, model, bench.device, logger, show_bars=False)
+    stage = Stage(
+        name="bench",
+        objective=CrossEntropy(),
+        param_groups=[{"params": list(model.parameters())}],
+        epochs=1,
+    )
+    try:
+        return measure_epochs(lambda: trainer.fit(stage), bench.data.train.num_samples, bench)
+    finally:
+        logger.close()
+
+
+def measure_reference(name: str, bench: Bench) -> Measurement:
+    """The usual script's epochs, after warming its fp32 model up on the staged batch."""
+    model = new_model(name, bench, channels_last=False)
+    optim = bench.cfg.optim
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
+    x, y = bench.batch
+    warm = training_step(model, CrossEntropy(), optimizer, (x.contiguous(), y), bench.device, "32")
+    repeated(warm, bench.plan.block_steps)()
+    loader = bench.reference_loader
+    images = len(loader) * bench.batch_size
+    return measure_epochs(
+        lambda: reference_epoch(model, optimizer, loader, bench.device), images, bench
+    )
+
+
+def measure_teacher_forward(teacher: FrozenTeacher, bench: Bench) -> Measurement:
+    """The teacher's share of a KD step: its forward pass under inference mode."""
+    x = bench.batch[0]
+
+    def forward() -> None:
+        with autocast(bench.device, bench.precision):
+            teacher.logits(x)
+
+    return measure_steps(forward, bench)
+
+
+def measure_kd(name: str, teacher: FrozenTeacher, bench: Bench) -> Measurement:
+    model = kdlab_model(name, bench)
+    objective = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
+    optimizer = kdlab_optimizer(model, bench)
+    step = training_step(model, objective, optimizer, bench.batch, bench.device, bench.precision)
+    return measure_steps(step, bench)
+
+
+def bench_model(name: str, bench: Bench) -> Row:
+    """raw, kdlab and reference figures of one model (KD is added by `with_kd`)."""
+    note(f"{name}: raw")
+    raw = measure_raw(name, bench)
+    note(f"{name}: kdlab epoch")
+    kdlab = measure_kdlab(name, bench)
+    note(f"{name}: reference epoch")
+    reference = measure_reference(name, bench)
+    return Row(name, raw, kdlab, reference, kd=None, kd_cost_ratio=None)
+
+
+def with_kd(row: Row, teacher: FrozenTeacher, teacher_forward: Measurement, bench: Bench) -> Row:
+    """The row with its KD step, whose student step is the row's raw step."""
+    note(f"{row.model}: KD step")
+    kd = measure_kd(row.model, teacher, bench)
+    apart = row.raw.seconds_per_image + teacher_forward.seconds_per_image
+    return replace(row, kd=kd, kd_cost_ratio=kd.seconds_per_image / apart)
+
+
+# --- the reference loop ---------------------------------------------------------------------
+
+
+class PILImages(Dataset):
+    """uint8 images served as PIL images, as torchvision's CIFAR10 serves its arrays."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Callable) -> None:
+        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()  # N,H,W,C like CIFAR10.data
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+
+def reference_loader(train: DeviceLoader, batch_size: int, device: torch.device) -> DataLoader:
+    """The same uint8 training images behind the standard CIFAR augmentation pipeline."""
+    images, labels = train.images.cpu(), train.labels.cpu()
+    mean, std = channel_stats(images)
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+    cuda = device.type == "cuda"
+    return DataLoader(
+        PILImages(images, labels, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=2 if cuda else min(2, os.cpu_count() or 1),
+        pin_memory=cuda,
+        drop_last=True,
+    )
+
+
+def reference_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device
+) -> float:
+    """One epoch as those scripts write it; returns the mean loss they print."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    total = 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / len(loader)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+COLUMNS = (
+    "model",
+    "raw img/s",
+    "kdlab img/s",
+    "ref img/s",
+    "kdlab/raw",
+    "kdlab/ref",
+    "KD img/s",
+    "KD/(S+T)",
+    "peak MiB",
+)
+
+
+def rate(m: Measurement | None) -> str:
+    return "-" if m is None else f"{m.images_per_s:,.0f}"
+
+
+def peak_cell(row: Row) -> str:
+    """raw/kdlab/reference/KD peaks in MiB on CUDA; n/a on CPU."""
+    measurements = [row.raw, row.kdlab, row.reference, row.kd]
+    peaks = [m.peak_mib for m in measurements if m is not None]
+    if any(p is None for p in peaks):
+        return "n/a"
+    return "/".join(f"{p:.0f}" for p in peaks)
+
+
+def cells(row: Row) -> list[str]:
+    return [
+        row.model,
+        rate(row.raw),
+        rate(row.kdlab),
+        rate(row.reference),
+        f"{row.kdlab.images_per_s / row.raw.images_per_s:.2f}",
+        f"{row.kdlab.images_per_s / row.reference.images_per_s:.2f}x",
+        rate(row.kd),
+        "-" if row.kd_cost_ratio is None else f"{row.kd_cost_ratio:.2f}",
+        peak_cell(row),
+    ]
+
+
+def pipe_row(parts: Sequence[str]) -> str:
+    return "| " + " | ".join(parts) + " |"
+
+
+def text_table(rows: list[list[str]]) -> str:
+    """Fixed-width, names left and figures right, ruled above and below (airbench style)."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+
+    def line(parts: Sequence[str]) -> str:
+        name, *figures = parts
+        aligned = [p.rjust(w) for p, w in zip(figures, widths[1:], strict=True)]
+        return pipe_row([name.ljust(widths[0]), *aligned])
+
+    rule = "-" * len(line(COLUMNS))
+    return "\n".join([rule, line(COLUMNS), rule, *map(line, rows), rule])
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    align = ["---", *["---:"] * (len(COLUMNS) - 1)]
+    return "\n".join([pipe_row(COLUMNS), pipe_row(align), *map(pipe_row, rows)])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    name = models[0] if models else platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} logical cores)"
+
+
+def memory_note(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "peak MiB: torch.cuda.max_memory_allocated per measurement, raw/kdlab/reference/KD"
+    kib = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2**20
+    return (
+        "peak MiB: n/a on CPU (one process has no per-measurement peak); the whole process "
+        f"peaked at {rss:,.0f} MiB RSS (ru_maxrss)"
+    )
+
+
+def header_lines(bench: Bench, quick: bool, seconds: float) -> list[str]:
+    t, plan = bench.cfg.trainer, bench.plan
+    workers = bench.reference_loader.num_workers
+    return [
+        f"device: {device_name(bench.device)}",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {t.precision}, "
+        f"channels_last {'on' if t.channels_last else 'off'}, batch size {t.batch_size}, "
+        f"{bench.data.train.num_samples:,} images per epoch{' (--quick)' if quick else ''}",
+        f"raw, KD: median of {plan.step_repeats} blocks of {plan.block_steps} step(s) on a "
+        "staged batch after one warm-up block; KD/(S+T) = KD step time / (student step + "
+        "teacher forward)",
+        f"kdlab, reference: median of {plan.epoch_repeats} epoch(s) after "
+        f"{plan.warmup_epochs} warm-up; kdlab = a whole 1-epoch Trainer.fit; reference = PIL "
+        f"crop/flip in {workers} DataLoader workers, eager fp32, loss.item() each step",
+        memory_note(bench.device),
+        f"total {seconds:.0f} s",
+    ]
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    cfg = run_config(args, plan)
+    device = setup_runtime(cfg.trainer, cfg.seed)
+    started = time.perf_counter()
+    note(f"generating {plan.train_images:,} synthetic images")
+    data = build_data(
+        cfg.data,
+        batch_size=args.batch_size,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        device=device,
+        seed=cfg.seed,
+        channels_last=args.channels_last,
+    )
+    assert isinstance(data.train, DeviceLoader)  # synthetic data is always device-resident
+    with tempfile.TemporaryDirectory(prefix="kdlab-bench-") as tmp:
+        bench = Bench(
+            cfg=cfg,
+            plan=plan,
+            device=device,
+            data=data,
+            batch=next(iter(data.train)),
+            reference_loader=reference_loader(data.train, args.batch_size, device),
+            run_root=Path(tmp),
+        )
+        rows = [bench_model(name, bench) for name in args.models]
+        if any(row.model != TEACHER for row in rows):
+            teacher = FrozenTeacher(kdlab_model(TEACHER, bench))
+            note(f"{TEACHER}: teacher forward")
+            teacher_forward = measure_teacher_forward(teacher, bench)
+            rows = [
+                row if row.model == TEACHER else with_kd(row, teacher, teacher_forward, bench)
+                for row in rows
+            ]
+    header = header_lines(bench, args.quick, time.perf_counter() - started)
+    table = [cells(row) for row in rows]
+    print("\n".join([*header, text_table(table)]))
+    if args.out is not None:
+        bullets = [f"- {line}" for line in header]
+        args.out.write_text("\n".join([*bullets, "", markdown_table(table), ""]))
+        note(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
