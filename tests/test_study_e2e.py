@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+
 from conftest import TINY, read_summary
 from test_cli import assert_one_line_error
 
@@ -17,8 +18,17 @@ def study(tmp_path_factory):
 
     cwd = tmp_path_factory.mktemp("study")
     out = cwd / "note1"
-    proc = run_kdlab("study", "note1", *TINY, "trainer.epochs=1", "seeds=2", "--out", str(out),
-                     cwd=cwd, timeout=600)
+    proc = run_kdlab(
+        "study",
+        "note1",
+        *TINY,
+        "trainer.epochs=1",
+        "seeds=2",
+        "--out",
+        str(out),
+        cwd=cwd,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     return out, proc
 
@@ -57,8 +67,9 @@ def test_rerunning_a_finished_study_keeps_every_run(study):
 
     out, _ = study
     before = (out / "teacher" / "checkpoints" / "best.pt").read_bytes()
-    proc = run_kdlab("study", "note1", *TINY, "trainer.epochs=1", "seeds=2", "--out", str(out),
-                     cwd=out.parent)
+    proc = run_kdlab(
+        "study", "note1", *TINY, "trainer.epochs=1", "seeds=2", "--out", str(out), cwd=out.parent
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("finished already, kept") == 5
     assert (out / "teacher" / "checkpoints" / "best.pt").read_bytes() == before

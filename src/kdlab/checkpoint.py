@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
-import zipfile
+import secrets
+import shutil
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -21,28 +23,73 @@ from kdlab import __version__
 from kdlab.errors import KdlabError
 from kdlab.models import build_model
 
+TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write `state` (plus the kdlab version) to `path` atomically."""
+    write_atomic(path, lambda f: torch.save({**state, "kdlab_version": __version__}, f))
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Copy a checkpoint atomically: a kill mid-copy must not leave a torn `target`."""
+
+    def copy(f: BinaryIO) -> None:
+        with source.open("rb") as src:
+            shutil.copyfileobj(src, f)
+
+    write_atomic(target, copy)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`.
 
-    A kill at any moment leaves either the old file or the new one, never a torn one.
+    A kill at any moment leaves either the old file or the new one, never a torn one; a
+    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "kdlab_version": __version__}, f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        raise KdlabError(
+            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
+            f"hydra.run.dir (nothing was overwritten)"
+        ) from error
+    _fsync_dir(path.parent)
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OS error behind a failed write; torch.save reports it as its RuntimeError's context."""
+    for candidate in (error, error.__context__):
+        if isinstance(candidate, OSError):
+            return candidate
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files of writes a kill cut short (call before writing resumes)."""
+    stale = sorted(directory.glob(f".*{TEMP_SUFFIX}")) if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -50,20 +97,29 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
         raise KdlabError(
-            f"refusing to load {path}: it holds more than weights ({first[:120]}); "
+            f"refusing to load {path}: it holds more than weights ({_unsafe_part(error)}); "
             "only load checkpoints you trust"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+    except Exception as error:  # torch.load of a damaged file raises all sorts of errors
         raise KdlabError(
-            f"cannot read checkpoint {path}: {type(error).__name__} (truncated or corrupt?)"
+            f"cannot read checkpoint {path} ({type(error).__name__}: truncated or corrupt): "
+            "give an intact .pt file or a run dir"
         ) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise KdlabError(f"{path} is not a kdlab checkpoint (no model weights and config)")
     return state
+
+
+def _unsafe_part(error: pickle.UnpicklingError) -> str:
+    """The line of torch's long refusal that names what was refused (e.g. GLOBAL posix.system)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "nsupported" in line]
+    return (named or lines or ["unsafe content"])[0][:120]
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:

@@ -2,7 +2,8 @@
 
 Hydra owns argv after the command name. Before handing over, every job's config is
 composed and validated once here, so a typo fails in a second with one line and exit
-code 2 instead of a Hydra traceback (or an hour into a sweep).
+code 2 instead of a Hydra traceback (or an hour into a sweep). Under torchrun this is also
+where the ranks join the process group and agree on one run dir.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kdlab import __version__
+from kdlab.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
 
 EXIT_USAGE = 2
@@ -124,6 +127,7 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[s
 
     from kdlab.config import register_schemas, validate
     from kdlab.paths import config_dir
+    from kdlab.session import check_run_dir_early, check_writable
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -138,16 +142,66 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[s
         jobs = BasicSweeper.split_arguments(task, None)[0]
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             for job in jobs:
-                validate(compose(config_name=command, overrides=job))
+                cfg = compose(config_name=command, overrides=job)
+                validate(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         fail(_composition_message(error))
     except KdlabError as error:
         fail(str(error))
+    out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
+    check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
+    if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
+        check_run_dir_early(out_dirs[-1], cfg)
     return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
 
 
+def check_torchrun_flags(flags: list[str]) -> None:
+    """Refuse what one process group cannot run: sweeps, and configs the ranks cannot share."""
+    if {"-m", "--multirun"} & set(flags):
+        fail(
+            "-m (--multirun) is not supported under torchrun: start one torchrun per job, or "
+            "sweep with a Hydra launcher plugin (e.g. hydra/launcher=submitit_slurm)"
+        )
+    source = sorted(set(flags) & _SOURCE_FLAGS)
+    if source:
+        fail(f"{source[0]} is not supported under torchrun: give the settings as key=value")
+
+
+def resolved_run_dir(command: str, overrides: list[str]) -> str:
+    """hydra.run.dir as this process resolves it now (the user's, else the configured one)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from kdlab.paths import config_dir
+
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
+            return str(OmegaConf.select(cfg, "hydra.run.dir"))
+    except (HydraException, OmegaConfBaseException) as error:
+        fail(f"cannot resolve hydra.run.dir: {_composition_message(error)}")
+
+
+def rank_args(command: str, args: list[str], overrides: list[str]) -> list[str]:
+    """This rank's argv: rank 0's run dir for all (each would resolve `${now:...}` by itself),
+    and no Hydra record or log file from ranks other than 0."""
+    run_dir = broadcast_str(resolved_run_dir(command, overrides) if is_main() else "")
+    quoted = run_dir.replace("'", "\\'")
+    kept = [a for a in args if a.split("=", 1)[0].lstrip("+~") != "hydra.run.dir"]
+    extra = [f"hydra.run.dir='{quoted}'"]
+    if not is_main():
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return [*kept, *extra]
+
+
 def run_hydra_command(command: str, args: list[str]) -> None:
-    """Hand argv to Hydra with the command's primary config; errors become one line."""
+    """Hand argv to Hydra with the command's primary config; errors become one line.
+
+    Under torchrun the ranks join the process group first and leave it when the command ends.
+    """
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
@@ -155,8 +209,12 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     from kdlab.paths import config_dir
 
     flags, overrides = split_hydra_args(args)
+    runs = not set(flags) & _INFO_FLAGS
+    distributed = runs and world_size() > 1
+    if distributed:
+        check_torchrun_flags(flags)
     swept: set[str] = set()
-    if not set(flags) & (_INFO_FLAGS | _SOURCE_FLAGS):
+    if runs and not set(flags) & _SOURCE_FLAGS:
         multirun = bool({"-m", "--multirun"} & set(flags))
         swept = check_overrides(command, overrides, multirun)
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
@@ -167,8 +225,13 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     def hydra_task(cfg: DictConfig) -> Any:
         return run_reporting_errors(task, cfg)
 
-    sys.argv = [f"kdlab {command}", *args]
-    hydra_task()
+    if not distributed:
+        sys.argv = [f"kdlab {command}", *args]
+        hydra_task()
+        return
+    with process_group():
+        sys.argv = [f"kdlab {command}", *rank_args(command, args, overrides)]
+        hydra_task()
 
 
 def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:

@@ -13,6 +13,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from kdlab.distributed import world_size
 from kdlab.errors import KdlabError
 
 PRECISIONS = ("32", "bf16", "fp16")
@@ -160,12 +161,18 @@ def _positive(value: float, key: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check ranges and names that the typed schema cannot express."""
+    """Check ranges and names that the typed schema cannot express, and the batch split."""
     from kdlab.models import build_model, model_names
 
     t = cfg.trainer
     _positive(t.epochs, "trainer.epochs")
     _positive(t.batch_size, "trainer.batch_size")
+    ranks = world_size()
+    _require(
+        t.batch_size % ranks == 0,
+        f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
+        f"{ranks} torchrun processes: pick a multiple of {ranks}",
+    )
     _positive(t.eval_batch_size, "trainer.eval_batch_size")
     _positive(t.log_every, "trainer.log_every")
     _choice(str(t.precision), PRECISIONS, "trainer.precision")

@@ -3,6 +3,8 @@
 What differs between teacher, baseline, KD and the FitNet stages is the `Stage`: its
 objective, which parameters train and which modules stay frozen. Metrics are accumulated on
 the device and read once per log interval, so a training step has no host-device sync.
+Under torchrun each rank trains on its shard through DistributedDataParallel and every read
+sums over the ranks, so the figures always cover the whole split.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,16 @@ from tqdm import tqdm
 
 from kdlab.checkpoint import save_checkpoint
 from kdlab.data import BatchLoader, DataBundle
+from kdlab.distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    data_parallel,
+    is_main,
+    world_size,
+)
 from kdlab.errors import KdlabError
-from kdlab.objectives import CrossEntropy, Objective
+from kdlab.objectives import CrossEntropy, Objective, StepOutput
 from kdlab.optim import build_optimizer, build_scheduler
 from kdlab.runlog import RunLogger
 from kdlab.runtime import autocast, eval_mode, rng_state, set_rng_state
@@ -81,19 +91,22 @@ class Accumulator:
         self.count += n
 
     def read(self) -> dict[str, float]:
-        """Means over the samples seen (one host sync); accuracies in percent."""
+        """Means over the samples seen on all ranks (one collective, one host sync); accuracies
+        in percent."""
         if not self.sums:
             return {}
         keys = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in keys]).tolist()
+        count = torch.tensor(float(self.count), device=self.device)
+        totals = all_reduce_sum(torch.stack([*(self.sums[k].float() for k in keys), count]))
+        *values, total = totals.tolist()
         out = {}
         for key, value in zip(keys, values, strict=True):
             if key == "correct":
-                out["acc"] = 100.0 * value / self.count
+                out["acc"] = 100.0 * value / total
             elif key == "correct5":
-                out["acc5"] = 100.0 * value / self.count
+                out["acc5"] = 100.0 * value / total
             else:
-                out[key] = value / self.count
+                out[key] = value / total
         return out
 
 
@@ -129,8 +142,38 @@ def evaluate(
                 confusion += torch.bincount(y * num_classes + pred, minlength=confusion.numel())
     result: dict[str, Any] = acc.read()
     if confusion is not None:
-        result["confusion"] = confusion.view(num_classes, num_classes).cpu()
+        result["confusion"] = all_reduce_sum(confusion).view(num_classes, num_classes).cpu()
     return result
+
+
+class StepModule(nn.Module):
+    """A stage's training step as one module: the objective applied to the model.
+
+    DDP wraps this rather than the model, so it averages the gradients of everything the
+    stage trains (a FitNet regressor inside the objective too) whatever part of the model the
+    objective runs (a hint stage runs only the student's prefix).
+    """
+
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+        return self.objective(self.model, x, y)
+
+
+def buffer_snapshot(*modules: nn.Module) -> Callable[[], None]:
+    """An undo for one forward pass: it restores the modules' buffers (BatchNorm statistics),
+    so a skipped non-finite batch leaves no NaN in them."""
+    buffers = [b for module in modules for b in module.buffers()]
+    saved = [b.clone() for b in buffers]
+
+    def undo() -> None:
+        for buffer, value in zip(buffers, saved, strict=True):
+            buffer.copy_(value)
+
+    return undo
 
 
 class Trainer:
@@ -205,6 +248,8 @@ class Trainer:
         scheduler = build_scheduler(optimizer, total_steps, steps_per_epoch, self.cfg.sched)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         trained = [p for g in optimizer.param_groups for p in g["params"]]
+        step = data_parallel(StepModule(self.step_model, stage.objective), self.device, trained)
+        epoch_images = train.num_samples * world_size()
 
         start = 0
         best_score, best_record, last_record = -math.inf, {}, {}
@@ -228,19 +273,22 @@ class Trainer:
             train.set_epoch(epoch)
             tic = time.perf_counter()
             metrics = self._train_epoch(
-                stage, optimizer, scheduler, scaler, trained, epoch, steps_per_epoch
+                stage, step, optimizer, scheduler, scaler, trained, epoch, steps_per_epoch
             )
+            broadcast_buffers(self.model)  # evaluate (and save) rank 0's BatchNorm statistics
             epoch_time = time.perf_counter() - tic
             train_time += epoch_time
-            train_images += train.num_samples
+            train_images += epoch_images
             record: dict[str, Any] = {"epoch": epoch, "stage": stage.name}
             record.update({f"train/{k}": v for k, v in metrics.items()})
-            record["train/images_per_s"] = train.num_samples / max(epoch_time, 1e-9)
+            record["train/images_per_s"] = epoch_images / max(epoch_time, 1e-9)
             record["lr"] = scheduler.get_last_lr()[0]
             if self.data.val is not None:
                 val = evaluate(
                     self.model, stage.objective, self.data.val, self.device, self.precision
                 )
+                if not t.skip_nonfinite:  # finite train losses can still leave broken weights
+                    self._check_finite({f"val/{k}": v for k, v in val.items()}, epoch, len(train))
                 record.update({f"val/{k}": v for k, v in val.items()})
             self.logger.epoch(record)
             last_record = record
@@ -257,12 +305,14 @@ class Trainer:
                 "train_time_s": train_time,
                 "train_images": train_images,
             }
-            state = self.checkpoint_state(stage, optimizer, scheduler, scaler, extra)
-            if improved:
-                save_checkpoint(state, self.ckpt_dir / "best.pt")
-            save_checkpoint(state, self.ckpt_dir / "last.pt")
+            if is_main():
+                state = self.checkpoint_state(stage, optimizer, scheduler, scaler, extra)
+                if improved:
+                    save_checkpoint(state, self.ckpt_dir / "best.pt")
+                save_checkpoint(state, self.ckpt_dir / "last.pt")
             log.info(self._epoch_line(record, improved))
 
+        barrier()  # every rank may read the checkpoints rank 0 has written once fit returns
         return StageResult(
             name=stage.name,
             epochs=stage.epochs,
@@ -283,6 +333,7 @@ class Trainer:
     def _train_epoch(
         self,
         stage: Stage,
+        step: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         scaler: torch.amp.GradScaler,
@@ -307,9 +358,11 @@ class Trainer:
         )
         first_step = (epoch - 1) * steps_per_epoch
         for i, (x, y) in enumerate(bar):
+            undo = buffer_snapshot(self.model, stage.objective) if t.skip_nonfinite else None
             with autocast(self.device, self.precision):
-                out = stage.objective(self.step_model, x, y)
-            if t.skip_nonfinite and not self._finite_step(out.losses):
+                out = step(x, y)
+            if undo is not None and not self._finite_step(out.losses):
+                undo()
                 continue
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.losses["loss"]).backward()
@@ -334,8 +387,13 @@ class Trainer:
         return metrics
 
     def _finite_step(self, losses: dict[str, Tensor]) -> bool:
-        """trainer.skip_nonfinite: count and skip a batch whose loss is NaN/Inf (one sync)."""
-        if bool(torch.isfinite(losses["loss"].detach())):
+        """trainer.skip_nonfinite: count and skip a batch whose loss is NaN/Inf (one sync).
+
+        Under DDP every rank skips the step if any rank's loss is non-finite: the ranks must
+        take the same steps to stay in step (and identical).
+        """
+        bad = all_reduce_sum((~torch.isfinite(losses["loss"].detach())).float())
+        if not bool(bad):
             return True
         self.skipped_batches += 1
         return False

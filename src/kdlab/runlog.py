@@ -96,6 +96,28 @@ class RunLogger:
         self.writer.close()
 
 
+class NullLogger(RunLogger):
+    """The logger of DDP ranks other than 0: rank 0's RunLogger writes the run's one record."""
+
+    def __init__(self) -> None:
+        pass
+
+    def step(self, global_step: int, scalars: dict[str, float]) -> None:
+        pass
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        pass
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        pass
+
+    def image(self, tag: str, png: Path, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def bars_enabled(setting: str, multirun: bool) -> bool:
     """`auto`: bars only on an interactive terminal and never inside a multirun."""
     if setting == "on":

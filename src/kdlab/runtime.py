@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from kdlab.distributed import rank_device
 from kdlab.errors import KdlabError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -42,8 +43,8 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_runtime(trainer: DictConfig, seed: int) -> torch.device:
-    """Apply seeds, thread count and determinism; return the training device."""
-    device = pick_device(trainer.device)
+    """Apply seeds, thread count and determinism; return this rank's training device."""
+    device = rank_device(pick_device(trainer.device))
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
     if trainer.deterministic:

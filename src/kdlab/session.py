@@ -2,29 +2,33 @@
 
 Commands stay thin: `open_session` validates (before any expensive work), guards the run
 dir, seeds and loads data; `finish` tests the selected checkpoint and writes summary.json.
+Under torchrun every rank runs both (loading its shard, testing its part of the split); only
+rank 0 writes.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdlab import __version__
-from kdlab.checkpoint import load_checkpoint
+from kdlab.checkpoint import load_checkpoint, remove_stale_temp_files
 from kdlab.config import validate
 from kdlab.data import DataBundle, build_data
+from kdlab.distributed import is_main, rank, world_size
 from kdlab.engine import StageResult, Trainer
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, count_params
-from kdlab.report import write_confusion_png
-from kdlab.runlog import RunLogger, bars_enabled, write_json_atomic
+from kdlab.runlog import NullLogger, RunLogger, bars_enabled, write_json_atomic
 from kdlab.runtime import seed_everything, setup_runtime
 
 log = logging.getLogger("kdlab")
@@ -59,21 +63,75 @@ def hydra_run_info() -> tuple[Path, list[str], bool]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
 
 
-def guard_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Never train over a finished or started run unless resuming it; return its last state."""
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Never train over a finished or started run unless resuming it (checked before Hydra
+    writes its record into the dir, and again by `guard_run_dir`)."""
     last = run_dir / "checkpoints" / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise KdlabError(
-                f"resume=true but {last} does not exist: point hydra.run.dir= at the run to resume"
-            )
-        return load_checkpoint(last)
-    if last.is_file() or (run_dir / "summary.json").is_file():
+    if resume and not last.is_file():
+        raise KdlabError(
+            f"resume=true but {last} does not exist: point hydra.run.dir= at the run to resume "
+            "(a run stopped before its first epoch ended: drop resume=true to start it again)"
+        )
+    if not resume and (last.is_file() or (run_dir / "summary.json").is_file()):
         raise KdlabError(
             f"{run_dir} already holds a run: add resume=true to continue it, or pick another "
             "hydra.run.dir"
         )
-    return None
+
+
+# What a resumed run rebuilds from its config before loading its state into it.
+REBUILT_ON_RESUME = ("command", "model", "data.name", "optim.name", "stage2", "fitnet.regressor")
+
+
+def check_run_dir_early(run_dir: Path, cfg: DictConfig) -> None:
+    """The run dir checks, before Hydra writes its record (.hydra/) into the dir; a resumed
+    run must rebuild what it saved (else loading its state fails with a traceback)."""
+    check_run_dir(run_dir, cfg.resume)
+    if not cfg.resume:
+        return
+    saved = OmegaConf.create(load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"])
+    for key in REBUILT_ON_RESUME:
+        ours, theirs = OmegaConf.select(cfg, key), OmegaConf.select(saved, key)
+        if ours != theirs:
+            raise KdlabError(
+                f"resume=true but {key} is {_shown(ours)}, the run in {run_dir} has "
+                f"{_shown(theirs)}: resume with the run's own settings (.hydra/overrides.yaml)"
+            )
+
+
+def _shown(value: Any) -> str:
+    return str(OmegaConf.to_container(value) if isinstance(value, DictConfig) else value)
+
+
+def guard_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """Check the run dir, clear what killed checkpoint writes left; return the state to resume.
+
+    The temp files of writes a kill cut short are removed before training goes on.
+    """
+    check_run_dir(run_dir, resume)
+    checkpoints = run_dir / "checkpoints"
+    for stale in remove_stale_temp_files(checkpoints):
+        log.info("removed %s, a checkpoint write the last run did not finish", stale.name)
+    return load_checkpoint(checkpoints / "last.pt") if resume else None
+
+
+def check_writable(directory: Path, key: str) -> None:
+    """Fail in one line before Hydra creates `directory` (and crashes) if it cannot be written.
+
+    Probes the nearest existing ancestor with a real file, not permission bits, which do not
+    stop root (a read-only file system or a regular file in the path does).
+    """
+    try:
+        existing = directory.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise KdlabError(
+            f"cannot write to {directory} ({error.strerror}): pick another {key}"
+        ) from error
 
 
 def open_session(cfg: DictConfig) -> Session:
@@ -85,16 +143,18 @@ def open_session(cfg: DictConfig) -> Session:
     t = cfg.trainer
     data = build_data(
         cfg.data,
-        batch_size=t.batch_size,
+        batch_size=t.batch_size // world_size(),  # trainer.batch_size is the global batch
         eval_batch_size=t.eval_batch_size,
         device=device,
         seed=cfg.seed,
         channels_last=t.channels_last,
+        rank=rank(),
+        world_size=world_size(),
     )
     resume_epoch = resume_state["epoch"] if resume_state else 0
-    logger = RunLogger(run_dir, resume_epoch=resume_epoch)
+    logger = RunLogger(run_dir, resume_epoch=resume_epoch) if is_main() else NullLogger()
     log.info(
-        "%s on %s: %s (%d classes), %d train / %s val / %d test images, device %s",
+        "%s on %s: %s (%d classes), %d train / %s val / %d test images%s, device %s",
         cfg.command,
         run_dir,
         data.name,
@@ -102,6 +162,7 @@ def open_session(cfg: DictConfig) -> Session:
         data.train.num_samples,
         data.val.num_samples if data.val is not None else 0,
         data.test.num_samples,
+        f" per rank ({world_size()} ranks)" if world_size() > 1 else "",
         device,
     )
     return Session(
@@ -110,7 +171,7 @@ def open_session(cfg: DictConfig) -> Session:
         device=device,
         data=data,
         logger=logger,
-        show_bars=bars_enabled(t.progress, multirun),
+        show_bars=is_main() and bars_enabled(t.progress, multirun),
         resume_state=resume_state,
         overrides=overrides,
         started=time.perf_counter(),
@@ -143,7 +204,10 @@ def finish(
     stages: list[StageResult],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Test the selected checkpoint, write summary.json and print the closing line."""
+    """Test the selected checkpoint, write summary.json and print the closing line.
+
+    Every rank tests (its shard) and returns the summary; rank 0 writes the files.
+    """
     cfg = session.cfg
     best_state = load_checkpoint(session.run_dir / "checkpoints" / "best.pt", session.device)
     test = trainer.test(best_state)
@@ -173,6 +237,7 @@ def finish(
         "run_dir": str(session.run_dir),
         "kdlab_version": __version__,
         "skipped_batches": trainer.skipped_batches,
+        "world_size": world_size(),
         **(extra or {}),
     }
     for key, value in final.last.items():
@@ -184,23 +249,32 @@ def finish(
             if "train/loss_fit" in s.last:
                 summary["loss_fit"] = s.last["train/loss_fit"]
     summary["per_class_acc"] = per_class_accuracy(confusion, session.data.class_names)
-    write_confusion_csv(confusion, session.data.class_names, session.run_dir / "confusion.csv")
+    if is_main():
+        write_results(session, summary, confusion)
+    session.logger.close()
+    log.info(closing_line(summary))
+    return summary
+
+
+def write_results(session: Session, summary: dict[str, Any], confusion: torch.Tensor) -> None:
+    """The run's closing files: confusion.csv/png, summary.json, the TensorBoard entries."""
+    from kdlab.report import write_confusion_png  # matplotlib: paid only by finished runs
+
+    class_names = session.data.class_names
+    write_confusion_csv(confusion, class_names, session.run_dir / "confusion.csv")
     png = write_confusion_png(
         confusion.tolist(),
-        session.data.class_names,
+        class_names,
         session.run_dir / "confusion.png",
-        f"{summary['model']} ({cfg.command}) on {session.data.name} test: "
+        f"{summary['model']} ({summary['command']}) on {summary['data']} test: "
         f"{summary['test_acc']:.2f}%",
     )
-    session.logger.image("test/confusion", png, final.best_epoch)
+    session.logger.image("test/confusion", png, summary["best_epoch"])
     write_json_atomic(summary, session.run_dir / "summary.json")
     session.logger.hparams(
         run_hparams(summary),
         {f"hparam/{k}": summary[k] for k in ("val_acc", "test_acc", "train_acc")},
     )
-    session.logger.close()
-    log.info(closing_line(summary))
-    return summary
 
 
 def run_hparams(summary: dict[str, Any]) -> dict[str, Any]:

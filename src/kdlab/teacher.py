@@ -83,10 +83,23 @@ def load_teacher(
             f"teacher {path} predicts {state.get('num_classes')} classes, the data has "
             f"{data.num_classes}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
+    check_class_names(path, state.get("class_names"), data.class_names)
     model = model_from_checkpoint(state).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, state
+
+
+def check_class_names(path: Path, teacher_names: list[str] | None, names: list[str]) -> None:
+    """Same count is not enough: image-folder teachers of other classes (or of the same ones
+    in another order) would teach the wrong labels."""
+    if teacher_names is None or list(teacher_names) == names:
+        return
+    i = next(i for i, (a, b) in enumerate(zip(teacher_names, names, strict=True)) if a != b)
+    raise KdlabError(
+        f"teacher {path} has class {i} = '{teacher_names[i]}', the data has '{names[i]}': pick "
+        "a teacher trained on the same classes (teacher.ckpt=PATH)"
+    )
 
 
 def prepare_teacher(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shutil
 from typing import Any
 
 from omegaconf import DictConfig
 from torch import nn
 
-from kdlab.checkpoint import load_checkpoint
+from kdlab.checkpoint import copy_checkpoint, load_checkpoint
+from kdlab.distributed import is_main
 from kdlab.engine import Stage, StageResult, Trainer
 from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
@@ -90,14 +90,21 @@ def kd_stage(
 
 
 def run_stage_one(session: Session, trainer: Trainer, stage: Stage) -> StageResult:
-    """Train stage one, then continue from its selected weights (kept as stage1.pt)."""
+    """Train stage one, then continue from its selected weights (kept as stage1.pt).
+
+    Once stage1.pt exists it is the one to start from: a run killed between stage two's
+    best.pt and last.pt saves resumes here, with best.pt already stage two's.
+    """
     state = session.resume_state
     resume = state if state is not None and state["stage"] == "stage1" else None
     result = trainer.fit(stage, resume=resume)
     ckpt_dir = session.run_dir / "checkpoints"
-    best = load_checkpoint(ckpt_dir / "best.pt", session.device)
-    trainer.model.load_state_dict(best["model"])
-    shutil.copyfile(ckpt_dir / "best.pt", ckpt_dir / "stage1.pt")
+    selected = ckpt_dir / "stage1.pt"
+    if not selected.is_file():
+        selected = ckpt_dir / "best.pt"
+        if is_main():
+            copy_checkpoint(selected, ckpt_dir / "stage1.pt")
+    trainer.model.load_state_dict(load_checkpoint(selected, session.device)["model"])
     return result
 
 

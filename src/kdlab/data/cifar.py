@@ -1,4 +1,8 @@
-"""CIFAR-10 and CIFAR-100 through torchvision, read once into uint8 NCHW tensors."""
+"""CIFAR-10 and CIFAR-100 through torchvision, read once into uint8 NCHW tensors.
+
+torchvision is imported only when CIFAR is loaded: importing it costs about 2 s on a CPU
+machine, which every other command (and every one-line error) would otherwise pay.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,30 @@ import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 
 from kdlab.data.download import host_reachable, socket_timeout
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
+
 
 @dataclass(frozen=True)
 class CifarSpec:
     title: str
-    dataset: type[CIFAR10]
+    class_name: str  # the data set's class in torchvision.datasets
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
 
 CIFARS = {
-    "cifar10": CifarSpec("CIFAR-10", CIFAR10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar10": CifarSpec("CIFAR-10", "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": CifarSpec(
-        "CIFAR-100", CIFAR100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+        "CIFAR-100", "CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
     ),
 }
 
@@ -68,6 +74,8 @@ def _download(spec: CifarSpec, dataset: type[CIFAR10], root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise KdlabError(f"cannot create {root} ({err.strerror}): set data.root=DIR") from err
+    from torchvision.datasets.utils import download_url
+
     try:
         with socket_timeout():
             download_url(dataset.url, str(root), dataset.filename, dataset.tgz_md5)
@@ -77,6 +85,8 @@ def _download(spec: CifarSpec, dataset: type[CIFAR10], root: Path) -> None:
 
 
 def _extract(spec: CifarSpec, dataset: type[CIFAR10], root: Path) -> None:
+    from torchvision.datasets.utils import check_integrity, extract_archive
+
     archive = root / dataset.filename
     fix = "delete it to download it again, or put an intact copy there"
     if not check_integrity(str(archive), dataset.tgz_md5):
@@ -115,8 +125,11 @@ def _image_set(split: CIFAR10) -> ImageSet:
 
 def load_cifar(name: str, root: Path, *, download: bool, verify_md5: bool) -> Source[ImageSet]:
     """Train and test splits of CIFAR-10/100 under `root` (torchvision's layout)."""
+    from torchvision import datasets
+
     spec = CIFARS[name]
-    dataset = spec.dataset if verify_md5 else _without_md5(spec.dataset)
+    official = getattr(datasets, spec.class_name)
+    dataset = official if verify_md5 else _without_md5(official)
     root = root.expanduser().resolve()
     _ensure_extracted(spec, dataset, root, download)
     try:

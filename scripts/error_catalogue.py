@@ -1,0 +1,83 @@
+"""Print kdlab's catalogue of bad input as a markdown table, from real runs of the CLI.
+
+Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
+are `CATALOGUE` in tests/test_reliability.py, one list for the tests and this table; building
+their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
+
+Usage:
+  python scripts/error_catalogue.py [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_reliability import (
+    CATALOGUE,
+    build_workspace,
+    resume_one_more_epoch,
+    run_bad_input,
+    train_one_epoch,
+)
+
+DISK_FULL = "a disk that fills up while a checkpoint is saved (here: a file-size limit)"
+
+
+def error_line(proc, shown: str) -> str:
+    """The one error line; anything else is a bug in kdlab, reported instead of tabulated."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if proc.returncode != 2 or len(lines) != 1:
+        raise SystemExit(f"{shown}: exit {proc.returncode}, stderr:\n{proc.stderr}")
+    return lines[0]
+
+
+def catalogue_rows(root: Path) -> list[tuple[str, str]]:
+    """(input, message) for every catalogue entry and a full disk, paths relative to `root`."""
+    ws = build_workspace(root / "workspace")
+    rows = []
+    for i, case in enumerate(CATALOGUE):
+        proc = run_bad_input(case, ws, root / f"run{i}")
+        rows.append((case.shown, error_line(proc, case.shown)))
+    run = train_one_epoch(ws.root)
+    checkpoint_size = (run / "checkpoints" / "last.pt").stat().st_size
+    full = resume_one_more_epoch(run, checkpoint_size // 2)
+    rows.append((DISK_FULL, error_line(full, DISK_FULL)))
+    return [(shown, relative(message, ws.root, root)) for shown, message in rows]
+
+
+def relative(message: str, *roots: Path) -> str:
+    for directory in roots:
+        message = message.replace(f"{directory}/", "")
+    return message
+
+
+def code(text: str) -> str:
+    """A markdown code span that survives backticks and a table's pipes."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}".replace("|", "\\|")
+
+
+def markdown(rows: list[tuple[str, str]]) -> str:
+    lines = ["| input | what kdlab prints (stderr, exit code 2) |", "|---|---|"]
+    lines += [f"| {shown} | {code(message)} |" for shown, message in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kdlab-catalogue-") as tmp:
+        table = markdown(catalogue_rows(Path(tmp)))
+    print(table, end="")
+    if args.out:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,769 @@
+"""Reliability end to end: kills and resumes, unsafe and damaged files, non-finite losses, a
+full disk, and the catalogue of bad input (each one line on stderr, exit code 2).
+
+Runs are the real CLI in subprocesses on tiny data. Kills are real SIGKILLs; a full disk is a
+real tmpfs (root only), or a real file-size limit (RLIMIT_FSIZE) which any user can set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import pickle
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import TINY, read_summary, run_kdlab
+from kdlab.checkpoint import load_checkpoint
+from kdlab.config import RunConfig
+from kdlab.data import DataBundle
+from kdlab.engine import Stage, Trainer
+from kdlab.errors import KdlabError
+from kdlab.models import build_model
+from kdlab.objectives import CrossEntropy
+from kdlab.runlog import RunLogger, read_metrics
+from kdlab.runtime import seed_everything
+from kdlab.session import guard_run_dir
+from test_cli import assert_one_line_error
+
+FAST = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
+STEPS_PER_EPOCH = 8  # TINY: 256 train images (320 less the 20% val split) in batches of 32
+# From the milestone on, the lr is multiplied by 1e30: the weights blow up at that step.
+BLOW_UP = ["sched=multistep", "sched.gamma=1e30"]
+
+
+# --- running, killing, comparing ------------------------------------------------------------
+
+
+def start_kdlab(*args: str, cwd: Path) -> subprocess.Popen:
+    """`python -m kdlab ARGS` in the background (logs to stdout, errors to stderr)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdlab", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def saved_epoch(checkpoint: bytes) -> int:
+    return torch.load(io.BytesIO(checkpoint), weights_only=True)["epoch"]
+
+
+def wait_for_epoch(proc: subprocess.Popen, run_dir: Path, epoch: int) -> bytes:
+    """The bytes of last.pt as soon as it holds `epoch` (or later), the run still going."""
+    last = run_dir / "checkpoints" / "last.pt"
+    while proc.poll() is None:
+        if last.is_file():
+            checkpoint = last.read_bytes()  # one whole file: saves replace it atomically
+            if saved_epoch(checkpoint) >= epoch:
+                return checkpoint
+        time.sleep(0.05)
+    _, err = proc.communicate()
+    raise AssertionError(f"the run ended (exit {proc.returncode}) before epoch {epoch}: {err}")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.kill()  # SIGKILL: no handler, no cleanup, no flush
+    proc.communicate()
+    assert proc.returncode == -9
+
+
+def finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def untimed_records(run_dir: Path) -> list[dict]:
+    return [
+        {k: v for k, v in record.items() if not k.endswith("images_per_s")}
+        for record in read_metrics(run_dir / "metrics.jsonl")
+    ]
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """Bit-identical weights, the same accuracies and the same epoch records (timings apart)."""
+    for name in ("last.pt", "best.pt"):
+        ours = load_checkpoint(run / "checkpoints" / name)
+        theirs = load_checkpoint(reference / "checkpoints" / name)
+        assert (ours["epoch"], ours["stage"]) == (theirs["epoch"], theirs["stage"]), name
+        assert ours["model"].keys() == theirs["model"].keys()
+        assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in ours["model"]), name
+    ours, theirs = read_summary(run), read_summary(reference)
+    for key in ("epochs", "best_epoch", "train_acc", "val_acc", "test_acc", "last_val_acc", "loss"):
+        assert ours[key] == theirs[key], key
+    assert untimed_records(run) == untimed_records(reference)
+    assert not list(run.rglob("*.tmp")), "temp files left behind"
+
+
+# --- resume after a kill --------------------------------------------------------------------
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
+    reference, run = tmp_path / "reference", tmp_path / "killed"
+    assert run_kdlab("train", *FAST, f"hydra.run.dir={reference}", cwd=tmp_path).returncode == 0
+    proc = start_kdlab("train", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    wait_for_epoch(proc, run, 1)
+    kill(proc)
+    assert not (run / "summary.json").exists(), "killed too late: the run had finished"
+
+    proc = run_kdlab("train", *FAST, "resume=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming train after epoch" in proc.stdout
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2]
+    assert_same_run(run, reference)
+
+
+@pytest.fixture(scope="module")
+def synthetic_teacher(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("teacher")
+    proc = run_kdlab(
+        "train", "model=resnet8", *TINY, "trainer.epochs=1", "hydra.run.dir=t", cwd=cwd
+    )
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "t"
+
+
+def fitnet_args(teacher: Path) -> list[str]:
+    """Three epochs: stage one (epoch 1), then stage two (epochs 2 and 3)."""
+    return [
+        "fitnet",
+        *FAST,
+        "fitnet.stage1_epochs=1",
+        "trainer.epochs=2",
+        f"teacher.ckpt={teacher}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def fitnet_runs(synthetic_teacher, tmp_path_factory) -> tuple[Path, Path, bytes]:
+    """An uninterrupted FitNet run; one killed in epoch 3; the last.pt of its stage one."""
+    cwd = tmp_path_factory.mktemp("fitnet")
+    reference, killed = cwd / "reference", cwd / "killed"
+    args = fitnet_args(synthetic_teacher)
+    proc = run_kdlab(*args, f"hydra.run.dir={reference}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    proc = start_kdlab(*args, f"hydra.run.dir={killed}", cwd=cwd)
+    stage_one_last = wait_for_epoch(proc, killed, 1)
+    wait_for_epoch(proc, killed, 2)
+    kill(proc)
+    assert saved_epoch(stage_one_last) == 1, "polled too late to catch stage one's last.pt"
+    return reference, killed, stage_one_last
+
+
+@pytest.mark.parametrize(
+    ("moment", "resumes"),
+    [
+        ("in_stage_two", "resuming stage2 after epoch 2"),
+        # The disk as a kill leaves it between stage two's first best.pt and last.pt saves:
+        # last.pt still stage one's, best.pt already stage two's.
+        ("between_stage_two_saves", "resuming stage1 after epoch 1"),
+    ],
+)
+def test_a_fitnet_run_killed_in_stage_two_resumes_its_stage(
+    fitnet_runs, synthetic_teacher, tmp_path, moment, resumes
+):
+    reference, killed, stage_one_last = fitnet_runs
+    run = tmp_path / "run"
+    shutil.copytree(killed, run)
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["stage"] == "stage2"
+    if moment == "between_stage_two_saves":
+        (run / "checkpoints" / "last.pt").write_bytes(stage_one_last)
+    args = fitnet_args(synthetic_teacher)
+    proc = run_kdlab(*args, "resume=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert resumes in proc.stdout
+    assert_same_run(run, reference)
+    assert read_summary(run)["stages"].keys() == {"stage1", "stage2"}
+
+
+# Saves both checkpoints of an "epoch" i, over and over; every tensor element holds i.
+HAMMERED_WRITER = """
+import sys
+from pathlib import Path
+import torch
+from kdlab.checkpoint import save_checkpoint
+directory = Path(sys.argv[1])
+for i in range(10**9):
+    state = {"model": {"w": torch.full((2_000_000,), float(i))}, "config": {}, "epoch": i}
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(state, directory / name)
+    print(i, flush=True)
+"""
+
+
+def test_kills_during_saves_never_leave_a_torn_checkpoint(tmp_path):
+    """SIGKILL a process that does nothing but save, at random moments, a few times."""
+    ckpt_dir = tmp_path / "checkpoints"
+    timing = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HAMMERED_WRITER, str(ckpt_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline()  # one whole round saved: from now on, replacements
+        time.sleep(timing.uniform(0.0, 0.3))
+        kill(proc)
+        for name in ("best.pt", "last.pt"):
+            weights = load_checkpoint(ckpt_dir / name)["model"]["w"]
+            assert weights.numel() == 2_000_000 and bool((weights == weights[0]).all()), name
+    state = guard_run_dir(tmp_path, resume=True)  # what `resume=true` does first
+    assert state["model"]["w"].numel() == 2_000_000
+    assert not list(ckpt_dir.glob("*.tmp")), "the resume did not remove killed writes' temp files"
+
+
+# --- safe loading ---------------------------------------------------------------------------
+
+
+class RunsCode:
+    """Unpickling this runs a shell command: what a crafted checkpoint would do to its user."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (self.command,))
+
+
+CRAFTED_FORMATS: dict[str, tuple[Callable[[dict, Path], None], Callable[[Path], object]]] = {
+    # format: (write the payload, load it unsafely)
+    "torch_zip": (torch.save, lambda path: torch.load(path, weights_only=False)),
+    "plain_pickle": (
+        lambda payload, path: path.write_bytes(pickle.dumps(payload)),
+        lambda path: pickle.loads(path.read_bytes()),
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", CRAFTED_FORMATS)
+@pytest.mark.parametrize("use", ["teacher", "resume"])
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, fmt, use):
+    marker = tmp_path / "MARKER"
+    run = tmp_path / "run"
+    if use == "teacher":
+        crafted = tmp_path / "teacher.pt"
+        args = ["distill", *FAST, f"teacher.ckpt={crafted}", f"hydra.run.dir={run}"]
+    else:
+        crafted = run / "checkpoints" / "last.pt"
+        args = ["train", *FAST, "resume=true", f"hydra.run.dir={run}"]
+    crafted.parent.mkdir(parents=True, exist_ok=True)
+    write, unsafe_load = CRAFTED_FORMATS[fmt]
+    write({"model": RunsCode(f"touch {marker}"), "config": {}}, crafted)
+
+    proc = run_kdlab(*args, cwd=tmp_path)
+    assert_one_line_error(proc, f"refusing to load {crafted}", "only load checkpoints you trust")
+    assert not marker.exists(), "kdlab ran the crafted file's code"
+    with contextlib.suppress(Exception):  # the payload is real: an unsafe load runs it
+        unsafe_load(crafted)
+    assert marker.exists()
+
+
+# --- non-finite losses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("milestone", "message"),
+    [
+        # The lr explodes from epoch 2's first step: its next losses are NaN.
+        ("0.5", "loss became non-finite by epoch 2, step 2"),
+        # Only epoch 2's last step explodes: every train loss is finite, the weights are not
+        # usable any more (validation is NaN); that epoch must not be saved either.
+        ("0.9375", "val/loss became non-finite by epoch 2"),
+    ],
+)
+def test_a_nonfinite_loss_stops_the_run_keeping_the_last_good_checkpoint(
+    tmp_path, milestone, message
+):
+    run = tmp_path / "run"
+    args = ["train", *FAST, *BLOW_UP, f"sched.milestones=[{milestone}]", f"hydra.run.dir={run}"]
+    proc = start_kdlab(*args, cwd=tmp_path)
+    epoch_one = wait_for_epoch(proc, run, 1)
+    assert saved_epoch(epoch_one) == 1
+    assert_one_line_error(finished(proc), message, "trainer.skip_nonfinite=true")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == epoch_one
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl")] == [1]
+
+
+def test_skip_nonfinite_counts_the_skipped_batches_and_finishes(tmp_path):
+    run = tmp_path / "run"
+    args = [*BLOW_UP, "sched.milestones=[0.5]", "trainer.skip_nonfinite=true"]
+    proc = run_kdlab("train", *FAST, *args, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # Epoch 2's first step is finite and blows the weights up; the batches after it are not.
+    assert 0 < read_summary(run)["skipped_batches"] < STEPS_PER_EPOCH
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert math.isfinite(records[1]["train/loss"]), "skipped batches leaked into the mean"
+
+
+class Batches:
+    """Fixed (x, y) batches with the BatchLoader interface: test data for the engine."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+        self.num_samples = sum(len(y) for _, y in batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every epoch serves the same batches."""
+
+
+def fit_resnet8(batches: list, run_dir: Path, skip_nonfinite: bool) -> tuple[Trainer, dict]:
+    """Two epochs of the engine on `batches` at a constant lr, from a fixed initialisation."""
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(RunConfig),
+        {
+            "command": "train",
+            "model": {"arch": "resnet8"},
+            "data": {"name": "synthetic"},
+            "sched": {"name": "constant"},
+            "trainer": {"epochs": 2, "log_every": 1, "skip_nonfinite": skip_nonfinite},
+        },
+    )
+    seed_everything(0)
+    model = build_model("resnet8", 10)
+    loader = Batches(batches)
+    data = DataBundle("synthetic", 10, [str(c) for c in range(10)], 32, loader, None, loader)
+    run_dir.mkdir()
+    trainer = Trainer(cfg, run_dir, data, model, torch.device("cpu"), RunLogger(run_dir), False)
+    trainer.fit(Stage("train", CrossEntropy(), [{"params": list(model.parameters())}], 2))
+    return trainer, model.state_dict()
+
+
+@pytest.fixture
+def batches() -> tuple[list, list]:
+    """Four clean batches, and the same four with two NaN-holding batches among them."""
+    gen = torch.Generator().manual_seed(0)
+    clean = [
+        (torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+        for _ in range(4)
+    ]
+    nan_x = clean[0][0].clone()
+    nan_x[0, 0, 0, 0] = math.nan
+    poisoned = [clean[0], (nan_x, clean[0][1]), clean[1], clean[2], (nan_x, clean[0][1]), clean[3]]
+    return clean, poisoned
+
+
+def test_skip_nonfinite_skips_exactly_the_nan_batches_and_leaves_no_trace(tmp_path, batches):
+    """Training past NaN batches must equal training without them, BatchNorm statistics too."""
+    clean, poisoned = batches
+    skipping, with_nan = fit_resnet8(poisoned, tmp_path / "poisoned", skip_nonfinite=True)
+    plain, without_nan = fit_resnet8(clean, tmp_path / "clean", skip_nonfinite=False)
+    assert (skipping.skipped_batches, plain.skipped_batches) == (4, 0)
+    assert with_nan.keys() == without_nan.keys()
+    assert all(torch.equal(with_nan[k], without_nan[k]) for k in with_nan)
+    last = load_checkpoint(tmp_path / "poisoned" / "checkpoints" / "last.pt")
+    assert last["skipped_batches"] == 4
+
+
+def test_without_skip_nonfinite_a_nan_batch_stops_at_its_step(tmp_path, batches):
+    _, poisoned = batches
+    with pytest.raises(KdlabError, match=r"^loss became non-finite by epoch 1, step 2: "):
+        fit_resnet8(poisoned, tmp_path / "run", skip_nonfinite=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --- a full disk, a read-only output dir ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs (root only: skips the test where mounting is not allowed)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def train_one_epoch(cwd: Path) -> Path:
+    proc = run_kdlab("train", *FAST, "trainer.epochs=1", "hydra.run.dir=run", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "run"
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory) -> Path:
+    return train_one_epoch(tmp_path_factory.mktemp("one_epoch"))
+
+
+def resume_one_more_epoch(run: Path, file_size_limit: int | None = None):
+    """Continue a 1-epoch run for a second epoch, optionally under RLIMIT_FSIZE."""
+
+    def limit_file_size() -> None:
+        # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG (an OSError).
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "kdlab", "train", *FAST, "resume=true", f"hydra.run.dir={run}"],
+        cwd=run.parent,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size if file_size_limit else None,
+    )
+
+
+def disk_bytes(directory: Path) -> int:
+    """What the files take on a tmpfs: whole 4 KiB pages."""
+    sizes = [p.stat().st_size for p in directory.rglob("*") if p.is_file()]
+    return sum(-(-size // 4096) * 4096 for size in sizes)
+
+
+# The tmpfs case (a real ENOSPC, needs root) goes through the same save path as the
+# file-size limit (EFBIG) and is slower to set up: it runs with -m slow.
+@pytest.mark.parametrize("full", [pytest.param("tmpfs", marks=pytest.mark.slow), "file_size_limit"])
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints(
+    one_epoch_run, tmp_path, full
+):
+    checkpoint_size = (one_epoch_run / "checkpoints" / "last.pt").stat().st_size
+    with contextlib.ExitStack() as stack:
+        if full == "tmpfs":  # room for the run and half a checkpoint more
+            size = disk_bytes(one_epoch_run) + checkpoint_size // 2
+            run = stack.enter_context(tmpfs(tmp_path / "disk", f"size={size}")) / "run"
+            limit = None
+        else:
+            run, limit = tmp_path / "run", checkpoint_size // 2
+        shutil.copytree(one_epoch_run, run)
+        before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+        proc = resume_one_more_epoch(run, limit)
+        assert_one_line_error(proc, "cannot write", "pick another hydra.run.dir")
+        after = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+        assert after == before, "a checkpoint was lost, changed or left half-written"
+        assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+@contextlib.contextmanager
+def refusing_writes(directory: Path) -> Iterator[Path]:
+    """A directory nothing can be written into: read-only mode bits do not stop root, a
+    read-only mount does."""
+    if os.geteuid() == 0:
+        with tmpfs(directory, "ro,size=64k"):
+            yield directory
+        return
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        yield directory
+    finally:
+        directory.chmod(0o700)
+
+
+def test_an_output_dir_that_refuses_writes_is_one_line(tmp_path):
+    with refusing_writes(tmp_path / "locked") as locked:
+        proc = run_kdlab("train", *FAST, f"hydra.run.dir={locked / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, f"cannot write to {locked / 'run'}", "pick another hydra.run.dir")
+
+
+# --- the catalogue of bad input -------------------------------------------------------------
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...]) -> Path:
+    """train/ (6 images a class) and test/ (2 a class) of 16x16 PNGs."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+FOLDER_RUN = [
+    "data=imagefolder",
+    "data.image_size=16",
+    "data.val_split=0",
+    "trainer.batch_size=4",
+    "trainer.epochs=1",
+    "model=resnet8",
+]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What the bad inputs refer to, built once in `root` (every run's working dir)."""
+
+    root: Path
+    abc: Path  # image folder, classes a, b, c
+    ab: Path  # classes a, b
+    abd: Path  # classes a, b, d
+    broken: Path  # classes a, b; one train "image" is not one
+    empty: Path  # an existing, empty directory
+    teacher: Path  # a finished resnet8 run on `abc`
+    truncated: Path  # the first KiB of the teacher's checkpoint
+    crafted: Path  # a "checkpoint" whose unpickling would create root/MARKER
+    regular_file: Path
+
+
+def build_workspace(root: Path) -> Workspace:
+    ws = Workspace(
+        root=root,
+        abc=write_image_folder(root / "abc", ("a", "b", "c")),
+        ab=write_image_folder(root / "ab", ("a", "b")),
+        abd=write_image_folder(root / "abd", ("a", "b", "d")),
+        broken=write_image_folder(root / "broken", ("a", "b")),
+        empty=root / "empty",
+        teacher=root / "teacher",
+        truncated=root / "truncated.pt",
+        crafted=root / "crafted.pt",
+        regular_file=root / "a_file",
+    )
+    torch.save({"model": RunsCode(f"touch {root / 'MARKER'}"), "config": {}}, ws.crafted)
+    (ws.broken / "train" / "b" / "5.png").write_bytes(b"not a png")
+    ws.empty.mkdir()
+    ws.regular_file.write_text("not a directory\n")
+    proc = run_kdlab(
+        "train", *FOLDER_RUN, f"data.root={ws.abc}", f"hydra.run.dir={ws.teacher}", cwd=root
+    )
+    assert proc.returncode == 0, proc.stderr
+    ws.truncated.write_bytes((ws.teacher / "checkpoints" / "best.pt").read_bytes()[:1024])
+    return ws
+
+
+HERE = "test_reliability.py"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One row of the catalogue: the input as a user types it, and what kdlab must say."""
+
+    shown: str  # the table's input column
+    args: Callable[[Workspace], list[str]]
+    fragments: tuple[str, ...] = ()  # what the one line must contain (tested here)
+    tested_in: str = HERE  # rows tested in other files are run for the table only
+
+
+def static(*args: str) -> Callable[[Workspace], list[str]]:
+    return lambda ws: list(args)
+
+
+def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
+    """`command` on the image folder and with the teacher named by Workspace fields."""
+
+    def args(ws: Workspace) -> list[str]:
+        data_root, teacher_ckpt = getattr(ws, data), getattr(ws, teacher)
+        return [
+            command,
+            *FOLDER_RUN,
+            f"data.root={data_root}",
+            f"teacher.ckpt={teacher_ckpt}",
+            *more,
+        ]
+
+    return args
+
+
+CATALOGUE = [
+    BadInput("`kdlab nosuch`", static("nosuch"), tested_in="test_cli.py"),
+    BadInput(
+        "`kdlab train model=nosuch`", static("train", "model=nosuch"), tested_in="test_cli.py"
+    ),
+    BadInput("`kdlab train data=nosuch`", static("train", "data=nosuch"), tested_in="test_cli.py"),
+    BadInput(
+        "`kdlab distill loss=nosuch`",
+        static("distill", "loss=nosuch"),
+        ("unknown loss 'nosuch'", "ce, kd", "(loss=NAME)"),
+    ),
+    BadInput(
+        "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"
+    ),
+    BadInput(
+        "`kdlab fitnet stage2=nosuch`",
+        static("fitnet", "stage2=nosuch"),
+        ("unknown stage2 'nosuch'", "finetune, frozen"),
+    ),
+    BadInput(
+        "`kdlab fitnet fitnet.regressor=nosuch`",
+        static("fitnet", "fitnet.regressor=nosuch"),
+        ("unknown fitnet.regressor 'nosuch'", "conv1x1, conv3x3, none"),
+    ),
+    BadInput("`kdlab distill T=0`", static("distill", "T=0"), ("T must be positive, got 0",)),
+    BadInput("`kdlab distill T=-1`", static("distill", "T=-1"), ("T must be positive, got -1",)),
+    BadInput(
+        "`kdlab distill alpha=-0.1`",
+        static("distill", "alpha=-0.1"),
+        ("alpha must be in [0, 1]", "got -0.1"),
+    ),
+    BadInput(
+        "`kdlab distill alpha=1.5`",
+        static("distill", "alpha=1.5"),
+        ("alpha must be in [0, 1]", "got 1.5"),
+    ),
+    BadInput(
+        "`kdlab train trainer.epochs=0`",
+        static("train", "trainer.epochs=0"),
+        tested_in="test_cli.py",
+    ),
+    BadInput(
+        "`kdlab train trainer.epochs=-1`",
+        static("train", "trainer.epochs=-1"),
+        ("trainer.epochs must be positive, got -1", "trainer.epochs=N"),
+    ),
+    BadInput(
+        "`kdlab train trainer.batch_size=0`",
+        static("train", "trainer.batch_size=0"),
+        ("trainer.batch_size must be positive, got 0",),
+    ),
+    BadInput("`kdlab train optim.lr=0`", static("train", "optim.lr=0"), tested_in="test_cli.py"),
+    BadInput(
+        "`kdlab train optim.lr=-0.1`",
+        static("train", "optim.lr=-0.1"),
+        ("optim.lr must be positive",),
+    ),
+    BadInput(
+        "`data=imagefolder data.root=MISSING_DIR`",
+        lambda ws: ["train", "data=imagefolder", f"data.root={ws.root / 'missing'}"],
+        tested_in="test_cli.py",
+    ),
+    BadInput(
+        "`data=imagefolder data.root=EMPTY_DIR`",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.empty}"],
+        (f"{os.sep}empty{os.sep}train not found", "must hold train/<class>/ and test/<class>/"),
+    ),
+    BadInput(
+        "`data=cifar10 data.download=false data.root=MISSING_DIR`",
+        lambda ws: ["train", "data.download=false", f"data.root={ws.root / 'missing'}"],
+        tested_in="test_cli.py",
+    ),
+    BadInput(
+        "`data=cifar10 data.download=false data.root=EMPTY_DIR`",
+        lambda ws: ["train", "data=cifar10", "data.download=false", f"data.root={ws.empty}"],
+        ("CIFAR-10 not found in", "put cifar-10-python.tar.gz there", "data.download=true"),
+    ),
+    BadInput(
+        "`data=imagefolder`, a file in it that is not an image",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.broken}"],
+        ("cannot read image", f"broken{os.sep}train{os.sep}b{os.sep}5.png", "fix or delete"),
+    ),
+    BadInput(
+        "`teacher.ckpt=MISSING.pt`",
+        lambda ws: ["distill", f"teacher.ckpt={ws.root / 'missing.pt'}"],
+        tested_in="test_distill_e2e.py",
+    ),
+    BadInput(
+        "`teacher.ckpt=` a truncated checkpoint",
+        with_teacher("distill", "abc", "truncated"),
+        tested_in="test_distill_e2e.py",
+    ),
+    BadInput(
+        "`teacher.ckpt=` a file that would run code when unpickled",
+        lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.crafted}"],
+        tested_in=f"{HERE}::test_a_checkpoint_that_would_run_code_is_refused",
+    ),
+    BadInput(
+        "`teacher.ckpt=` a teacher of another data set",
+        lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.teacher}"],
+        ("was trained on data=imagefolder, this run uses data=synthetic", "teacher.ckpt=PATH"),
+    ),
+    BadInput(
+        "`teacher.ckpt=` a 3-class teacher, 2-class data",
+        with_teacher("distill", "ab", "teacher"),
+        ("predicts 3 classes, the data has 2", "teacher.ckpt=PATH"),
+    ),
+    BadInput(
+        "`teacher.ckpt=` a teacher of classes a, b, c; data of a, b, d",
+        with_teacher("distill", "abd", "teacher"),
+        ("has class 2 = 'c', the data has 'd'", "teacher.ckpt=PATH"),
+    ),
+    BadInput(
+        "`kdlab fitnet fitnet.hint_layer=nosuch`",
+        with_teacher("fitnet", "abc", "teacher", "fitnet.hint_layer=nosuch"),
+        tested_in="test_distill_e2e.py",
+    ),
+    BadInput(
+        "`kdlab fitnet fitnet.regressor=none`, guided and hint shapes differ",
+        with_teacher("fitnet", "abc", "teacher", "model=fitnet_student", "fitnet.regressor=none"),
+        tested_in="test_distill_e2e.py",
+    ),
+    BadInput(
+        "a NaN loss (`sched=multistep sched.gamma=1e30`: the lr explodes in epoch 2)",
+        static("train", *FAST, *BLOW_UP, "sched.milestones=[0.5]"),
+        tested_in=f"{HERE}::test_a_nonfinite_loss_stops_the_run_keeping_the_last_good_checkpoint",
+    ),
+    BadInput(
+        "`hydra.run.dir=` a finished run, no `resume=true`",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.abc}", f"hydra.run.dir={ws.teacher}"],
+        ("already holds a run", "add resume=true", "pick another hydra.run.dir"),
+    ),
+    BadInput(
+        "`resume=true hydra.run.dir=` a dir without checkpoints/last.pt",
+        static("train", *FAST, "resume=true"),
+        ("resume=true but", "last.pt does not exist", "drop resume=true"),
+    ),
+    BadInput(
+        "`resume=true` with another `model=` than the run's",
+        lambda ws: [
+            "train",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            "model=cnn_student",
+            "resume=true",
+            f"hydra.run.dir={ws.teacher}",
+        ],
+        ("resume=true but model is {'arch': 'cnn_student'}", "has {'arch': 'resnet8'}"),
+    ),
+    BadInput(
+        "`hydra.run.dir=` a path under a regular file",
+        lambda ws: ["train", *FAST, f"hydra.run.dir={ws.regular_file / 'run'}"],
+        ("cannot write to", "a_file is a file", "pick another hydra.run.dir"),
+    ),
+]
+
+
+def run_bad_input(case: BadInput, ws: Workspace, run_dir: Path) -> subprocess.CompletedProcess:
+    """Run the case (into `run_dir` unless it names its own run dir)."""
+    args = case.args(ws)
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={run_dir}")
+    return run_kdlab(*args, cwd=ws.root)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Workspace:
+    return build_workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CATALOGUE if c.tested_in == "test_reliability.py"],
+    ids=lambda c: c.shown.strip("`"),
+)
+def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path, case):
+    before = files_under(workspace.teacher)
+    proc = run_bad_input(case, workspace, tmp_path / "run")
+    assert_one_line_error(proc, *case.fragments)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert files_under(workspace.teacher) == before, "the finished run's files were changed"
+
+
+def files_under(directory: Path) -> dict[Path, bytes]:
+    """Every file (Hydra's record and log included) with its bytes."""
+    return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
