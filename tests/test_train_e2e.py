@@ -61,6 +61,7 @@ def test_summary_has_the_contract_keys(trained_run):
     assert summary["command"] == "train"
     assert summary["model"] == "cnn_student"
     assert summary["epochs"] == 2
+    assert summary["precision"] == "32"
     assert 1 <= summary["best_epoch"] <= 2
     for key in ("train_acc", "val_acc", "test_acc"):
         assert 0.0 <= summary[key] <= 100.0

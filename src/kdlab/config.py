@@ -16,7 +16,7 @@ from omegaconf import MISSING, DictConfig
 from kdlab.distributed import world_size
 from kdlab.errors import KdlabError
 
-PRECISIONS = ("32", "bf16", "fp16")
+PRECISIONS = ("32", "bf16", "fp16", "auto")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "multistep", "onecycle", "constant")
 LOSSES = ("ce", "kd")
@@ -49,7 +49,7 @@ class TrainerConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     device: str = "auto"  # auto = cuda > mps > cpu
-    precision: str = "32"  # 32 | bf16 | fp16 (autocast)
+    precision: str = "32"  # 32 | bf16 | fp16 (autocast) | auto (bf16 where native, else 32)
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False

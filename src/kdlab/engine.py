@@ -36,7 +36,7 @@ from kdlab.errors import KdlabError
 from kdlab.objectives import CrossEntropy, Objective, StepOutput
 from kdlab.optim import build_optimizer, build_scheduler
 from kdlab.runlog import RunLogger
-from kdlab.runtime import autocast, eval_mode, rng_state, set_rng_state
+from kdlab.runtime import autocast, eval_mode, resolve_precision, rng_state, set_rng_state
 
 log = logging.getLogger("kdlab")
 
@@ -197,7 +197,7 @@ class Trainer:
         self.device = device
         self.logger = logger
         self.show_bars = show_bars
-        self.precision = str(cfg.trainer.precision)
+        self.precision = resolve_precision(cfg.trainer.precision, device)
         self.step_model = self._compiled(model) if cfg.trainer.compile else model
         self.history: list[dict[str, Any]] = []  # finished earlier stages, for resuming
         self.skipped_batches = 0  # non-finite batches skipped (trainer.skip_nonfinite)

@@ -29,7 +29,7 @@ from kdlab.engine import StageResult, Trainer
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, count_params
 from kdlab.runlog import NullLogger, RunLogger, bars_enabled, write_json_atomic
-from kdlab.runtime import seed_everything, setup_runtime
+from kdlab.runtime import resolve_precision, seed_everything, setup_runtime
 
 log = logging.getLogger("kdlab")
 
@@ -154,7 +154,7 @@ def open_session(cfg: DictConfig) -> Session:
     resume_epoch = resume_state["epoch"] if resume_state else 0
     logger = RunLogger(run_dir, resume_epoch=resume_epoch) if is_main() else NullLogger()
     log.info(
-        "%s on %s: %s (%d classes), %d train / %s val / %d test images%s, device %s",
+        "%s on %s: %s (%d classes), %d train / %s val / %d test images%s, device %s, precision %s",
         cfg.command,
         run_dir,
         data.name,
@@ -164,6 +164,7 @@ def open_session(cfg: DictConfig) -> Session:
         data.test.num_samples,
         f" per rank ({world_size()} ranks)" if world_size() > 1 else "",
         device,
+        resolve_precision(t.precision, device),
     )
     return Session(
         cfg=cfg,
@@ -238,6 +239,7 @@ def finish(
         "kdlab_version": __version__,
         "skipped_batches": trainer.skipped_batches,
         "world_size": world_size(),
+        "precision": trainer.precision,
         **(extra or {}),
     }
     for key, value in final.last.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from kdlab.data import DataBundle
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
 from kdlab.objectives import CrossEntropy, FrozenTeacher
+from kdlab.runtime import resolve_precision
 
 log = logging.getLogger("kdlab")
 
@@ -68,16 +70,30 @@ def resolve_teacher(cfg: DictConfig) -> Path:
     return checkpoint_in(run.resolve())
 
 
-def load_teacher(
-    path: Path, data: DataBundle, device: torch.device, channels_last: bool
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the teacher in eval mode on the device; it must match the student's data."""
-    state = load_checkpoint(path, map_location=device)
-    if state.get("data") != data.name:
+@dataclass(frozen=True)
+class TeacherCheckpoint:
+    path: Path
+    state: dict[str, Any]
+
+
+def read_teacher(cfg: DictConfig) -> TeacherCheckpoint:
+    """Find and read the teacher before any data is built, so a missing, corrupt or
+    other-data-set teacher fails in a second rather than after the data set is loaded."""
+    path = resolve_teacher(cfg)
+    state = load_checkpoint(path)
+    if state.get("data") != cfg.data.name:
         raise KdlabError(
             f"teacher {path} was trained on data={state.get('data')}, this run uses "
-            f"data={data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
+            f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
+    return TeacherCheckpoint(path, state)
+
+
+def load_teacher(
+    checkpoint: TeacherCheckpoint, data: DataBundle, device: torch.device, channels_last: bool
+) -> nn.Module:
+    """Rebuild the teacher in eval mode on the device; it must match the student's classes."""
+    path, state = checkpoint.path, checkpoint.state
     if state.get("num_classes") != data.num_classes:
         raise KdlabError(
             f"teacher {path} predicts {state.get('num_classes')} classes, the data has "
@@ -87,7 +103,7 @@ def load_teacher(
     model = model_from_checkpoint(state).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, state
+    return model
 
 
 def check_class_names(path: Path, teacher_names: list[str] | None, names: list[str]) -> None:
@@ -103,15 +119,16 @@ def check_class_names(path: Path, teacher_names: list[str] | None, names: list[s
 
 
 def prepare_teacher(
-    cfg: DictConfig, data: DataBundle, device: torch.device
+    cfg: DictConfig, checkpoint: TeacherCheckpoint, data: DataBundle, device: torch.device
 ) -> tuple[FrozenTeacher, dict[str, Any]]:
-    """Resolve, load and measure the teacher before the student trains; log what was used."""
-    path = resolve_teacher(cfg)
-    model, state = load_teacher(path, data, device, cfg.trainer.channels_last)
+    """Load and measure the teacher before the student trains; log what was used."""
+    path, state = checkpoint.path, checkpoint.state
+    model = load_teacher(checkpoint, data, device, cfg.trainer.channels_last)
     teacher = FrozenTeacher(model)
     info: dict[str, Any] = {"ckpt": str(path), "model": state["config"]["model"]["arch"]}
     split = data.val if data.val is not None else data.test
-    measured = evaluate(model, CrossEntropy(), split, device, str(cfg.trainer.precision))
+    precision = resolve_precision(cfg.trainer.precision, device)
+    measured = evaluate(model, CrossEntropy(), split, device, precision)
     info["val_acc"] = measured["acc"]
     log.info(
         "teacher: %s (%s), %s acc %.2f%%",

@@ -9,15 +9,16 @@ from omegaconf import DictConfig
 from kdlab.engine import Stage
 from kdlab.objectives import CrossEntropy, Distillation, Objective
 from kdlab.session import build_student, finish, open_session
-from kdlab.teacher import prepare_teacher
+from kdlab.teacher import prepare_teacher, read_teacher
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    checkpoint = read_teacher(cfg) if cfg.loss.name == "kd" else None
     session = open_session(cfg)
     teacher_info: dict[str, Any] | None = None
     objective: Objective
-    if cfg.loss.name == "kd":
-        teacher, teacher_info = prepare_teacher(cfg, session.data, session.device)
+    if checkpoint is not None:
+        teacher, teacher_info = prepare_teacher(cfg, checkpoint, session.data, session.device)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
     else:
         objective = CrossEntropy(cfg.trainer.label_smoothing)

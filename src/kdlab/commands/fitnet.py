@@ -22,7 +22,7 @@ from kdlab.models import check_feature_point, default_feature_point, feature_sha
 from kdlab.models.regressor import build_regressor
 from kdlab.objectives import Distillation, FrozenTeacher, Hint
 from kdlab.session import Session, build_student, finish, open_session
-from kdlab.teacher import prepare_teacher
+from kdlab.teacher import prepare_teacher, read_teacher
 
 log = logging.getLogger("kdlab")
 
@@ -109,9 +109,10 @@ def run_stage_one(session: Session, trainer: Trainer, stage: Stage) -> StageResu
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    checkpoint = read_teacher(cfg)
     session = open_session(cfg)
     student = build_student(session)
-    teacher, teacher_info = prepare_teacher(cfg, session.data, session.device)
+    teacher, teacher_info = prepare_teacher(cfg, checkpoint, session.data, session.device)
     trainer = session.trainer(student)
     stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
 
