@@ -77,6 +77,10 @@ def test_rerunning_a_finished_study_keeps_every_run(study):
 
 def test_unknown_study_and_bad_overrides_fail_before_running(kdlab, tmp_path):
     assert_one_line_error(kdlab("study", "note9"), "unknown study 'note9'", "note1", "note2")
-    proc = kdlab("study", "note1", "trainer.epochs=0", "--out", str(tmp_path / "s"))
-    assert_one_line_error(proc, "trainer.epochs must be positive")
-    assert not (tmp_path / "s").exists()
+    for options_first in (False, True):
+        out = ["--out", str(tmp_path / "s")]
+        overrides = ["seeds=2", "trainer.epochs=0"]
+        args = [*out, *overrides] if options_first else [*overrides, *out]
+        proc = kdlab("study", "note1", *args)
+        assert_one_line_error(proc, "trainer.epochs must be positive")
+        assert not (tmp_path / "s").exists()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from kdlab.errors import OneLineParser
 from kdlab.models import describe_models
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="kdlab models",
         description="List the models (model=NAME), their parameter counts at 10 classes and "
         "their feature points (fitnet.hint_layer / fitnet.guided_layer; * = default).",

@@ -6,9 +6,9 @@ import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from kdlab.errors import KdlabError
+from kdlab.errors import KdlabError, OneLineParser
 from kdlab.report.compare import (
     SORTS,
     baseline_group,
@@ -37,15 +37,8 @@ from kdlab.report.sweep import aggregate_sweep
 from kdlab.report.tables import cannot_write, write_csv, write_text
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become one-line KdlabErrors (exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise KdlabError(f"{message} (kdlab report --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="kdlab report",
         description="Compare finished runs: a table like the research notes' (seeds pooled "
         "into mean ± std, Δ against a baseline), one table per Hydra sweep dir plus its "

@@ -8,7 +8,6 @@ continues it. At the end the report table and figures are written into the study
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from kdlab.errors import KdlabError
+from kdlab.errors import KdlabError, OneLineParser
 from kdlab.paths import config_dir
 
 # What `data=` picks as the preset when the user names no experiment.
@@ -110,7 +109,9 @@ def run_job(sub: str, command: str, args: list[str], study_dir: Path) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
+    if not argv:
+        raise KdlabError(f"name a study: kdlab study NAME, one of {', '.join(study_names())}")
+    parser = OneLineParser(
         prog="kdlab study",
         description="Run a research note's study (teacher, baseline, students) and report it. "
         "Extra key=value overrides go to every run (e.g. data=cifar10 trainer.precision=bf16); "
@@ -120,7 +121,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value for every run, and seeds=N")
     parser.add_argument("--out", type=Path, help="study dir (default outputs/study/NAME/TIME)")
     parser.add_argument("--teacher", help="reuse this teacher checkpoint or run dir")
-    args = parser.parse_args(list(argv))
+    args = parser.parse_intermixed_args(list(argv))  # options may come between overrides
     spec, runs = load_study(args.study)
     seeds, overrides = split_study_args(args.overrides)
     shared = with_preset(overrides)
