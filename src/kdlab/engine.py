@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from kdlab.checkpoint import save_checkpoint
+from kdlab.compiling import CompiledOrEager
 from kdlab.data import BatchLoader, DataBundle
 from kdlab.distributed import (
     all_reduce_sum,
@@ -198,16 +199,8 @@ class Trainer:
         self.logger = logger
         self.show_bars = show_bars
         self.precision = resolve_precision(cfg.trainer.precision, device)
-        self.step_model = self._compiled(model) if cfg.trainer.compile else model
         self.history: list[dict[str, Any]] = []  # finished earlier stages, for resuming
         self.skipped_batches = 0  # non-finite batches skipped (trainer.skip_nonfinite)
-
-    def _compiled(self, model: nn.Module) -> nn.Module:
-        try:
-            return torch.compile(model)  # type: ignore[return-value]
-        except Exception as error:  # compile support varies by platform: fall back, loudly
-            log.warning("torch.compile unavailable (%s); training eagerly", error)
-            return model
 
     def checkpoint_state(self, stage: Stage, optimizer, scheduler, scaler, extra) -> dict:
         return {
@@ -248,7 +241,10 @@ class Trainer:
         scheduler = build_scheduler(optimizer, total_steps, steps_per_epoch, self.cfg.sched)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         trained = [p for g in optimizer.param_groups for p in g["params"]]
-        step = data_parallel(StepModule(self.step_model, stage.objective), self.device, trained)
+        step_module: nn.Module = StepModule(self.model, stage.objective)
+        if self.cfg.trainer.compile:  # the whole step: student, teacher forward and the loss
+            step_module = CompiledOrEager(step_module)
+        step = data_parallel(step_module, self.device, trained)
         epoch_images = train.num_samples * world_size()
 
         start = 0
