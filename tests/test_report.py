@@ -235,8 +235,10 @@ def test_sweep_summary_sorted_by_val_with_failed_job(tmp_path):
     assert [row["T"] for row in on_disk] == ["4", "2", "1", "8"]
     assert float(on_disk[0]["val_acc"]) == 92.4 and float(on_disk[0]["test_acc"]) == 92.9
     assert on_disk[0]["seed"] == "0" and float(on_disk[0]["loss_soft"]) == pytest.approx(0.34)
+    assert [row["alpha"] for row in on_disk] == ["0.1"] * 4  # the CSV keeps every override
     markdown = (sweep / "summary.md").read_text().splitlines()
-    assert markdown[2].startswith("| job | status | T | alpha | seed | data | val acc % |")
+    assert markdown[2] == "shared by every job: alpha=0.1"  # said once, not a column
+    assert markdown[4].startswith("| job | status | T | seed | data | val acc % |")
     assert "| failed |" in markdown[-1]
 
 

@@ -58,17 +58,34 @@ def aggregate_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
         raise KdlabError(f"{display_path(sweep_dir)} holds no job dirs: pass a Hydra sweep dir")
     jobs.sort(key=lambda d: natural_key(d.name))  # ties in val acc stay in job order
     records = sorted((job_record(d) for d in jobs), key=best_first("val_acc"))
-    write_csv(records, sweep_dir / "summary.csv")
-    markdown = f"# sweep {sweep_dir.name}\n\n{sweep_table(records).markdown()}\n"
-    write_text(markdown, sweep_dir / "summary.md")
+    write_csv(records, sweep_dir / "summary.csv")  # every override, for machines
+    write_text(
+        f"# sweep {sweep_dir.name}\n\n{sweep_text(records, markdown=True)}",
+        sweep_dir / "summary.md",
+    )
     return records
 
 
-def sweep_table(records: list[dict[str, Any]]) -> Table:
-    """Job, status, the overrides, then the results (loss parts that apply)."""
+def shared_overrides(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Overrides with one value in every job (the sweep's fixed settings), when there are
+    two jobs or more: said once above the table instead of repeated in every row."""
+    if len(records) < 2:
+        return {}
     keys = dict.fromkeys(key for record in records for key in record)
-    leading = [key for key in keys if key not in RESULT_KEYS]
-    return Table.from_records(records, [*leading, *RESULT_KEYS])
+    candidates = [key for key in keys if key not in (*RESULT_KEYS, "job", "status")]
+    first = records[0]
+    return {k: first.get(k) for k in candidates if all(r.get(k) == first.get(k) for r in records)}
+
+
+def sweep_text(records: list[dict[str, Any]], *, markdown: bool) -> str:
+    """The fixed settings in one line, then the table of what varied and the results."""
+    shared = shared_overrides(records)
+    keys = dict.fromkeys(key for record in records for key in record)
+    leading = [key for key in keys if key not in RESULT_KEYS and key not in shared]
+    table = Table.from_records(records, [*leading, *RESULT_KEYS])
+    fixed = ", ".join(f"{key}={value}" for key, value in shared.items())
+    head = f"shared by every job: {fixed}\n\n" if fixed else ""
+    return head + (table.markdown() if markdown else table.text()) + "\n"
 
 
 class SweepSummary(Callback):
@@ -76,5 +93,5 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        print(sweep_table(aggregate_sweep(sweep_dir)).text())
+        print(sweep_text(aggregate_sweep(sweep_dir), markdown=False), end="")
         print(f"sweep summary: {display_path(sweep_dir / 'summary.md')} and summary.csv")
