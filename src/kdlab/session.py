@@ -41,6 +41,7 @@ class Session:
     cfg: DictConfig
     run_dir: Path
     device: torch.device
+    precision: str  # trainer.precision resolved for the device (`auto` -> bf16 or 32)
     data: DataBundle
     logger: RunLogger
     show_bars: bool
@@ -140,6 +141,7 @@ def open_session(cfg: DictConfig) -> Session:
     run_dir, overrides, multirun = hydra_run_info()
     resume_state = guard_run_dir(run_dir, cfg.resume)
     device = setup_runtime(cfg.trainer, cfg.seed)
+    precision = resolve_precision(cfg.trainer.precision, device)
     t = cfg.trainer
     data = build_data(
         cfg.data,
@@ -164,12 +166,13 @@ def open_session(cfg: DictConfig) -> Session:
         data.test.num_samples,
         f" per rank ({world_size()} ranks)" if world_size() > 1 else "",
         device,
-        resolve_precision(t.precision, device),
+        precision,
     )
     return Session(
         cfg=cfg,
         run_dir=run_dir,
         device=device,
+        precision=precision,
         data=data,
         logger=logger,
         show_bars=is_main() and bars_enabled(t.progress, multirun),

@@ -21,7 +21,7 @@ from kdlab.data import DataBundle
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
 from kdlab.objectives import CrossEntropy, FrozenTeacher
-from kdlab.runtime import resolve_precision
+from kdlab.session import Session
 
 log = logging.getLogger("kdlab")
 
@@ -119,16 +119,17 @@ def check_class_names(path: Path, teacher_names: list[str] | None, names: list[s
 
 
 def prepare_teacher(
-    cfg: DictConfig, checkpoint: TeacherCheckpoint, data: DataBundle, device: torch.device
+    cfg: DictConfig, checkpoint: TeacherCheckpoint, session: Session
 ) -> tuple[FrozenTeacher, dict[str, Any]]:
-    """Load and measure the teacher before the student trains; log what was used."""
+    """Load and measure the teacher (in the student's precision) before the student trains;
+    log what was used."""
     path, state = checkpoint.path, checkpoint.state
+    data, device = session.data, session.device
     model = load_teacher(checkpoint, data, device, cfg.trainer.channels_last)
     teacher = FrozenTeacher(model)
     info: dict[str, Any] = {"ckpt": str(path), "model": state["config"]["model"]["arch"]}
     split = data.val if data.val is not None else data.test
-    precision = resolve_precision(cfg.trainer.precision, device)
-    measured = evaluate(model, CrossEntropy(), split, device, precision)
+    measured = evaluate(model, CrossEntropy(), split, device, session.precision)
     info["val_acc"] = measured["acc"]
     log.info(
         "teacher: %s (%s), %s acc %.2f%%",

@@ -18,7 +18,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     teacher_info: dict[str, Any] | None = None
     objective: Objective
     if checkpoint is not None:
-        teacher, teacher_info = prepare_teacher(cfg, checkpoint, session.data, session.device)
+        teacher, teacher_info = prepare_teacher(cfg, checkpoint, session)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
     else:
         objective = CrossEntropy(cfg.trainer.label_smoothing)

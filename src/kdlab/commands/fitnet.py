@@ -112,7 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_teacher(cfg)
     session = open_session(cfg)
     student = build_student(session)
-    teacher, teacher_info = prepare_teacher(cfg, checkpoint, session.data, session.device)
+    teacher, teacher_info = prepare_teacher(cfg, checkpoint, session)
     trainer = session.trainer(student)
     stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
 
