@@ -104,6 +104,10 @@ class TeacherConfig:
     ckpt: str | None = None  # a checkpoint file or run dir; null = newest finished teacher run
     model: str = "resnet_teacher"  # with ckpt=null: which `kdlab train` runs count as teachers
     search_dir: str = "outputs"  # with ckpt=null: where to look for them
+    # Exact logit cache: the teacher's logits per (training image, crop/flip view), stored
+    # beside its checkpoint (<ckpt>.logits/) and reused by later runs on the same images.
+    cache: bool = True
+    cache_dir: str | None = None  # null = beside the teacher checkpoint
 
 
 @dataclass

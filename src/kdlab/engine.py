@@ -52,6 +52,9 @@ class Stage:
     epochs: int
     frozen: Sequence[nn.Module] = ()  # kept in eval mode: no BN statistics updates
     select: str = "val_acc"  # val_acc (higher is better) or val_loss (lower is better)
+    # The training batches, when not the data set's own: e.g. (x, y, teacher logits) from the
+    # logit cache. Every batch is (x, y, *extra); extra reaches the objective as arguments.
+    train: BatchLoader | None = None
 
 
 @dataclass
@@ -160,8 +163,8 @@ class StepModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
-        return self.objective(self.model, x, y)
+    def forward(self, x: Tensor, y: Tensor, *extra: Tensor) -> StepOutput:
+        return self.objective(self.model, x, y, *extra)
 
 
 def buffer_snapshot(*modules: nn.Module) -> Callable[[], None]:
@@ -229,7 +232,7 @@ class Trainer:
         `resume` is a last.pt state of this stage to continue from.
         """
         t = self.cfg.trainer
-        train = self.data.train
+        train = stage.train if stage.train is not None else self.data.train
         steps_per_epoch = len(train)
         if steps_per_epoch == 0:
             raise KdlabError(
@@ -269,7 +272,7 @@ class Trainer:
             train.set_epoch(epoch)
             tic = time.perf_counter()
             metrics = self._train_epoch(
-                stage, step, optimizer, scheduler, scaler, trained, epoch, steps_per_epoch
+                stage, train, step, optimizer, scheduler, scaler, trained, epoch
             )
             broadcast_buffers(self.model)  # evaluate (and save) rank 0's BatchNorm statistics
             epoch_time = time.perf_counter() - tic
@@ -329,15 +332,16 @@ class Trainer:
     def _train_epoch(
         self,
         stage: Stage,
+        train: BatchLoader,
         step: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         scaler: torch.amp.GradScaler,
         trained: list[Tensor],
         epoch: int,
-        steps_per_epoch: int,
     ) -> dict[str, float]:
         t = self.cfg.trainer
+        steps_per_epoch = len(train)
         self.model.train()
         stage.objective.train()
         for module in stage.frozen:
@@ -345,7 +349,7 @@ class Trainer:
         epoch_acc = Accumulator(self.device)
         window = Accumulator(self.device)
         bar = tqdm(
-            self.data.train,
+            train,
             total=steps_per_epoch,
             desc=f"{stage.name} epoch {epoch}",
             leave=False,
@@ -353,10 +357,11 @@ class Trainer:
             disable=not self.show_bars,
         )
         first_step = (epoch - 1) * steps_per_epoch
-        for i, (x, y) in enumerate(bar):
+        for i, batch in enumerate(bar):
+            y = batch[1]
             undo = buffer_snapshot(self.model, stage.objective) if t.skip_nonfinite else None
             with autocast(self.device, self.precision):
-                out = step(x, y)
+                out = step(*batch)
             if undo is not None and not self._finite_step(out.losses):
                 undo()
                 continue

@@ -52,9 +52,15 @@ class FrozenTeacher:
 
 
 class Objective(nn.Module):
-    """Base: subclasses define forward(model, x, y) -> StepOutput."""
+    """Base: subclasses define forward(model, x, y[, teacher_logits]) -> StepOutput.
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+    `teacher_logits`, where a batch carries them (the logit cache), are the teacher's logits
+    for exactly `x`; objectives that need no teacher logits ignore them.
+    """
+
+    def forward(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
         raise NotImplementedError
 
 
@@ -65,7 +71,9 @@ class CrossEntropy(Objective):
         super().__init__()
         self.label_smoothing = label_smoothing
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return StepOutput(logits, {"loss": loss})
@@ -80,8 +88,11 @@ class Distillation(Objective):
         self.T = T
         self.alpha = alpha
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        teacher_logits = self.teacher.logits(x)
+    def forward(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
+        if teacher_logits is None:
+            teacher_logits = self.teacher.logits(x)
         logits = model(x)
         return StepOutput(logits, kd_losses(logits, teacher_logits, y, self.T, self.alpha))
 
@@ -102,7 +113,9 @@ class Hint(Objective):
         self.guided_point = guided_point
         self.regressor = regressor
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
         hint = self.teacher.features(x, self.hint_point)
         guided = run_prefix(model, self.guided_point, x)
         fit = hint_loss(self.regressor(guided), hint)

@@ -20,6 +20,7 @@ from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
 from kdlab.data import DataBundle
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
+from kdlab.logit_cache import CachedLogitLoader, cached_logit_loader
 from kdlab.objectives import CrossEntropy, FrozenTeacher
 from kdlab.session import Session
 
@@ -115,6 +116,24 @@ def check_class_names(path: Path, teacher_names: list[str] | None, names: list[s
     raise KdlabError(
         f"teacher {path} has class {i} = '{teacher_names[i]}', the data has '{names[i]}': pick "
         "a teacher trained on the same classes (teacher.ckpt=PATH)"
+    )
+
+
+def teacher_batches(
+    cfg: DictConfig, teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
+) -> CachedLogitLoader | None:
+    """Training batches with the teacher's cached logits (teacher.cache=true, data in
+    memory), or None: the objective then runs the teacher every step."""
+    if not cfg.teacher.cache:
+        return None
+    return cached_logit_loader(
+        session.data.train,
+        teacher,
+        checkpoint.path,
+        cache_dir=cfg.teacher.cache_dir,
+        num_classes=session.data.num_classes,
+        precision=session.precision,
+        chunk=cfg.trainer.eval_batch_size,
     )
 
 

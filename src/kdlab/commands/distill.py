@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from kdlab.engine import Stage
 from kdlab.objectives import CrossEntropy, Distillation, Objective
 from kdlab.session import build_student, finish, open_session
-from kdlab.teacher import prepare_teacher, read_teacher
+from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -17,9 +17,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     session = open_session(cfg)
     teacher_info: dict[str, Any] | None = None
     objective: Objective
+    batches = None
     if checkpoint is not None:
         teacher, teacher_info = prepare_teacher(cfg, checkpoint, session)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
+        batches = teacher_batches(cfg, teacher, checkpoint, session)
     else:
         objective = CrossEntropy(cfg.trainer.label_smoothing)
     model = build_student(session)
@@ -29,9 +31,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         objective=objective,
         param_groups=[{"params": list(model.parameters())}],
         epochs=cfg.trainer.epochs,
+        train=batches,
     )
     result = trainer.fit(stage, resume=session.resume_state)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
     if teacher_info is not None:
+        teacher_info["logit_cache"] = batches.stats() if batches is not None else None
         extra.update({"T": cfg.T, "alpha": cfg.alpha, "teacher": teacher_info})
     return finish(session, trainer, model, [result], extra)

@@ -16,13 +16,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from kdlab.checkpoint import copy_checkpoint, load_checkpoint
+from kdlab.data import BatchLoader
 from kdlab.distributed import is_main
 from kdlab.engine import Stage, StageResult, Trainer
 from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
 from kdlab.objectives import Distillation, FrozenTeacher, Hint
 from kdlab.session import Session, build_student, finish, open_session
-from kdlab.teacher import prepare_teacher, read_teacher
+from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
 
 log = logging.getLogger("kdlab")
 
@@ -69,7 +70,11 @@ def hint_stage(
 
 
 def kd_stage(
-    cfg: DictConfig, teacher: FrozenTeacher, student: nn.Module, prefix: list[nn.Module]
+    cfg: DictConfig,
+    teacher: FrozenTeacher,
+    student: nn.Module,
+    prefix: list[nn.Module],
+    batches: BatchLoader | None,
 ) -> Stage:
     """Stage two: KD on the rest (frozen) or on all of it (finetune, optional lr scale)."""
     prefix_ids = {id(p) for p in parameters_of(prefix)}
@@ -86,7 +91,7 @@ def kd_stage(
             {"params": rest},
         ]
         frozen = []
-    return Stage("stage2", objective, groups, cfg.trainer.epochs, frozen=frozen)
+    return Stage("stage2", objective, groups, cfg.trainer.epochs, frozen=frozen, train=batches)
 
 
 def run_stage_one(session: Session, trainer: Trainer, stage: Stage) -> StageResult:
@@ -123,9 +128,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result1 = run_stage_one(session, trainer, stage1)
     trainer.history = [dataclasses.asdict(result1)]
 
-    stage2 = kd_stage(cfg, teacher, student, prefix)
+    batches = teacher_batches(cfg, teacher, checkpoint, session)
+    stage2 = kd_stage(cfg, teacher, student, prefix, batches)
     resume2 = state if state is not None and state["stage"] == "stage2" else None
     result2 = trainer.fit(stage2, epoch_offset=stage1_epochs(cfg), resume=resume2)
+    teacher_info["logit_cache"] = batches.stats() if batches is not None else None
     extra = {
         "T": cfg.T,
         "alpha": cfg.alpha,

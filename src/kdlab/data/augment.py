@@ -47,6 +47,23 @@ def crop_flip(
     return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
+def view_count(pad: int | None) -> int:
+    """Distinct views of one image: (2*pad+1)^2 crops times 2 flips (162 for CIFAR's pad 4);
+    one without augmentation."""
+    return 1 if pad is None else (2 * pad + 1) ** 2 * 2
+
+
+def view_ids(view: CropFlip, pad: int) -> torch.Tensor:
+    """Each view as one integer in [0, view_count(pad)): (dy * (2*pad+1) + dx) * 2 + flip."""
+    return (view.dy * (2 * pad + 1) + view.dx) * 2 + view.flip.long()
+
+
+def views_of(ids: torch.Tensor, pad: int) -> CropFlip:
+    """The views that `view_ids` numbered `ids` (its inverse)."""
+    crop, flip = ids.div(2, rounding_mode="floor"), ids.remainder(2).bool()
+    return CropFlip(crop.div(2 * pad + 1, rounding_mode="floor"), crop.remainder(2 * pad + 1), flip)
+
+
 def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Draw a view per image from `generator` (a CPU generator) and apply it."""
     dy, dx, flip = draw_crop_flip(images.shape[0], pad, generator, images.device)

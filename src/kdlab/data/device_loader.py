@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from kdlab.data.normalize import Normalizer
-from kdlab.data.schedule import Schedule
+from kdlab.data.schedule import EpochPlan, Schedule
 
 
 class DeviceLoader:
@@ -39,7 +39,15 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def epoch_plan(self) -> EpochPlan:
+        """The current epoch's batches and views (on the host), as `__iter__` serves them."""
+        return self.schedule.plan(self.epoch)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        plan = self.schedule.plan(self.epoch).to(self.device)
+        return self.serve(self.epoch_plan())
+
+    def serve(self, plan: EpochPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `plan`: gathered, augmented and normalised on the device."""
+        plan = plan.to(self.device)
         for step, index in enumerate(plan.indices):
             yield self.normalize(plan.augment(step, self.images[index])), self.labels[index]

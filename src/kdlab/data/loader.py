@@ -11,6 +11,9 @@ import torch
 class BatchLoader(Protocol):
     """Yields normalised (x, y) batches on the device; one pass is one epoch on this rank.
 
+    (A loader may add tensors after y, e.g. the teacher's logits of the logit cache: the
+    engine passes them on to the objective.)
+
     x: float32 (B,3,S,S), channels_last if requested; y: int64 (B,). `num_samples` counts the
     images of one epoch on this rank; `set_epoch` makes the order and augmentation of the next
     pass a pure function of (seed, epoch).

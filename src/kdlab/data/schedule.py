@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from kdlab.data.augment import CropFlip, crop_flip, draw_crop_flip
+from kdlab.data.augment import CropFlip, crop_flip, draw_crop_flip, view_count, view_ids
 from kdlab.data.seeding import seeded_generator
 
 # Keeps the epoch streams apart from the other uses of the training seed (splits, subsets).
@@ -41,6 +41,19 @@ class EpochPlan:
             return images
         view = self.views[step]
         return crop_flip(images, view.dy, view.dx, view.flip, self.pad)
+
+    @property
+    def num_views(self) -> int:
+        return view_count(self.pad if self.views is not None else None)
+
+    def view_keys(self) -> torch.Tensor:
+        """Every sample's (image, view) as one integer, image * num_views + view, in batch
+        order as a (batches, batch size) tensor: what a teacher-logit cache is indexed by."""
+        indices = torch.stack(self.indices)
+        if self.views is None:
+            return indices
+        ids = torch.stack([view_ids(view, self.pad) for view in self.views])
+        return indices * self.num_views + ids
 
 
 class Schedule(Protocol):

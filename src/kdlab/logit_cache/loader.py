@@ -1,0 +1,85 @@
+"""Training batches that carry the teacher's logits for exactly the view each image got."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdlab.data.augment import crop_flip, views_of
+from kdlab.data.device_loader import DeviceLoader
+from kdlab.data.schedule import EpochPlan
+from kdlab.logit_cache.store import LogitStore
+from kdlab.objectives import FrozenTeacher
+from kdlab.runtime import autocast
+
+
+class CachedLogitLoader:
+    """The device-resident training loader, yielding (x, y, teacher logits).
+
+    An epoch's images and views are known before it starts, so the teacher runs then, once,
+    on the views the store does not hold yet (in inference batches of `chunk`, with the same
+    crop, flip and normalisation as the training batches), and the epoch's logits are copied
+    to the device in one piece. A training step then only slices its rows: a KD step costs a
+    student step, and a second run over the same views (a sweep) runs no teacher at all.
+    """
+
+    def __init__(
+        self,
+        train: DeviceLoader,
+        store: LogitStore,
+        teacher: FrozenTeacher,
+        precision: str,
+        chunk: int,
+    ) -> None:
+        self.train = train
+        self.store = store
+        self.teacher = teacher
+        self.precision = precision
+        self.chunk = chunk
+        self.num_samples = train.num_samples
+        self.computed = 0  # views the teacher ran on in this run
+        self.reused = 0  # views read from the store as they were
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        plan = self.train.epoch_plan()
+        keys = plan.view_keys()
+        flat = keys.flatten().numpy()
+        missing = self.store.missing(flat)
+        self._compute(plan, missing)
+        self.computed += missing.size
+        self.reused += flat.size - missing.size
+        logits = self.store.read(flat).to(self.train.device).view(*keys.shape, -1)
+        for step, (x, y) in enumerate(self.train.serve(plan)):
+            yield x, y, logits[step]
+
+    def _compute(self, plan: EpochPlan, keys: np.ndarray) -> None:
+        """Run the teacher on the views `keys` name and store its logits."""
+        device = self.train.device
+        for start in range(0, keys.size, self.chunk):
+            chunk = keys[start : start + self.chunk]
+            key = torch.from_numpy(chunk)
+            index = key.div(plan.num_views, rounding_mode="floor").to(device)
+            images = self.train.images[index]
+            if plan.views is not None:
+                view = views_of(key.remainder(plan.num_views), plan.pad)
+                images = crop_flip(images, *(t.to(device) for t in view), plan.pad)
+            with autocast(device, self.precision):
+                logits = self.teacher.logits(self.train.normalize(images))
+            self.store.write(chunk, logits)
+
+    def stats(self) -> dict[str, Any]:
+        """What summary.json records: where the logits are and how many were reused."""
+        return {
+            "dir": str(self.store.directory),
+            "views_computed": self.computed,
+            "views_reused": self.reused,
+        }

@@ -1,0 +1,205 @@
+"""The teacher-logit cache: exactly the online teacher's logits, computed once per view."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, read_summary, run_kdlab
+from kdlab.data import build_data
+from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_of
+from kdlab.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
+from kdlab.models import build_model
+from kdlab.objectives import FrozenTeacher
+from kdlab.runtime import seed_everything
+
+CPU = torch.device("cpu")
+
+
+def test_view_ids_number_every_crop_and_flip_once_and_invert():
+    pad = 4
+    grid = torch.cartesian_prod(torch.arange(9), torch.arange(9), torch.arange(2))
+    views = CropFlip(grid[:, 0], grid[:, 1], grid[:, 2].bool())
+    ids = view_ids(views, pad)
+    assert view_count(pad) == 162 and view_count(None) == 1
+    assert sorted(ids.tolist()) == list(range(162))
+    back = views_of(ids, pad)
+    assert all(torch.equal(a, b) for a, b in zip(back, views, strict=True))
+
+
+def test_the_plan_keys_name_the_image_and_view_each_batch_serves():
+    data = tiny_data()
+    train = data.train
+    plan = train.epoch_plan()
+    keys = plan.view_keys()
+    assert keys.shape == (len(train), 16)
+    served = [x for x, _ in train.serve(plan)]
+    for step, x in enumerate(served):
+        index = keys[step] // plan.num_views
+        view = views_of(keys[step] % plan.num_views, plan.pad)
+        rebuilt = train.normalize(crop_flip(train.images[index], *view, plan.pad))
+        assert torch.equal(rebuilt, x)
+
+
+def tiny_data(augment: bool = True):
+    cfg = {"name": "synthetic", "train_size": 96, "test_size": 20, "val_split": 0.0}
+    cfg["augment"] = augment
+    return build_data(cfg, batch_size=16, eval_batch_size=40, device=CPU, seed=0)
+
+
+def teacher_file(tmp_path, seed: int = 0) -> tuple[FrozenTeacher, object]:
+    seed_everything(seed)
+    model = build_model("resnet8", 10)
+    path = tmp_path / f"teacher{seed}.pt"
+    torch.save(model.state_dict(), path)
+    return FrozenTeacher(model), path
+
+
+def open_loader(data, teacher, path, root, precision="32") -> CachedLogitLoader:
+    loader = cached_logit_loader(
+        data.train,
+        teacher,
+        path,
+        cache_dir=str(root),
+        num_classes=10,
+        precision=precision,
+        chunk=40,  # not the batch size: the cache computes in other groupings than training
+    )
+    assert loader is not None
+    return loader
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_cached_logits_equal_the_online_teacher_and_are_computed_once(tmp_path, augment):
+    data = tiny_data(augment)
+    teacher, path = teacher_file(tmp_path)
+    first = open_loader(data, teacher, path, tmp_path / "cache")
+    seen = []
+    for epoch in (1, 2):
+        first.set_epoch(epoch)
+        for x, _, cached in first:
+            online = teacher.logits(x)
+            torch.testing.assert_close(cached, online, rtol=1e-5, atol=1e-5)
+            seen.append(cached)
+    views = 2 * data.train.num_samples
+    assert first.computed + first.reused == views
+    if not augment:  # one view per image: epoch 2 reuses all of epoch 1's
+        assert first.computed == data.train.num_samples
+
+    second = open_loader(data, teacher, path, tmp_path / "cache")
+    assert second.store.directory == first.store.directory
+    replay = []
+    for epoch in (1, 2):
+        second.set_epoch(epoch)
+        replay += [cached for _, _, cached in second]
+    assert second.computed == 0 and second.reused == views
+    assert all(torch.equal(a, b) for a, b in zip(seen, replay, strict=True))
+
+
+def test_another_teacher_or_precision_gets_its_own_store(tmp_path):
+    data = tiny_data()
+    teacher, path = teacher_file(tmp_path, seed=0)
+    other, other_path = teacher_file(tmp_path, seed=1)
+    a = open_loader(data, teacher, path, tmp_path / "c")
+    b = open_loader(data, other, other_path, tmp_path / "c")
+    c = open_loader(data, teacher, path, tmp_path / "c", precision="bf16")
+    assert len({a.store.directory, b.store.directory, c.store.directory}) == 3
+    assert c.store.dtype == torch.bfloat16  # kept in the teacher's own dtype: no rounding
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_store_keeps_every_bit_of_the_teachers_dtype(tmp_path, dtype):
+    meta = {"test": str(dtype)}
+    store = LogitStore.open(tmp_path, meta, rows=50, num_classes=7, dtype=dtype)
+    values = (torch.randn(20, 7) * 30).to(dtype)
+    keys = np.arange(0, 40, 2)
+    assert set(store.missing(np.arange(50)).tolist()) == set(range(50))
+    store.write(keys, values)
+    assert torch.equal(store.read(keys), values)
+    assert set(store.missing(np.arange(50)).tolist()) == set(range(50)) - set(keys.tolist())
+    reopened = LogitStore.open(tmp_path, meta, rows=50, num_classes=7, dtype=dtype)
+    assert torch.equal(reopened.read(keys), values)
+
+
+def test_a_store_created_by_another_process_first_is_used_not_replaced(tmp_path):
+    meta = {"race": 1}
+    winner = LogitStore.open(tmp_path, meta, rows=4, num_classes=3, dtype=torch.float32)
+    winner.write(np.array([1]), torch.ones(1, 3))
+    from kdlab.logit_cache import store as store_module
+
+    # The loser of a creation race builds its own copy, then finds the name taken.
+    store_module._create(winner.directory, meta, 4, 3, torch.float32)
+    again = LogitStore.open(tmp_path, meta, rows=4, num_classes=3, dtype=torch.float32)
+    assert torch.equal(again.read(np.array([1])), torch.ones(1, 3))
+    assert [p.name for p in tmp_path.iterdir()] == [winner.directory.name]  # no temp left
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cache")
+    proc = run_kdlab("train", "model=resnet8", *TINY, f"hydra.run.dir={cwd / 'teacher'}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd
+
+
+def distill(cwd, name: str, *args: str):
+    run = cwd / name
+    common = [*TINY, "trainer.deterministic=true", f"teacher.ckpt={cwd / 'teacher'}"]
+    proc = run_kdlab("distill", *common, *args, f"hydra.run.dir={run}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return run, proc.stdout + proc.stderr
+
+
+def losses(run) -> list[float]:
+    """Train and val loss of every epoch, in order."""
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r[key] for r in records for key in ("train/loss", "val/loss")]
+
+
+def test_a_second_distill_run_reuses_every_view_and_trains_like_the_online_teacher(teacher_run):
+    cwd = teacher_run
+    first, log = distill(cwd, "first")
+    second, _ = distill(cwd, "second", "alpha=0.5")  # a sweep's next job: another alpha
+    online, online_log = distill(cwd, "online", "teacher.cache=false")
+    views = 2 * 256  # 2 epochs of 8 batches of 32
+    a, b = (read_summary(r)["teacher"]["logit_cache"] for r in (first, second))
+    assert a["views_computed"] + a["views_reused"] == views
+    assert a["views_reused"] < 0.05 * views  # only views epoch 2 drew again (1 in 162 each)
+    assert (b["views_computed"], b["views_reused"]) == (0, views)
+    assert a["dir"] == b["dir"] and a["dir"].startswith(str(cwd / "teacher" / "checkpoints"))
+    assert "teacher logits: cached in" in log
+    assert read_summary(online)["teacher"]["logit_cache"] is None
+    assert "teacher logits" not in online_log
+    assert losses(first) == pytest.approx(losses(online), rel=1e-5)
+
+
+def test_fitnet_stage_two_reads_the_cache(teacher_run):
+    cwd = teacher_run
+    run = cwd / "fitnet"
+    proc = run_kdlab(
+        "fitnet",
+        *TINY,
+        "fitnet.stage1_epochs=1",
+        f"teacher.ckpt={cwd / 'teacher'}",
+        f"hydra.run.dir={run}",
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = read_summary(run)["teacher"]["logit_cache"]
+    assert stats["views_computed"] + stats["views_reused"] == 2 * 256
+
+
+def test_an_unwritable_cache_dir_falls_back_to_the_online_teacher(teacher_run):
+    cwd = teacher_run
+    blocker = cwd / "a_file"
+    blocker.write_text("not a directory")
+    run, log = distill(cwd, "fallback", f"teacher.cache_dir={blocker / 'cache'}")
+    assert "teacher logits: computed every step, the cache is unusable" in log
+    assert read_summary(run)["teacher"]["logit_cache"] is None
+    assert blocker.read_text() == "not a directory"
