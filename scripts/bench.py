@@ -9,6 +9,8 @@ For each model, in one process, at one batch size, on CIFAR-sized (32x32) synthe
              eager fp32, `loss.item()` every step
   KD         a kdlab distillation step (resnet_teacher, T=4, alpha=0.1) against a student
              step plus a teacher forward timed apart: 1.00 means KD costs nothing more
+  KD cached  the same step with the teacher's logits from the logit cache (what every run of
+             a sweep after the first gets), against the student step alone
 
 Usage:
   python scripts/bench.py [--quick] [--device cpu|cuda] [--models a,b,c] [--batch-size 128]
@@ -69,7 +71,9 @@ class Plan:
     warmup_epochs: int  # untimed epochs before those
 
 
-QUICK = Plan(train_images=384, block_steps=1, step_repeats=3, epoch_repeats=1, warmup_epochs=0)
+# --quick: about a minute on 2 CPU cores; one warm-up epoch, so no figure includes first-call
+# costs (allocator growth, kernel selection) that a real run pays once.
+QUICK = Plan(train_images=512, block_steps=2, step_repeats=3, epoch_repeats=1, warmup_epochs=1)
 FULL = Plan(train_images=50_000, block_steps=10, step_repeats=5, epoch_repeats=3, warmup_epochs=1)
 
 
@@ -93,6 +97,7 @@ class Row:
     reference: Measurement
     kd: Measurement | None
     kd_cost_ratio: float | None  # KD time / (student step + teacher forward) time
+    kd_cached: Measurement | None = None  # KD with the teacher's logits from the cache
 
 
 @dataclass(frozen=True)
@@ -192,16 +197,33 @@ def time_call(work: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - tic
 
 
-def reset_peak(device: torch.device) -> None:
+def reset_peak(device: torch.device) -> bool:
+    """Restart the peak-memory reading; False where it cannot be restarted."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:  # Linux: writing 5 to clear_refs restarts the process's peak RSS (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return rss_peak_mib() is not None
+
+
+def rss_peak_mib() -> float | None:
+    """The process's peak resident set size (VmHWM) since the last reset, in MiB."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    fields = [line.split() for line in lines if line.startswith("VmHWM:")]
+    return int(fields[0][1]) / 1024 if fields else None
 
 
 def peak_mib(device: torch.device) -> float | None:
-    """CUDA's peak allocation since the last reset; a CPU process has no per-phase peak."""
+    """CUDA's peak allocation, or on a CPU the process's peak RSS, since `reset_peak`."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return None
+    return rss_peak_mib()
 
 
 def measure(
@@ -210,9 +232,9 @@ def measure(
     """Images/s of `work` (which handles `images`): median of the timed calls after warm-up."""
     for _ in range(warmups):
         work()
-    reset_peak(device)
+    resettable = reset_peak(device)
     seconds = statistics.median(time_call(work, device) for _ in range(repeats))
-    return Measurement(images / seconds, peak_mib(device))
+    return Measurement(images / seconds, peak_mib(device) if resettable else None)
 
 
 def repeated(step: Callable[[], None], times: int) -> Callable[[], None]:
@@ -257,13 +279,13 @@ def training_step(
     device: torch.device,
     precision: str,
 ) -> Callable[[], None]:
-    """One step as kdlab's engine takes it (autocast forward, backward, step), on a fixed batch."""
-    x, y = batch
+    """One step as kdlab's engine takes it (autocast forward, backward, step), on a fixed batch
+    (x, y[, teacher logits])."""
     model.train()
 
     def step() -> None:
         with autocast(device, precision):
-            out = objective(model, x, y)
+            out = objective(model, *batch)
         optimizer.zero_grad(set_to_none=True)
         out.losses["loss"].backward()
         optimizer.step()
@@ -336,6 +358,18 @@ def measure_kd(name: str, teacher: FrozenTeacher, bench: Bench) -> Measurement:
     return measure_steps(step, bench)
 
 
+def measure_kd_cached(name: str, teacher: FrozenTeacher, bench: Bench) -> Measurement:
+    """The KD step as the logit cache serves it: the teacher's logits are read, not computed."""
+    model = kdlab_model(name, bench)
+    objective = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
+    optimizer = kdlab_optimizer(model, bench)
+    x, y = bench.batch
+    with autocast(bench.device, bench.precision):
+        cached = teacher.logits(x)
+    step = training_step(model, objective, optimizer, (x, y, cached), bench.device, bench.precision)
+    return measure_steps(step, bench)
+
+
 def bench_model(name: str, bench: Bench) -> Row:
     """raw, kdlab and reference figures of one model (KD is added by `with_kd`)."""
     note(f"{name}: raw")
@@ -348,11 +382,13 @@ def bench_model(name: str, bench: Bench) -> Row:
 
 
 def with_kd(row: Row, teacher: FrozenTeacher, teacher_forward: Measurement, bench: Bench) -> Row:
-    """The row with its KD step, whose student step is the row's raw step."""
+    """The row with its KD steps (online and cached), whose student step is the raw step."""
     note(f"{row.model}: KD step")
     kd = measure_kd(row.model, teacher, bench)
+    note(f"{row.model}: KD step, cached teacher logits")
+    kd_cached = measure_kd_cached(row.model, teacher, bench)
     apart = row.raw.seconds_per_image + teacher_forward.seconds_per_image
-    return replace(row, kd=kd, kd_cost_ratio=kd.seconds_per_image / apart)
+    return replace(row, kd=kd, kd_cost_ratio=kd.seconds_per_image / apart, kd_cached=kd_cached)
 
 
 # --- the reference loop ---------------------------------------------------------------------
@@ -424,6 +460,8 @@ COLUMNS = (
     "kdlab/ref",
     "KD img/s",
     "KD/(S+T)",
+    "KDc img/s",
+    "KDc/S",
     "peak MiB",
 )
 
@@ -433,7 +471,7 @@ def rate(m: Measurement | None) -> str:
 
 
 def peak_cell(row: Row) -> str:
-    """raw/kdlab/reference/KD peaks in MiB on CUDA; n/a on CPU."""
+    """raw/kdlab/reference/KD peaks in MiB; n/a where they cannot be read."""
     measurements = [row.raw, row.kdlab, row.reference, row.kd]
     peaks = [m.peak_mib for m in measurements if m is not None]
     if any(p is None for p in peaks):
@@ -451,6 +489,10 @@ def cells(row: Row) -> list[str]:
         f"{row.kdlab.images_per_s / row.reference.images_per_s:.2f}x",
         rate(row.kd),
         "-" if row.kd_cost_ratio is None else f"{row.kd_cost_ratio:.2f}",
+        rate(row.kd_cached),
+        "-"
+        if row.kd_cached is None
+        else f"{row.raw.images_per_s / row.kd_cached.images_per_s:.2f}",
         peak_cell(row),
     ]
 
@@ -459,22 +501,22 @@ def pipe_row(parts: Sequence[str]) -> str:
     return "| " + " | ".join(parts) + " |"
 
 
-def text_table(rows: list[list[str]]) -> str:
+def text_table(columns: Sequence[str], rows: list[list[str]]) -> str:
     """Fixed-width, names left and figures right, ruled above and below (airbench style)."""
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
 
     def line(parts: Sequence[str]) -> str:
         name, *figures = parts
         aligned = [p.rjust(w) for p, w in zip(figures, widths[1:], strict=True)]
         return pipe_row([name.ljust(widths[0]), *aligned])
 
-    rule = "-" * len(line(COLUMNS))
-    return "\n".join([rule, line(COLUMNS), rule, *map(line, rows), rule])
+    rule = "-" * len(line(columns))
+    return "\n".join([rule, line(columns), rule, *map(line, rows), rule])
 
 
-def markdown_table(rows: list[list[str]]) -> str:
-    align = ["---", *["---:"] * (len(COLUMNS) - 1)]
-    return "\n".join([pipe_row(COLUMNS), pipe_row(align), *map(pipe_row, rows)])
+def markdown_table(columns: Sequence[str], rows: list[list[str]]) -> str:
+    align = ["---", *["---:"] * (len(columns) - 1)]
+    return "\n".join([pipe_row(columns), pipe_row(align), *map(pipe_row, rows)])
 
 
 def device_name(device: torch.device) -> str:
@@ -493,8 +535,9 @@ def memory_note(device: torch.device) -> str:
     kib = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2**20
     return (
-        "peak MiB: n/a on CPU (one process has no per-measurement peak); the whole process "
-        f"peaked at {rss:,.0f} MiB RSS (ru_maxrss)"
+        "peak MiB: the process's peak RSS during each measurement, raw/kdlab/reference/KD "
+        f"(VmHWM after a reset; DataLoader workers not counted); the whole run peaked at "
+        f"{rss:,.0f} MiB"
     )
 
 
@@ -508,7 +551,7 @@ def header_lines(bench: Bench, quick: bool, seconds: float) -> list[str]:
         f"{bench.data.train.num_samples:,} images per epoch{' (--quick)' if quick else ''}",
         f"raw, KD: median of {plan.step_repeats} blocks of {plan.block_steps} step(s) on a "
         "staged batch after one warm-up block; KD/(S+T) = KD step time / (student step + "
-        "teacher forward)",
+        "teacher forward); KDc/S = KD step on cached teacher logits / student step",
         f"kdlab, reference: median of {plan.epoch_repeats} epoch(s) after "
         f"{plan.warmup_epochs} warm-up; kdlab = a whole 1-epoch Trainer.fit; reference = PIL "
         f"crop/flip in {workers} DataLoader workers, eager fp32, loss.item() each step",
@@ -521,12 +564,10 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    plan = QUICK if args.quick else FULL
+def open_bench(args: argparse.Namespace, plan: Plan, run_root: Path) -> Bench:
+    """Settings, device, synthetic data and the staged batch every measurement shares."""
     cfg = run_config(args, plan)
     device = setup_runtime(cfg.trainer, cfg.seed)
-    started = time.perf_counter()
     note(f"generating {plan.train_images:,} synthetic images")
     data = build_data(
         cfg.data,
@@ -537,16 +578,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         channels_last=args.channels_last,
     )
     assert isinstance(data.train, DeviceLoader)  # synthetic data is always device-resident
+    return Bench(
+        cfg=cfg,
+        plan=plan,
+        device=device,
+        data=data,
+        batch=next(iter(data.train)),
+        reference_loader=reference_loader(data.train, args.batch_size, device),
+        run_root=run_root,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kdlab-bench-") as tmp:
-        bench = Bench(
-            cfg=cfg,
-            plan=plan,
-            device=device,
-            data=data,
-            batch=next(iter(data.train)),
-            reference_loader=reference_loader(data.train, args.batch_size, device),
-            run_root=Path(tmp),
-        )
+        bench = open_bench(args, QUICK if args.quick else FULL, Path(tmp))
         rows = [bench_model(name, bench) for name in args.models]
         if any(row.model != TEACHER for row in rows):
             teacher = FrozenTeacher(kdlab_model(TEACHER, bench))
@@ -558,11 +605,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             ]
     header = header_lines(bench, args.quick, time.perf_counter() - started)
     table = [cells(row) for row in rows]
-    print("\n".join([*header, text_table(table)]))
-    if args.out is not None:
+    report(header, COLUMNS, table, args.out)
+
+
+def report(header: list[str], columns: Sequence[str], table: list[list[str]], out: Path | None):
+    """Print the header and the fixed-width table; with `out`, also write them as markdown."""
+    print("\n".join([*header, text_table(columns, table)]))
+    if out is not None:
         bullets = [f"- {line}" for line in header]
-        args.out.write_text("\n".join([*bullets, "", markdown_table(table), ""]))
-        note(f"wrote {args.out}")
+        out.write_text("\n".join([*bullets, "", markdown_table(columns, table), ""]))
+        note(f"wrote {out}")
 
 
 if __name__ == "__main__":

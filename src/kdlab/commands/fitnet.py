@@ -74,9 +74,10 @@ def kd_stage(
     teacher: FrozenTeacher,
     student: nn.Module,
     prefix: list[nn.Module],
-    batches: BatchLoader | None,
+    batches: BatchLoader | None = None,
 ) -> Stage:
-    """Stage two: KD on the rest (frozen) or on all of it (finetune, optional lr scale)."""
+    """Stage two: KD on the rest (frozen) or on all of it (finetune, optional lr scale);
+    `batches` carry cached teacher logits (None: the teacher runs every step)."""
     prefix_ids = {id(p) for p in parameters_of(prefix)}
     rest = [p for p in student.parameters() if id(p) not in prefix_ids]
     objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
