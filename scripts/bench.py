@@ -14,10 +14,11 @@ For each model, in one process, at one batch size, on CIFAR-sized (32x32) synthe
 
 Usage:
   python scripts/bench.py [--quick] [--device cpu|cuda] [--models a,b,c] [--batch-size 128]
-                          [--precision 32|bf16] [--channels-last] [--threads N] [--out FILE.md]
+                          [--images N] [--precision 32|bf16] [--channels-last] [--threads N]
+                          [--out FILE.md]
 
---quick runs a few steps per measurement (minutes on a small CPU); the full run trains on
-50,000 images per epoch and is meant for a GPU.
+--quick runs a few steps per measurement (about 1.5 minutes on 2 CPU cores); the full run
+trains on 50,000 images per epoch and is meant for a GPU; --images N sets the epoch size.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,25 +64,25 @@ Batch = tuple[Tensor, Tensor]
 
 @dataclass(frozen=True)
 class Plan:
-    """How much each measurement runs; medians are taken over the repeats."""
+    """How much each measurement runs. Measurements that are compared are timed in rounds,
+    each round timing every one of them once, so drift on a shared machine (other load,
+    clock changes) hits them alike; medians are taken over the rounds."""
 
     train_images: int  # per epoch of the kdlab and reference loops
-    block_steps: int  # steps per timed block of the pre-staged measurements
-    step_repeats: int  # timed blocks, after one untimed warm-up block
-    epoch_repeats: int  # timed epochs of the kdlab and reference loops
-    warmup_epochs: int  # untimed epochs before those
+    block_steps: int  # steps per timed block of the staged-batch measurements
+    rounds: int  # timed rounds, after one untimed warm-up round
 
 
-# --quick: about a minute on 2 CPU cores; one warm-up epoch, so no figure includes first-call
-# costs (allocator growth, kernel selection) that a real run pays once.
-QUICK = Plan(train_images=512, block_steps=2, step_repeats=3, epoch_repeats=1, warmup_epochs=1)
-FULL = Plan(train_images=50_000, block_steps=10, step_repeats=5, epoch_repeats=3, warmup_epochs=1)
+# --quick: about 1.5 minutes on 2 CPU cores. Its 2-step epochs carry a whole epoch's fixed
+# costs (two checkpoint writes, logs: ~80 ms on that CPU); --images N amortises them.
+QUICK = Plan(train_images=256, block_steps=2, rounds=3)
+FULL = Plan(train_images=50_000, block_steps=10, rounds=3)
 
 
 @dataclass(frozen=True)
 class Measurement:
     images_per_s: float
-    peak_mib: float | None  # None where per-measurement peaks cannot be read (CPU)
+    peak_mib: float | None  # None where the peak cannot be read
 
     @property
     def seconds_per_image(self) -> float:
@@ -89,15 +91,22 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Row:
-    """One model's figures; `kd` is None for the teacher itself."""
+    """One model's figures; the KD ones are None for the teacher itself."""
 
     model: str
     raw: Measurement
     kdlab: Measurement
     reference: Measurement
-    kd: Measurement | None
-    kd_cost_ratio: float | None  # KD time / (student step + teacher forward) time
+    kd: Measurement | None = None
+    kd_cost_ratio: float | None = None  # KD time / (student step + teacher forward) time
     kd_cached: Measurement | None = None  # KD with the teacher's logits from the cache
+
+    @property
+    def kd_cached_ratio(self) -> float | None:
+        """Cached KD step time / student step time: 1.00 means KD costs a student step."""
+        if self.kd_cached is None:
+            return None
+        return self.kd_cached.seconds_per_image / self.raw.seconds_per_image
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model names")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--images", type=int, default=None, help="images per epoch (default: 50,000; --quick 512)"
+    )
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -197,75 +209,77 @@ def time_call(work: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - tic
 
 
-def reset_peak(device: torch.device) -> bool:
-    """Restart the peak-memory reading; False where it cannot be restarted."""
+def reset_peak(device: torch.device) -> float | None:
+    """Restart the peak-memory reading; returns the baseline to subtract from the peak (0 on
+    CUDA, the current RSS on a CPU), or None where the peak cannot be restarted."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        return True
-    try:  # Linux: writing 5 to clear_refs restarts the process's peak RSS (VmHWM)
+        return 0.0
+    try:  # Linux: writing 5 to clear_refs restarts the process's peak RSS (VmHWM) at its RSS
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        return False
-    return rss_peak_mib() is not None
+        return None
+    return proc_status_mib("VmRSS")
 
 
-def rss_peak_mib() -> float | None:
-    """The process's peak resident set size (VmHWM) since the last reset, in MiB."""
+def proc_status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB; None off Linux."""
     try:
         lines = Path("/proc/self/status").read_text().splitlines()
     except OSError:
         return None
-    fields = [line.split() for line in lines if line.startswith("VmHWM:")]
+    fields = [line.split() for line in lines if line.startswith(f"{field}:")]
     return int(fields[0][1]) / 1024 if fields else None
 
 
-def peak_mib(device: torch.device) -> float | None:
-    """CUDA's peak allocation, or on a CPU the process's peak RSS, since `reset_peak`."""
+def peak_mib(device: torch.device, baseline: float | None) -> float | None:
+    """CUDA's peak allocation, or on a CPU the rise of the peak RSS over `baseline`."""
+    if baseline is None:
+        return None
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return rss_peak_mib()
+    peak = proc_status_mib("VmHWM")
+    return None if peak is None else peak - baseline
 
 
-def measure(
-    work: Callable[[], object], *, warmups: int, repeats: int, images: int, device: torch.device
-) -> Measurement:
-    """Images/s of `work` (which handles `images`): median of the timed calls after warm-up."""
-    for _ in range(warmups):
-        work()
-    resettable = reset_peak(device)
-    seconds = statistics.median(time_call(work, device) for _ in range(repeats))
-    return Measurement(images / seconds, peak_mib(device) if resettable else None)
+@dataclass(frozen=True)
+class Work:
+    """One thing to time: `run` handles `images` images per call."""
+
+    name: str
+    run: Callable[[], object]
+    images: int
 
 
-def repeated(step: Callable[[], None], times: int) -> Callable[[], None]:
-    def block() -> None:
-        for _ in range(times):
+def measure_together(works: Sequence[Work], bench: Bench) -> dict[str, Measurement]:
+    """Images/s of each work: one warm-up call each, then rounds timing each once (median);
+    peak memory: the largest of its calls' peaks."""
+    for work in works:
+        work.run()
+    seconds: dict[str, list[float]] = {work.name: [] for work in works}
+    peaks: dict[str, list[float | None]] = {work.name: [] for work in works}
+    for _ in range(bench.plan.rounds):
+        for work in works:
+            baseline = reset_peak(bench.device)
+            seconds[work.name].append(time_call(work.run, bench.device))
+            peaks[work.name].append(peak_mib(bench.device, baseline))
+    return {
+        work.name: Measurement(
+            work.images / statistics.median(seconds[work.name]),
+            None if None in peaks[work.name] else max(peaks[work.name]),  # type: ignore[type-var]
+        )
+        for work in works
+    }
+
+
+def block(name: str, step: Callable[[], object], bench: Bench) -> Work:
+    """`block_steps` calls of a step on the staged batch, as one work."""
+
+    def run() -> None:
+        for _ in range(bench.plan.block_steps):
             step()
 
-    return block
-
-
-def measure_steps(step: Callable[[], None], bench: Bench) -> Measurement:
-    """Throughput of a step on the staged batch, in blocks after one warm-up block."""
-    plan = bench.plan
-    return measure(
-        repeated(step, plan.block_steps),
-        warmups=1,
-        repeats=plan.step_repeats,
-        images=plan.block_steps * bench.batch_size,
-        device=bench.device,
-    )
-
-
-def measure_epochs(run_epoch: Callable[[], object], images: int, bench: Bench) -> Measurement:
-    plan = bench.plan
-    return measure(
-        run_epoch,
-        warmups=plan.warmup_epochs,
-        repeats=plan.epoch_repeats,
-        images=images,
-        device=bench.device,
-    )
+    return Work(name, run, bench.plan.block_steps * bench.batch_size)
 
 
 # --- the measurements ----------------------------------------------------------------------
@@ -275,7 +289,7 @@ def training_step(
     model: nn.Module,
     objective: Objective,
     optimizer: torch.optim.Optimizer,
-    batch: Batch,
+    batch: tuple[Tensor, ...],
     device: torch.device,
     precision: str,
 ) -> Callable[[], None]:
@@ -293,21 +307,23 @@ def training_step(
     return step
 
 
-def measure_raw(name: str, bench: Bench) -> Measurement:
+def step_work(
+    label: str, name: str, objective: Objective, bench: Bench, batch: tuple[Tensor, ...]
+) -> Work:
+    """A freshly built model's kdlab training step on the staged batch."""
     model = kdlab_model(name, bench)
     optimizer = kdlab_optimizer(model, bench)
-    step = training_step(
-        model, CrossEntropy(), optimizer, bench.batch, bench.device, bench.precision
-    )
-    return measure_steps(step, bench)
+    step = training_step(model, objective, optimizer, batch, bench.device, bench.precision)
+    return block(label, step, bench)
 
 
-def measure_kdlab(name: str, bench: Bench) -> Measurement:
+def kdlab_work(name: str, bench: Bench, closing: ExitStack) -> Work:
     """A real 1-epoch `Trainer.fit`: optimizer set-up, the epoch, its logging and checkpoints."""
     model = kdlab_model(name, bench)
     run_dir = bench.run_root / name
     run_dir.mkdir()
     logger = RunLogger(run_dir)
+    closing.callback(logger.close)
     cfg = OmegaConf.merge(bench.cfg, {"model": {"arch": name}})
     trainer = Trainer(cfg, run_dir, bench.data, model, bench.device, logger, show_bars=False)
     stage = Stage(
@@ -316,30 +332,25 @@ def measure_kdlab(name: str, bench: Bench) -> Measurement:
         param_groups=[{"params": list(model.parameters())}],
         epochs=1,
     )
-    try:
-        return measure_epochs(lambda: trainer.fit(stage), bench.data.train.num_samples, bench)
-    finally:
-        logger.close()
+    return Work("kdlab", lambda: trainer.fit(stage), bench.data.train.num_samples)
 
 
-def measure_reference(name: str, bench: Bench) -> Measurement:
-    """The usual script's epochs, after warming its fp32 model up on the staged batch."""
+def reference_work(name: str, bench: Bench) -> Work:
+    """The usual script's epochs: fp32, contiguous, plain SGD, PIL pipeline."""
     model = new_model(name, bench, channels_last=False)
     optim = bench.cfg.optim
     optimizer = torch.optim.SGD(
         model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
     )
-    x, y = bench.batch
-    warm = training_step(model, CrossEntropy(), optimizer, (x.contiguous(), y), bench.device, "32")
-    repeated(warm, bench.plan.block_steps)()
     loader = bench.reference_loader
-    images = len(loader) * bench.batch_size
-    return measure_epochs(
-        lambda: reference_epoch(model, optimizer, loader, bench.device), images, bench
+    return Work(
+        "reference",
+        lambda: reference_epoch(model, optimizer, loader, bench.device),
+        len(loader) * bench.batch_size,
     )
 
 
-def measure_teacher_forward(teacher: FrozenTeacher, bench: Bench) -> Measurement:
+def teacher_forward_work(teacher: FrozenTeacher, bench: Bench) -> Work:
     """The teacher's share of a KD step: its forward pass under inference mode."""
     x = bench.batch[0]
 
@@ -347,48 +358,39 @@ def measure_teacher_forward(teacher: FrozenTeacher, bench: Bench) -> Measurement
         with autocast(bench.device, bench.precision):
             teacher.logits(x)
 
-    return measure_steps(forward, bench)
+    return block("teacher", forward, bench)
 
 
-def measure_kd(name: str, teacher: FrozenTeacher, bench: Bench) -> Measurement:
-    model = kdlab_model(name, bench)
-    objective = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
-    optimizer = kdlab_optimizer(model, bench)
-    step = training_step(model, objective, optimizer, bench.batch, bench.device, bench.precision)
-    return measure_steps(step, bench)
-
-
-def measure_kd_cached(name: str, teacher: FrozenTeacher, bench: Bench) -> Measurement:
-    """The KD step as the logit cache serves it: the teacher's logits are read, not computed."""
-    model = kdlab_model(name, bench)
-    objective = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
-    optimizer = kdlab_optimizer(model, bench)
+def bench_model(name: str, bench: Bench, teacher: FrozenTeacher | None) -> Row:
+    """One model's figures, all timed in the same rounds; KD ones when a teacher is given."""
     x, y = bench.batch
-    with autocast(bench.device, bench.precision):
-        cached = teacher.logits(x)
-    step = training_step(model, objective, optimizer, (x, y, cached), bench.device, bench.precision)
-    return measure_steps(step, bench)
-
-
-def bench_model(name: str, bench: Bench) -> Row:
-    """raw, kdlab and reference figures of one model (KD is added by `with_kd`)."""
-    note(f"{name}: raw")
-    raw = measure_raw(name, bench)
-    note(f"{name}: kdlab epoch")
-    kdlab = measure_kdlab(name, bench)
-    note(f"{name}: reference epoch")
-    reference = measure_reference(name, bench)
-    return Row(name, raw, kdlab, reference, kd=None, kd_cost_ratio=None)
-
-
-def with_kd(row: Row, teacher: FrozenTeacher, teacher_forward: Measurement, bench: Bench) -> Row:
-    """The row with its KD steps (online and cached), whose student step is the raw step."""
-    note(f"{row.model}: KD step")
-    kd = measure_kd(row.model, teacher, bench)
-    note(f"{row.model}: KD step, cached teacher logits")
-    kd_cached = measure_kd_cached(row.model, teacher, bench)
-    apart = row.raw.seconds_per_image + teacher_forward.seconds_per_image
-    return replace(row, kd=kd, kd_cost_ratio=kd.seconds_per_image / apart, kd_cached=kd_cached)
+    with ExitStack() as closing:
+        works = [
+            step_work("raw", name, CrossEntropy(), bench, bench.batch),
+            kdlab_work(name, bench, closing),
+            reference_work(name, bench),
+        ]
+        if teacher is not None:
+            distill = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
+            with autocast(bench.device, bench.precision):
+                cached = teacher.logits(x)  # what the logit cache hands a step
+            works += [
+                step_work("kd", name, distill, bench, bench.batch),
+                step_work("kd_cached", name, distill, bench, (x, y, cached)),
+                teacher_forward_work(teacher, bench),
+            ]
+        note(f"{name}: {', '.join(w.name for w in works)}")
+        m = measure_together(works, bench)
+    row = Row(name, m["raw"], m["kdlab"], m["reference"])
+    if teacher is None:
+        return row
+    apart = m["raw"].seconds_per_image + m["teacher"].seconds_per_image
+    return replace(
+        row,
+        kd=m["kd"],
+        kd_cost_ratio=m["kd"].seconds_per_image / apart,
+        kd_cached=m["kd_cached"],
+    )
 
 
 # --- the reference loop ---------------------------------------------------------------------
@@ -535,9 +537,9 @@ def memory_note(device: torch.device) -> str:
     kib = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2**20
     return (
-        "peak MiB: the process's peak RSS during each measurement, raw/kdlab/reference/KD "
-        f"(VmHWM after a reset; DataLoader workers not counted); the whole run peaked at "
-        f"{rss:,.0f} MiB"
+        "peak MiB: how far the process's RSS rose during each measurement above its RSS before "
+        "it, raw/kdlab/reference/KD (VmHWM after a reset; DataLoader workers not counted); the "
+        f"whole run peaked at {rss:,.0f} MiB"
     )
 
 
@@ -549,12 +551,15 @@ def header_lines(bench: Bench, quick: bool, seconds: float) -> list[str]:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {t.precision}, "
         f"channels_last {'on' if t.channels_last else 'off'}, batch size {t.batch_size}, "
         f"{bench.data.train.num_samples:,} images per epoch{' (--quick)' if quick else ''}",
-        f"raw, KD: median of {plan.step_repeats} blocks of {plan.block_steps} step(s) on a "
-        "staged batch after one warm-up block; KD/(S+T) = KD step time / (student step + "
-        "teacher forward); KDc/S = KD step on cached teacher logits / student step",
-        f"kdlab, reference: median of {plan.epoch_repeats} epoch(s) after "
-        f"{plan.warmup_epochs} warm-up; kdlab = a whole 1-epoch Trainer.fit; reference = PIL "
-        f"crop/flip in {workers} DataLoader workers, eager fp32, loss.item() each step",
+        f"every figure: median of {plan.rounds} rounds after a warm-up round; a round times "
+        "each measurement of a model once, in turn (raw, kdlab, reference, KD, KD cached, "
+        "teacher forward), so drift on the machine hits them alike",
+        f"raw, KD: blocks of {plan.block_steps} step(s) on a staged batch; KD/(S+T) = KD step "
+        "time / (student step + teacher forward); KDc/S = KD step on cached teacher logits / "
+        "student step",
+        "kdlab = a whole 1-epoch Trainer.fit (data, metrics, TensorBoard, checkpoints); "
+        f"reference = PIL crop/flip in {workers} DataLoader workers, eager fp32, loss.item() "
+        "each step",
         memory_note(bench.device),
         f"total {seconds:.0f} s",
     ]
@@ -562,6 +567,11 @@ def header_lines(bench: Bench, quick: bool, seconds: float) -> list[str]:
 
 def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def chosen_plan(args: argparse.Namespace) -> Plan:
+    plan = QUICK if args.quick else FULL
+    return plan if args.images is None else replace(plan, train_images=args.images)
 
 
 def open_bench(args: argparse.Namespace, plan: Plan, run_root: Path) -> Bench:
@@ -593,16 +603,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kdlab-bench-") as tmp:
-        bench = open_bench(args, QUICK if args.quick else FULL, Path(tmp))
-        rows = [bench_model(name, bench) for name in args.models]
-        if any(row.model != TEACHER for row in rows):
+        bench = open_bench(args, chosen_plan(args), Path(tmp))
+        teacher = None
+        if any(name != TEACHER for name in args.models):
             teacher = FrozenTeacher(kdlab_model(TEACHER, bench))
-            note(f"{TEACHER}: teacher forward")
-            teacher_forward = measure_teacher_forward(teacher, bench)
-            rows = [
-                row if row.model == TEACHER else with_kd(row, teacher, teacher_forward, bench)
-                for row in rows
-            ]
+        rows = [
+            bench_model(name, bench, None if name == TEACHER else teacher) for name in args.models
+        ]
     header = header_lines(bench, args.quick, time.perf_counter() - started)
     table = [cells(row) for row in rows]
     report(header, COLUMNS, table, args.out)

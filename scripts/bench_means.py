@@ -28,15 +28,15 @@ import torch
 from torch import nn
 
 from bench import (
-    FULL,
-    QUICK,
     TEACHER,
     Bench,
     Measurement,
+    Work,
+    block,
+    chosen_plan,
     device_name,
     kdlab_optimizer,
-    measure_epochs,
-    measure_steps,
+    measure_together,
     new_model,
     note,
     open_bench,
@@ -60,6 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--models", default="resnet_teacher,cnn_student")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=None, help="images per data epoch")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--out", type=Path, default=None, help="also write a markdown table")
@@ -101,19 +102,24 @@ def step_rows(name: str, bench: Bench, with_compile: bool) -> list[Row]:
     ]
     if with_compile:
         settings.append(("step: fp32 + channels_last + compile", True, "32", True, True))
-    rows = []
+    works = []
     for label, channels_last, precision, kdlab_optim, compiled in settings:
-        note(f"{name}: {label}")
         model = new_model(name, bench, channels_last)
         optimizer = kdlab_optimizer(model, bench) if kdlab_optim else plain_sgd(model, bench)
+        batch = staged(bench, channels_last)
         if compiled:
             step_module = CompiledOrEager(StepModule(model, CrossEntropy()))
-            step = compiled_step(step_module, optimizer, staged(bench, channels_last))
+            step = compiled_step(step_module, optimizer, batch)
         else:
-            batch = staged(bench, channels_last)
             step = training_step(model, CrossEntropy(), optimizer, batch, bench.device, precision)
-        rows.append((label, name, measure_steps(step, bench)))
-    return rows
+        works.append(block(label, step, bench))
+    return rows_of(works, name, bench)
+
+
+def rows_of(works: list[Work], model: str, bench: Bench) -> list[Row]:
+    note(f"{model}: {len(works)} measurements")
+    measured = measure_together(works, bench)
+    return [(work.name, model, measured[work.name]) for work in works]
 
 
 def compiled_step(
@@ -132,32 +138,33 @@ def data_rows(bench: Bench) -> list[Row]:
     """One epoch of batches, no model: the reference pipeline against kdlab's."""
     train = bench.data.train
     loader = bench.reference_loader
-    note("data: reference DataLoader epoch")
-    reference = measure_epochs(
-        lambda: sum(x.shape[0] for x, _ in loader), len(loader) * bench.batch_size, bench
-    )
-    note("data: kdlab device-resident epoch")
-    kdlab = measure_epochs(lambda: sum(x.shape[0] for x, _ in train), train.num_samples, bench)
-    return [
-        ("data: PIL crop/flip, DataLoader workers", "-", reference),
-        ("data: device-resident uint8, batched crop/flip", "-", kdlab),
+    works = [
+        Work(
+            "data: PIL crop/flip, DataLoader workers",
+            lambda: sum(x.shape[0] for x, _ in loader),
+            len(loader) * bench.batch_size,
+        ),
+        Work(
+            "data: device-resident uint8, batched crop/flip",
+            lambda: sum(x.shape[0] for x, _ in train),
+            train.num_samples,
+        ),
     ]
+    return rows_of(works, "-", bench)
 
 
 def teacher_rows(bench: Bench) -> list[Row]:
     """The teacher's forward pass with autograd recording, under no_grad, under inference."""
     model = new_model(TEACHER, bench, channels_last=False).eval().requires_grad_(True)
     x, _ = staged(bench, channels_last=False)
-    modes: list[tuple[str, Callable[[], object]]] = [
-        ("teacher forward: autograd on", lambda: model(x)),
-        ("teacher forward: no_grad", lambda: no_grad_forward(model, x)),
-        ("teacher forward: inference_mode (kdlab)", lambda: inference_forward(model, x)),
+    works = [
+        block("teacher forward: autograd on", lambda: model(x), bench),
+        block("teacher forward: no_grad", lambda: no_grad_forward(model, x), bench),
+        block(
+            "teacher forward: inference_mode (kdlab)", lambda: inference_forward(model, x), bench
+        ),
     ]
-    rows = []
-    for label, forward in modes:
-        note(label)
-        rows.append((label, TEACHER, measure_steps(forward, bench)))
-    return rows
+    return rows_of(works, TEACHER, bench)
 
 
 def no_grad_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +189,7 @@ def table(groups: list[list[Row]]) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    plan = chosen_plan(args)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kdlab-means-") as tmp:
         bench = open_bench(args, plan, Path(tmp))
@@ -193,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size "
         f"{args.batch_size}, {bench.data.train.num_samples:,} images per data epoch"
         f"{' (--quick)' if args.quick else ''}",
-        f"step/teacher: median of {plan.step_repeats} blocks of {plan.block_steps} step(s) on a "
-        f"staged batch after one warm-up block; data: median of {plan.epoch_repeats} epoch(s) "
-        f"after {plan.warmup_epochs} warm-up",
+        f"median of {plan.rounds} rounds after a warm-up round; a round times every "
+        f"measurement of a group once, in turn; step/teacher: blocks of {plan.block_steps} "
+        "step(s) on a staged batch",
         f"total {time.perf_counter() - started:.0f} s",
     ]
     report(header, COLUMNS, table(groups), args.out)
