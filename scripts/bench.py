@@ -14,8 +14,11 @@ For each model, in one process, at one batch size, on CIFAR-sized (32x32) synthe
 
 Usage:
   python scripts/bench.py [--quick] [--device cpu|cuda] [--models a,b,c] [--batch-size 128]
-                          [--images N] [--precision 32|bf16] [--channels-last] [--threads N]
-                          [--out FILE.md]
+                          [--images N] [--precision auto|32|bf16] [--channels-last]
+                          [--threads N] [--out FILE.md]
+
+raw, kdlab and KD run in kdlab's default settings (precision auto, channels_last off) unless
+told otherwise; the reference runs as the usual script does (fp32, contiguous).
 
 --quick runs a few steps per measurement (about 1.5 minutes on 2 CPU cores); the full run
 trains on 50,000 images per epoch and is meant for a GPU; --images N sets the epoch size.
@@ -52,7 +55,7 @@ from kdlab.models import build_model, model_names
 from kdlab.objectives import CrossEntropy, Distillation, FrozenTeacher, Objective
 from kdlab.optim import build_optimizer
 from kdlab.runlog import RunLogger
-from kdlab.runtime import autocast, seed_everything, setup_runtime
+from kdlab.runtime import autocast, resolve_precision, seed_everything, setup_runtime
 
 TEACHER = "resnet_teacher"
 KD_T, KD_ALPHA = 4.0, 0.1
@@ -127,7 +130,8 @@ class Bench:
 
     @property
     def precision(self) -> str:
-        return str(self.cfg.trainer.precision)
+        """trainer.precision as the Trainer resolves it (auto -> bf16 or 32)."""
+        return resolve_precision(self.cfg.trainer.precision, self.device)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,8 +145,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--images", type=int, default=None, help="images per epoch (default: 50,000; --quick 512)"
     )
-    parser.add_argument("--precision", choices=("32", "bf16"), default="32")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--precision", choices=("auto", "32", "bf16"), default="auto", help="kdlab's default: auto"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="kdlab's default: off")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="also write a markdown table")
     args = parser.parse_args(argv)
@@ -548,7 +554,8 @@ def header_lines(bench: Bench, quick: bool, seconds: float) -> list[str]:
     workers = bench.reference_loader.num_workers
     return [
         f"device: {device_name(bench.device)}",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {t.precision}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision "
+        f"{t.precision} ({bench.precision}), "
         f"channels_last {'on' if t.channels_last else 'off'}, batch size {t.batch_size}, "
         f"{bench.data.train.num_samples:,} images per epoch{' (--quick)' if quick else ''}",
         f"every figure: median of {plan.rounds} rounds after a warm-up round; a round times "

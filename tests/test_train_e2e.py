@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import TINY, read_summary
 from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
+from kdlab.runtime import resolve_precision
 
 SUMMARY_KEYS = {
     "command",
@@ -61,7 +62,7 @@ def test_summary_has_the_contract_keys(trained_run):
     assert summary["command"] == "train"
     assert summary["model"] == "cnn_student"
     assert summary["epochs"] == 2
-    assert summary["precision"] == "32"
+    assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))  # the default
     assert 1 <= summary["best_epoch"] <= 2
     for key in ("train_acc", "val_acc", "test_acc"):
         assert 0.0 <= summary[key] <= 100.0
