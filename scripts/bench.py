@@ -134,29 +134,42 @@ class Bench:
         return resolve_precision(self.cfg.trainer.precision, self.device)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def base_parser(description: str, models: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a few steps per measurement")
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu"
     )
-    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model names")
+    parser.add_argument("--models", default=models, help="comma-separated model names")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
-        "--images", type=int, default=None, help="images per epoch (default: 50,000; --quick 512)"
+        "--images", type=int, default=None, help="images per epoch (default: 50,000; --quick 256)"
     )
-    parser.add_argument(
-        "--precision", choices=("auto", "32", "bf16"), default="auto", help="kdlab's default: auto"
-    )
-    parser.add_argument("--channels-last", action="store_true", help="kdlab's default: off")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="also write a markdown table")
+    return parser
+
+
+def parse_with_models(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse, with --models as a checked list of model names."""
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = sorted(set(args.models) - set(model_names()))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: see `kdlab models`")
     return args
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = base_parser(__doc__.split("\n\n")[0], DEFAULT_MODELS)
+    parser.add_argument(
+        "--precision", choices=("auto", "32", "bf16"), default="auto", help="kdlab's default: auto"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="kdlab's default: off")
+    return parse_with_models(parser, argv)
 
 
 def run_config(args: argparse.Namespace, plan: Plan) -> DictConfig:

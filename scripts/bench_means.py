@@ -32,6 +32,7 @@ from bench import (
     Bench,
     Measurement,
     Work,
+    base_parser,
     block,
     chosen_plan,
     device_name,
@@ -40,12 +41,12 @@ from bench import (
     new_model,
     note,
     open_bench,
+    parse_with_models,
     report,
     training_step,
 )
 from kdlab.compiling import CompiledOrEager
 from kdlab.engine import StepModule
-from kdlab.models import model_names
 from kdlab.objectives import CrossEntropy
 
 COLUMNS = ("means", "model", "img/s", "vs first of group")
@@ -53,22 +54,9 @@ Row = tuple[str, str, Measurement]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps per measurement")
-    parser.add_argument(
-        "--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu"
-    )
-    parser.add_argument("--models", default="resnet_teacher,cnn_student")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--images", type=int, default=None, help="images per data epoch")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser = base_parser(__doc__.split("\n\n")[0], "resnet_teacher,cnn_student")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-    parser.add_argument("--out", type=Path, default=None, help="also write a markdown table")
-    args = parser.parse_args(argv)
-    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = sorted(set(args.models) - set(model_names()))
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}: see `kdlab models`")
+    args = parse_with_models(parser, argv)
     args.precision, args.channels_last = "32", False  # the plain script's settings
     return args
 
