@@ -125,6 +125,8 @@ def test_fitnet_stage_two(workdir, mode):
     stage1_state = load_checkpoint(run / "checkpoints" / "stage1.pt")["model"]
     assert any(not torch.equal(stage1_state[k], after_state[k]) for k in rest)
     assert not any("regressor" in k for k in after_state)
+    cache = summary["teacher"]["logit_cache"]  # stage two reads the teacher-logit cache
+    assert cache["views_computed"] + cache["views_reused"] == 2 * 256
 
 
 def test_regressor_none_with_mismatched_shapes_is_one_line(workdir, tmp_path):
