@@ -67,7 +67,6 @@ def open_loader(data, teacher, path, root, precision="32") -> CachedLogitLoader:
         cache_dir=str(root),
         num_classes=10,
         precision=precision,
-        chunk=40,  # not the batch size: the cache computes in other groupings than training
     )
     assert loader is not None
     return loader
@@ -119,6 +118,8 @@ def test_the_store_keeps_every_bit_of_the_teachers_dtype(tmp_path, dtype):
     keys = np.arange(0, 40, 2)
     assert set(store.missing(np.arange(50)).tolist()) == set(range(50))
     store.write(keys, values)
+    assert len(store.missing(keys)) == len(keys)  # written, not yet committed
+    store.commit(keys)
     assert torch.equal(store.read(keys), values)
     assert set(store.missing(np.arange(50)).tolist()) == set(range(50)) - set(keys.tolist())
     reopened = LogitStore.open(tmp_path, meta, rows=50, num_classes=7, dtype=dtype)
@@ -129,6 +130,7 @@ def test_a_store_created_by_another_process_first_is_used_not_replaced(tmp_path)
     meta = {"race": 1}
     winner = LogitStore.open(tmp_path, meta, rows=4, num_classes=3, dtype=torch.float32)
     winner.write(np.array([1]), torch.ones(1, 3))
+    winner.commit(np.array([1]))
     from kdlab.logit_cache import store as store_module
 
     # The loser of a creation race builds its own copy, then finds the name taken.
@@ -197,7 +199,6 @@ def test_an_unusable_cache_dir_falls_back_to_the_online_teacher(tmp_path, caplog
             cache_dir=str(blocker / "cache"),
             num_classes=10,
             precision="32",
-            chunk=40,
         )
     assert loader is None
     assert "teacher logits: computed every step, the cache is unusable" in caplog.text

@@ -133,7 +133,6 @@ def teacher_batches(
         cache_dir=cfg.teacher.cache_dir,
         num_classes=session.data.num_classes,
         precision=session.precision,
-        chunk=cfg.trainer.eval_batch_size,
     )
 
 

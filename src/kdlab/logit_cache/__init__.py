@@ -38,7 +38,6 @@ def cached_logit_loader(
     cache_dir: str | None,
     num_classes: int,
     precision: str,
-    chunk: int,
 ) -> CachedLogitLoader | None:
     """The training loader with the teacher's logits from the store beside `teacher_path`
     (or under `cache_dir`); None, with the reason logged, where the cache cannot serve."""
@@ -63,7 +62,7 @@ def cached_logit_loader(
         meta["views"],
         100.0 * float(store.filled.mean()),
     )
-    return CachedLogitLoader(train, store, teacher, precision, chunk)
+    return CachedLogitLoader(train, store, teacher, precision)
 
 
 def logits_dtype(teacher: FrozenTeacher, train: DeviceLoader, precision: str) -> torch.dtype:

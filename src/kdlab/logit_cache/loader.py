@@ -20,8 +20,9 @@ class CachedLogitLoader:
     """The device-resident training loader, yielding (x, y, teacher logits).
 
     An epoch's images and views are known before it starts, so the teacher runs then, once,
-    on the views the store does not hold yet (in inference batches of `chunk`, with the same
-    crop, flip and normalisation as the training batches), and the epoch's logits are copied
+    on the views the store does not hold yet (in batches of the training batch size: larger
+    inference batches ran 1.6x slower per image on a 2-core CPU; with the same crop, flip and
+    normalisation as the training batches), and the epoch's logits are copied
     to the device in one piece. A training step then only slices its rows: a KD step costs a
     student step, and a second run over the same views (a sweep) runs no teacher at all.
     """
@@ -32,13 +33,11 @@ class CachedLogitLoader:
         store: LogitStore,
         teacher: FrozenTeacher,
         precision: str,
-        chunk: int,
     ) -> None:
         self.train = train
         self.store = store
         self.teacher = teacher
         self.precision = precision
-        self.chunk = chunk
         self.num_samples = train.num_samples
         self.computed = 0  # views the teacher ran on in this run
         self.reused = 0  # views read from the store as they were
@@ -64,8 +63,9 @@ class CachedLogitLoader:
     def _compute(self, plan: EpochPlan, keys: np.ndarray) -> None:
         """Run the teacher on the views `keys` name and store its logits."""
         device = self.train.device
-        for start in range(0, keys.size, self.chunk):
-            chunk = keys[start : start + self.chunk]
+        size = plan.indices[0].numel()
+        for start in range(0, keys.size, size):
+            chunk = keys[start : start + size]
             key = torch.from_numpy(chunk)
             index = key.div(plan.num_views, rounding_mode="floor").to(device)
             images = self.train.images[index]
@@ -75,6 +75,8 @@ class CachedLogitLoader:
             with autocast(device, self.precision):
                 logits = self.teacher.logits(self.train.normalize(images))
             self.store.write(chunk, logits)
+        if keys.size:
+            self.store.commit(keys)
 
     def stats(self) -> dict[str, Any]:
         """What summary.json records: where the logits are and how many were reused."""

@@ -10,7 +10,8 @@ Both arrays are memory-mapped and written in place, so runs of a sweep (even in 
 processes) add to one store without rewriting it. A row is written, then flushed, then
 flagged, so a kill at any moment leaves flags only on rows that are whole. The store is
 created complete in a temp directory and renamed into place: two runs creating it at once
-both end up using the one that won the rename.
+both end up using the one that won the rename. Rows are flushed once per epoch, not per
+write.
 """
 
 from __future__ import annotations
@@ -78,10 +79,15 @@ class LogitStore:
         return np.unique(keys[self.filled[keys] == 0])
 
     def write(self, keys: np.ndarray, logits: torch.Tensor) -> None:
-        """Store `logits` (rows for `keys`, the teacher's dtype); flags follow the data."""
+        """Put `logits` (rows for `keys`, the teacher's dtype) in place; they count as
+        stored once `commit` has flagged them."""
         if logits.dtype != self.dtype:
             raise TypeError(f"this store keeps {self.dtype} logits, got {logits.dtype}")
         self.logits[keys] = _to_numpy(logits)
+
+    def commit(self, keys: np.ndarray) -> None:
+        """Flush the written rows to disk, then flag them (and flush the flags): a kill at any
+        moment leaves flags only on whole rows."""
         self.logits.flush()
         self.filled[keys] = 1
         self.filled.flush()
