@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 
 import numpy as np
 import pytest
@@ -138,6 +140,18 @@ def test_a_store_created_by_another_process_first_is_used_not_replaced(tmp_path)
     again = LogitStore.open(tmp_path, meta, rows=4, num_classes=3, dtype=torch.float32)
     assert torch.equal(again.read(np.array([1])), torch.ones(1, 3))
     assert [p.name for p in tmp_path.iterdir()] == [winner.directory.name]  # no temp left
+
+
+def test_temp_dirs_of_killed_creations_are_removed_once_old(tmp_path):
+    old = tmp_path / ".0123456789abcdef.dead.tmp"
+    fresh = tmp_path / ".0123456789abcdef.live.tmp"  # another process creating right now
+    for tmp in (old, fresh):
+        tmp.mkdir()
+        (tmp / "logits.npy").write_bytes(b"x" * 1000)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    LogitStore.open(tmp_path, {"k": 1}, rows=2, num_classes=2, dtype=torch.float32)
+    assert not old.exists() and fresh.exists()
 
 
 # --- end to end -------------------------------------------------------------------------------

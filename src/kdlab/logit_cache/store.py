@@ -16,12 +16,14 @@ write.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ class LogitStore:
         """Open the store for `meta` under `root`, creating it (preallocated, so a full disk
         fails here with ENOSPC rather than later in a memory-mapped write) if it is new."""
         directory = root / store_key(meta)
+        _remove_abandoned(root)
         if not directory.is_dir():
             _create(directory, meta, rows, num_classes, dtype)
         saved = json.loads((directory / "meta.json").read_text())
@@ -103,6 +106,21 @@ def _to_numpy(logits: torch.Tensor) -> np.ndarray:
     if host.dtype == torch.bfloat16:
         host = host.view(torch.uint16)
     return host.numpy()
+
+
+# A creation takes seconds; a temp dir this old was left by a killed run (and may be large).
+ABANDONED_AFTER_S = 3600
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Delete temp dirs of store creations that a kill cut short."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for tmp in root.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > ABANDONED_AFTER_S:
+                shutil.rmtree(tmp)
 
 
 def _create(
