@@ -11,6 +11,7 @@ import torch
 from kdlab.data.augment import crop_flip, views_of
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.schedule import EpochPlan
+from kdlab.distributed import all_reduce_sum
 from kdlab.logit_cache.store import LogitStore
 from kdlab.objectives import FrozenTeacher
 from kdlab.runtime import autocast
@@ -79,9 +80,12 @@ class CachedLogitLoader:
             self.store.commit(keys)
 
     def stats(self) -> dict[str, Any]:
-        """What summary.json records: where the logits are and how many were reused."""
+        """What summary.json records: where the logits are and how many views were computed
+        and reused, summed over the ranks (every rank must call it)."""
+        counts = torch.tensor([self.computed, self.reused], device=self.train.device)
+        computed, reused = all_reduce_sum(counts).tolist()
         return {
             "dir": str(self.store.directory),
-            "views_computed": self.computed,
-            "views_reused": self.reused,
+            "views_computed": computed,
+            "views_reused": reused,
         }
