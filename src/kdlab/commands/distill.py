@@ -7,6 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from kdlab.engine import Stage
+from kdlab.logit_cache import CachedLogitLoader
 from kdlab.objectives import CrossEntropy, Distillation, Objective
 from kdlab.session import build_student, finish, open_session
 from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
@@ -17,7 +18,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     session = open_session(cfg)
     teacher_info: dict[str, Any] | None = None
     objective: Objective
-    batches = None
+    batches: CachedLogitLoader | None = None  # teacher logits from the cache
     if checkpoint is not None:
         teacher, teacher_info = prepare_teacher(cfg, checkpoint, session)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
