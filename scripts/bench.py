@@ -284,11 +284,16 @@ def measure_together(works: Sequence[Work], bench: Bench) -> dict[str, Measureme
             peaks[work.name].append(peak_mib(bench.device, baseline))
     return {
         work.name: Measurement(
-            work.images / statistics.median(seconds[work.name]),
-            None if None in peaks[work.name] else max(peaks[work.name]),  # type: ignore[type-var]
+            work.images / statistics.median(seconds[work.name]), largest(peaks[work.name])
         )
         for work in works
     }
+
+
+def largest(peaks: list[float | None]) -> float | None:
+    """The largest peak, or None if any call's peak could not be read."""
+    known = [peak for peak in peaks if peak is not None]
+    return max(known) if len(known) == len(peaks) else None
 
 
 def block(name: str, step: Callable[[], object], bench: Bench) -> Work:

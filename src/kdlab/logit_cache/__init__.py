@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from kdlab.data.device_loader import DeviceLoader
+from kdlab.data.loader import BatchLoader
 from kdlab.logit_cache.loader import CachedLogitLoader
 from kdlab.logit_cache.store import FORMAT, LogitStore, dtype_name
 from kdlab.objectives import FrozenTeacher
@@ -31,7 +32,7 @@ __all__ = ["CachedLogitLoader", "LogitStore", "cached_logit_loader"]
 
 
 def cached_logit_loader(
-    train: Any,
+    train: BatchLoader,
     teacher: FrozenTeacher,
     teacher_path: Path,
     *,
