@@ -54,8 +54,8 @@ from kdlab.engine import Stage, Trainer
 from kdlab.models import build_model, model_names
 from kdlab.objectives import CrossEntropy, Distillation, FrozenTeacher, Objective
 from kdlab.optim import build_optimizer
-from kdlab.runlog import RunLogger
-from kdlab.runtime import autocast, resolve_precision, seed_everything, setup_runtime
+from kdlab.run_logger import RunLogger
+from kdlab.execution import autocast, resolve_precision, seed_everything, setup_runtime
 
 TEACHER = "resnet_teacher"
 KD_T, KD_ALPHA = 4.0, 0.1

@@ -147,26 +147,22 @@ def test_fitnet_under_torchrun_with_a_single_process_teacher(runs, tmp_path):
 
 def _fitnet_ranks(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     """One rank of both FitNet stages through the engine; saves its weights after each."""
-    from hydra import compose, initialize_config_dir
-
     from kdlab.commands.fitnet import hint_stage, kd_stage
-    from kdlab.config import register_schemas
     from kdlab.data import build_data
-    from kdlab.engine import Trainer
+    from kdlab.engine import RunPlace, Trainer
+    from kdlab.execution import resolve_precision
     from kdlab.models import build_model
     from kdlab.objectives import FrozenTeacher
-    from kdlab.paths import config_dir
-    from kdlab.runlog import NullLogger
+    from kdlab.preflight import compose_config
+    from kdlab.run_logger import NullLogger
 
     torch.set_num_threads(1)  # two ranks on two cores
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     )
     try:
-        register_schemas()
         overrides = [*TINY, "trainer.epochs=1", "fitnet.stage1_epochs=1", "stage2=frozen"]
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose(config_name="fitnet", overrides=overrides)
+        cfg = compose_config("fitnet", overrides)
         device = torch.device("cpu")
         data = build_data(
             cfg.data,
@@ -181,7 +177,9 @@ def _fitnet_ranks(rank: int, world_size: int, init_file: str, out_dir: str) -> N
         teacher = FrozenTeacher(build_model("resnet8", 10))
         student = build_model("cnn_student", 10)
         initial = {k: v.clone() for k, v in student.state_dict().items()}
-        trainer = Trainer(cfg, Path(out_dir), data, student, device, NullLogger(), False)
+        precision = resolve_precision(cfg.trainer.precision, device)
+        place = RunPlace(Path(out_dir), device, precision, NullLogger(), False, {})
+        trainer = Trainer(student, data, cfg.trainer, cfg.optim, cfg.sched, place)
         stage1, prefix = hint_stage(cfg, teacher, student, data.image_size)
         trainer.fit(stage1)
         after1 = {k: v.clone() for k, v in student.state_dict().items()}

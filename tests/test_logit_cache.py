@@ -14,10 +14,10 @@ import torch
 from conftest import TINY, read_summary, run_kdlab
 from kdlab.data import build_data
 from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_of
+from kdlab.execution import seed_everything
 from kdlab.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
 from kdlab.models import build_model
 from kdlab.objectives import FrozenTeacher
-from kdlab.runtime import seed_everything
 
 CPU = torch.device("cpu")
 

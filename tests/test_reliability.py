@@ -25,20 +25,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import TINY, read_summary, run_kdlab
 from kdlab.checkpoint import load_checkpoint
-from kdlab.config import RunConfig
 from kdlab.data import DataBundle
-from kdlab.engine import Stage, Trainer
+from kdlab.engine import RunPlace, Stage, Trainer
 from kdlab.errors import KdlabError
+from kdlab.execution import resolve_precision, seed_everything
 from kdlab.models import build_model
 from kdlab.objectives import CrossEntropy
-from kdlab.runlog import RunLogger, read_metrics
-from kdlab.runtime import seed_everything
-from kdlab.session import guard_run_dir
+from kdlab.preflight import compose_config
+from kdlab.run_dir import guard_run_dir
+from kdlab.run_logger import RunLogger, read_metrics
 from test_cli import assert_one_line_error
 
 FAST = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
@@ -224,7 +223,7 @@ def test_kills_during_saves_never_leave_a_torn_checkpoint(tmp_path):
             weights = load_checkpoint(ckpt_dir / name)["model"]["w"]
             assert weights.numel() == 2_000_000 and bool((weights == weights[0]).all()), name
     state = guard_run_dir(tmp_path, resume=True)  # what `resume=true` does first
-    assert state["model"]["w"].numel() == 2_000_000
+    assert state.model["w"].numel() == 2_000_000
     assert not list(ckpt_dir.glob("*.tmp")), "the resume did not remove killed writes' temp files"
 
 
@@ -332,22 +331,26 @@ class Batches:
 
 def fit_resnet8(batches: list, run_dir: Path, skip_nonfinite: bool) -> tuple[Trainer, dict]:
     """Two epochs of the engine on `batches` at a constant lr, from a fixed initialisation."""
-    cfg = OmegaConf.merge(
-        OmegaConf.structured(RunConfig),
-        {
-            "command": "train",
-            "model": {"arch": "resnet8"},
-            "data": {"name": "synthetic"},
-            "sched": {"name": "constant"},
-            "trainer": {"epochs": 2, "log_every": 1, "skip_nonfinite": skip_nonfinite},
-        },
+    cfg = compose_config(
+        "train",
+        [
+            "model=resnet8",
+            "data=synthetic",
+            "sched=constant",
+            "trainer.epochs=2",
+            "trainer.log_every=1",
+            f"trainer.skip_nonfinite={skip_nonfinite}",
+        ],
     )
     seed_everything(0)
     model = build_model("resnet8", 10)
     loader = Batches(batches)
     data = DataBundle("synthetic", 10, [str(c) for c in range(10)], 32, loader, None, loader)
     run_dir.mkdir()
-    trainer = Trainer(cfg, run_dir, data, model, torch.device("cpu"), RunLogger(run_dir), False)
+    cpu = torch.device("cpu")
+    precision = resolve_precision(cfg.trainer.precision, cpu)
+    place = RunPlace(run_dir, cpu, precision, RunLogger(run_dir), False, {})
+    trainer = Trainer(model, data, cfg.trainer, cfg.optim, cfg.sched, place)
     trainer.fit(Stage("train", CrossEntropy(), [{"params": list(model.parameters())}], 2))
     return trainer, model.state_dict()
 

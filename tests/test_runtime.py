@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab.runtime import resolve_precision
+from kdlab.execution import resolve_precision
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import TINY, read_summary
 from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
-from kdlab.runtime import resolve_precision
+from kdlab.execution import resolve_precision
 
 SUMMARY_KEYS = {
     "command",

@@ -1,8 +1,9 @@
-"""Checkpoints: one dict per file, written atomically, loaded safely, self-describing.
+"""Checkpoints: one typed record per file, written atomically, loaded safely, self-describing.
 
-A checkpoint carries its resolved config and data-set facts, so a model (a teacher, say)
-is rebuilt from the file alone. Loading uses `weights_only=True`: a crafted file cannot
-run code.
+`Checkpoint` names every key a checkpoint file holds; kdlab reads and writes them only
+through it. A checkpoint carries its resolved config and data-set facts, so a model (a
+teacher, say) is rebuilt from the file alone. The file is a plain dict of tensors and Python
+values, loaded with `weights_only=True`: a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pickle
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +26,55 @@ from kdlab.errors import KdlabError
 from kdlab.models import build_model
 
 TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
+
+
+@dataclass
+class Checkpoint:
+    """What one checkpoint file holds: the weights, the config that rebuilds the model, and
+    (for last.pt/best.pt of a run) the whole training state a resume continues from."""
+
+    model: dict[str, Any]  # the model's state_dict
+    config: dict[str, Any]  # the run's resolved config
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    data: str = ""  # the data set's name
+    stage: str = ""  # the stage that wrote it (train, distill, stage1, stage2)
+    epoch: int = 0  # epochs done, counted over all stages
+    stage_epoch: int = 0  # epochs done in `stage`
+    objective: dict[str, Any] = field(default_factory=dict)  # e.g. a FitNet regressor
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    scaler: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
+    best_score: float = float("-inf")
+    best_record: dict[str, Any] = field(default_factory=dict)
+    last_record: dict[str, Any] = field(default_factory=dict)
+    train_time_s: float = 0.0
+    train_images: int = 0
+    skipped_batches: int = 0
+    kdlab_version: str = __version__
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> Checkpoint:
+        """The record of a loaded file; keys it does not know are ignored (newer versions)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
+
+    @classmethod
+    def read(cls, path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+        return cls.from_dict(load_checkpoint(path, map_location))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's dict (shallow: tensors are not copied, unlike dataclasses.asdict)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def write(self, path: Path) -> None:
+        save_checkpoint(self.to_dict(), path)
+
+    def build_model(self) -> nn.Module:
+        """The model this checkpoint describes, with its weights."""
+        return model_from_checkpoint(self.to_dict())
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -122,7 +173,7 @@ def _unsafe_part(error: pickle.UnpicklingError) -> str:
     return (named or lines or ["unsafe content"])[0][:120]
 
 
-def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
+def model_from_checkpoint(state: Mapping[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
     model_cfg = dict(state["config"]["model"])
     arch = model_cfg.pop("arch")

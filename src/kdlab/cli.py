@@ -1,9 +1,9 @@
-"""`kdlab <command> ...`: pick the command, check the overrides, hand argv to Hydra.
+"""`kdlab <command> ...`: pick the command, run the pre-flight, hand argv to Hydra.
 
 Hydra owns argv after the command name. Before handing over, every job's config is
-composed and validated once here, so a typo fails in a second with one line and exit
-code 2 instead of a Hydra traceback (or an hour into a sweep). Under torchrun this is also
-where the ranks join the process group and agree on one run dir.
+composed and checked once (kdlab.preflight), so a typo fails in a second with one line and
+exit code 2. Under torchrun this is also where the ranks join the process group and agree on
+one run dir.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
 from typing import Any, NoReturn
 
 from kdlab import __version__
@@ -88,22 +87,6 @@ def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return flags, overrides
 
 
-def _composition_message(error: Exception) -> str:
-    """Squeeze a Hydra/OmegaConf composition error into one line."""
-    from hydra.errors import MissingConfigException
-
-    if isinstance(error, MissingConfigException) and error.options:
-        group = (error.missing_cfg_file or "").split("/")[0]
-        name = (error.missing_cfg_file or "").split("/")[-1]
-        options = ", ".join(sorted(error.options))
-        return f"unknown {group} '{name}': choose one of {options} ({group}=NAME)"
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    cause = error.__cause__
-    if cause is not None and str(cause).strip():
-        first = f"{first.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
-    return first
-
-
 def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
     """Name a sweep job's dir by its swept overrides only (`T=4,alpha=0.1`), not all of them."""
 
@@ -112,48 +95,6 @@ def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
         return ",".join(parts).replace("/", "_") or "job"
 
     return name
-
-
-def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[str]:
-    """Compose and validate the config of every job the overrides describe.
-
-    Returns the keys that are swept (to name the jobs' dirs).
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from kdlab.config import register_schemas, validate
-    from kdlab.paths import config_dir
-    from kdlab.session import check_run_dir_early, check_writable
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as error:
-        fail(f"cannot parse the overrides: {_composition_message(error)}")
-    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
-    if sweeps and not multirun:
-        fail(f"'{sweeps[0]}' is a sweep: add -m (--multirun) to run one job per value")
-    task = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
-    register_schemas()
-    try:
-        jobs = BasicSweeper.split_arguments(task, None)[0]
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            for job in jobs:
-                cfg = compose(config_name=command, overrides=job)
-                validate(cfg)
-    except (HydraException, OmegaConfBaseException, ValueError) as error:
-        fail(_composition_message(error))
-    except KdlabError as error:
-        fail(str(error))
-    out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
-    check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
-    if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
-        check_run_dir_early(out_dirs[-1], cfg)
-    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
 
 
 def check_torchrun_flags(flags: list[str]) -> None:
@@ -176,13 +117,14 @@ def resolved_run_dir(command: str, overrides: list[str]) -> str:
     from omegaconf.errors import OmegaConfBaseException
 
     from kdlab.paths import config_dir
+    from kdlab.preflight import composition_message
 
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
             return str(OmegaConf.select(cfg, "hydra.run.dir"))
     except (HydraException, OmegaConfBaseException) as error:
-        fail(f"cannot resolve hydra.run.dir: {_composition_message(error)}")
+        fail(f"cannot resolve hydra.run.dir: {composition_message(error)}")
 
 
 def rank_args(command: str, args: list[str], overrides: list[str]) -> list[str]:
@@ -205,8 +147,9 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
-    from kdlab.config import register_schemas
+    from kdlab.config import register_configs
     from kdlab.paths import config_dir
+    from kdlab.preflight import check_overrides
 
     flags, overrides = split_hydra_args(args)
     runs = not set(flags) & _INFO_FLAGS
@@ -218,7 +161,7 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         multirun = bool({"-m", "--multirun"} & set(flags))
         swept = check_overrides(command, overrides, multirun)
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
-    register_schemas()
+    register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)
@@ -235,9 +178,12 @@ def run_hydra_command(command: str, args: list[str]) -> None:
 
 
 def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:
-    """Run a command; a KdlabError becomes one line and exit 2 unless debug=true."""
+    """Run a command on the job's checked, typed config; a KdlabError becomes one line and
+    exit 2 unless debug=true."""
+    from kdlab.preflight import checked_config
+
     try:
-        return task(cfg)
+        return task(checked_config(cfg))
     except KdlabError as error:
         if cfg.get("debug", False):
             raise

@@ -1,7 +1,12 @@
-"""Typed config schemas (registered in Hydra's ConfigStore) and the checks Hydra cannot do.
+"""The typed config schemas of the training commands, and the config groups made from the
+registries.
 
-The schemas make Hydra reject unknown keys and wrong types at composition time; `validate`
-adds the range and name checks, so every bad input fails before any data is loaded.
+Each package owns the schema of its own settings (`data.DataConfig` and each data set's
+subclass, `optim.OptimConfig`, `optim.SchedConfig`); this module puts them together per
+command. Every default is stated once, in a dataclass: the `model=`, `data=`, `optim=`,
+`sched=`, `loss=` and `stage2=` groups are generated here from the registries, so no YAML
+file mirrors them. A composed config is checked once (`kdlab.validation`) and turned into
+these typed objects once (`typed_config`); the engine, data and optimiser take their parts.
 """
 
 from __future__ import annotations
@@ -9,44 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from kdlab.distributed import world_size
+from kdlab.data import DataConfig
+from kdlab.data.registry import group_options as data_options
 from kdlab.errors import KdlabError
+from kdlab.models import group_options as model_options
+from kdlab.optim import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig
 
-PRECISIONS = ("32", "bf16", "fp16", "auto")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "multistep", "onecycle", "constant")
 LOSSES = ("ce", "kd")
 STAGE2_MODES = ("frozen", "finetune")
-REGRESSORS = ("conv1x1", "conv3x3", "none")
-PROGRESS = ("auto", "on", "off")
-
-
-@dataclass
-class DataConfig:
-    name: str = "cifar10"
-    root: str = "data"
-    download: bool = True
-    verify_md5: bool = True
-    train_size: int | None = None
-    test_size: int | None = None
-    val_split: float = 0.1
-    split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
-    augment: bool = True
-    image_size: int = 32
-    num_workers: int = 2
-    in_memory_max_mb: int = 4096
-    mean: list[float] | None = None
-    std: list[float] | None = None
 
 
 @dataclass
 class TrainerConfig:
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch (split over torchrun processes)
     eval_batch_size: int = 512
     device: str = "auto"  # auto = cuda > mps > cpu
     # auto = bf16 autocast where the hardware computes bf16 natively (CUDA from Ampere, CPUs
@@ -69,33 +53,15 @@ class TrainerConfig:
 
 
 @dataclass
-class OptimConfig:
-    name: str = "sgd"
-    lr: float = 0.05  # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-
-
-@dataclass
-class SchedConfig:
-    name: str = "cosine"
-    warmup_epochs: float = 0.0  # linear warmup from 0, counted in (fractional) epochs
-    min_lr_ratio: float = 0.0  # cosine/onecycle floor as a fraction of the peak lr
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of training
-    gamma: float = 0.1  # multistep decay factor
-    pct_start: float = 0.25  # onecycle: fraction of training spent rising
-
-
-@dataclass
 class RunConfig:
+    """`kdlab train`: one model, cross-entropy."""
+
     command: str = MISSING
     seed: int = 0
     resume: bool = False
     debug: bool = False
-    model: Any = MISSING
-    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = MISSING  # {"arch": NAME, **options}: see kdlab.models.registry
+    data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
@@ -119,6 +85,8 @@ class TeacherConfig:
 
 @dataclass
 class DistillConfig(RunConfig):
+    """`kdlab distill`: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (alpha: hard term)."""
+
     loss: LossConfig = field(default_factory=LossConfig)
     T: float = 4.0
     alpha: float = 0.1  # weight of the hard (label) term
@@ -148,95 +116,37 @@ class FitnetConfig:
 
 @dataclass
 class FitnetRunConfig(DistillConfig):
+    """`kdlab fitnet`: FitNets' hint stage, then KD (stage2=frozen|finetune)."""
+
     stage2: Stage2Config = field(default_factory=Stage2Config)
     fitnet: FitnetConfig = field(default_factory=FitnetConfig)
 
 
-def register_schemas() -> None:
-    """Make the schemas available to the primary configs' defaults lists."""
+def register_configs() -> None:
+    """The schemas the primary configs start from, and the generated config groups."""
     store = ConfigStore.instance()
     store.store(name="kdlab_run", node=RunConfig)
     store.store(name="kdlab_distill", node=DistillConfig)
     store.store(name="kdlab_fitnet", node=FitnetRunConfig)
+    groups: dict[str, dict[str, Any]] = {
+        "model": model_options(),
+        "data": data_options(),
+        "optim": OPTIMIZERS,
+        "sched": SCHEDULES,
+        "loss": {name: LossConfig(name=name) for name in LOSSES},
+        "stage2": {mode: Stage2Config(mode=mode) for mode in STAGE2_MODES},
+    }
+    for group, options in groups.items():
+        for name, node in options.items():
+            store.store(group=group, name=name, node=node)
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise KdlabError(message)
+def typed_config(cfg: DictConfig) -> RunConfig:
+    """The composed config as its dataclasses (RunConfig or a subclass), once per run."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise KdlabError(f"{missing[0]} has no value: set {missing[0]}=VALUE")
+    typed = OmegaConf.to_object(cfg)
+    assert isinstance(typed, RunConfig)
+    return typed
 
-
-def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
-    _require(
-        value in valid, f"unknown {key} '{value}': choose one of {', '.join(valid)} ({key}=NAME)"
-    )
-
-
-def _positive(value: float, key: str) -> None:
-    _require(value > 0, f"{key} must be positive, got {value} (set {key}=N with N > 0)")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check ranges and names that the typed schema cannot express, and the batch split."""
-    from kdlab.models import build_model, model_names
-
-    t = cfg.trainer
-    _positive(t.epochs, "trainer.epochs")
-    _positive(t.batch_size, "trainer.batch_size")
-    ranks = world_size()
-    _require(
-        t.batch_size % ranks == 0,
-        f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
-        f"{ranks} torchrun processes: pick a multiple of {ranks}",
-    )
-    _positive(t.eval_batch_size, "trainer.eval_batch_size")
-    _positive(t.log_every, "trainer.log_every")
-    _choice(str(t.precision), PRECISIONS, "trainer.precision")
-    _choice(t.progress, PROGRESS, "trainer.progress")
-    _require(
-        0.0 <= t.label_smoothing < 1.0,
-        f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}",
-    )
-    if t.grad_clip is not None:
-        _positive(t.grad_clip, "trainer.grad_clip")
-    _require(
-        t.device == "auto" or t.device.split(":")[0] in ("cpu", "cuda", "mps"),
-        f"unknown trainer.device '{t.device}': use auto, cpu, cuda, cuda:N or mps",
-    )
-    _choice(cfg.optim.name, OPTIMIZERS, "optim")
-    _positive(cfg.optim.lr, "optim.lr")
-    _require(cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0")
-    _choice(cfg.sched.name, SCHEDULES, "sched")
-    _require(cfg.sched.warmup_epochs >= 0, "sched.warmup_epochs must be >= 0")
-    _require(
-        cfg.sched.warmup_epochs < t.epochs or cfg.sched.warmup_epochs == 0,
-        f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) must be shorter than "
-        f"trainer.epochs ({t.epochs})",
-    )
-    from kdlab.data.settings import parse_settings
-
-    parse_settings(cfg.data)
-    if "T" in cfg:
-        _validate_distillation(cfg)
-    arch = cfg.model.get("arch") if isinstance(cfg.model, DictConfig) else None
-    _require(arch is not None, "model has no 'arch': pick one with model=NAME (see kdlab models)")
-    _choice(arch, tuple(model_names()), "model")
-    options = {k: v for k, v in cfg.model.items() if k != "arch"}
-    with torch.device("meta"):  # checks the model's options at no memory or init cost
-        build_model(arch, 10, **options)
-
-
-def _validate_distillation(cfg: DictConfig) -> None:
-    _choice(cfg.loss.name, LOSSES, "loss")
-    _require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
-    _require(
-        0.0 <= cfg.alpha <= 1.0,
-        f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
-    )
-    if "fitnet" in cfg:
-        f = cfg.fitnet
-        _choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
-        _choice(f.regressor, REGRESSORS, "fitnet.regressor")
-        _positive(f.stage1_lr, "fitnet.stage1_lr")
-        if f.stage1_epochs is not None:
-            _positive(f.stage1_epochs, "fitnet.stage1_epochs")
-        _require(f.finetune_lr_scale >= 0, "fitnet.finetune_lr_scale must be >= 0")

@@ -7,6 +7,7 @@ the teacher's forward pass under `torch.inference_mode`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,10 @@ class Objective(nn.Module):
     ) -> StepOutput:
         raise NotImplementedError
 
+    def summary_fields(self) -> dict[str, Any]:
+        """What summary.json records about this objective's settings (none by default)."""
+        return {}
+
 
 class CrossEntropy(Objective):
     """Plain supervised training (teacher, baseline)."""
@@ -96,6 +101,9 @@ class Distillation(Objective):
         logits = model(x)
         return StepOutput(logits, kd_losses(logits, teacher_logits, y, self.T, self.alpha))
 
+    def summary_fields(self) -> dict[str, Any]:
+        return {"T": self.T, "alpha": self.alpha}
+
 
 class Hint(Objective):
     """FitNets stage one: regress the teacher's hint layer from the student's guided layer.
@@ -120,3 +128,6 @@ class Hint(Objective):
         guided = run_prefix(model, self.guided_point, x)
         fit = hint_loss(self.regressor(guided), hint)
         return StepOutput(None, {"loss": fit, "loss_fit": fit})
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"hint_layer": self.hint_point, "guided_layer": self.guided_point}

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
+from kdlab.checkpoint import Checkpoint
+from kdlab.config import DistillConfig
 from kdlab.data import DataBundle
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
@@ -52,7 +52,7 @@ def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> 
     return max(found)[1] if found else None
 
 
-def resolve_teacher(cfg: DictConfig) -> Path:
+def resolve_teacher(cfg: DistillConfig) -> Path:
     """The teacher checkpoint to use; a one-line error naming the fix when there is none."""
     if cfg.teacher.ckpt:
         return checkpoint_in(Path(cfg.teacher.ckpt).expanduser().resolve())
@@ -74,17 +74,17 @@ def resolve_teacher(cfg: DictConfig) -> Path:
 @dataclass(frozen=True)
 class TeacherCheckpoint:
     path: Path
-    state: dict[str, Any]
+    state: Checkpoint
 
 
-def read_teacher(cfg: DictConfig) -> TeacherCheckpoint:
+def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
     """Find and read the teacher before any data is built, so a missing, corrupt or
     other-data-set teacher fails in a second rather than after the data set is loaded."""
     path = resolve_teacher(cfg)
-    state = load_checkpoint(path)
-    if state.get("data") != cfg.data.name:
+    state = Checkpoint.read(path)
+    if state.data != cfg.data.name:
         raise KdlabError(
-            f"teacher {path} was trained on data={state.get('data')}, this run uses "
+            f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
     return TeacherCheckpoint(path, state)
@@ -95,22 +95,22 @@ def load_teacher(
 ) -> nn.Module:
     """Rebuild the teacher in eval mode on the device; it must match the student's classes."""
     path, state = checkpoint.path, checkpoint.state
-    if state.get("num_classes") != data.num_classes:
+    if state.num_classes != data.num_classes:
         raise KdlabError(
-            f"teacher {path} predicts {state.get('num_classes')} classes, the data has "
+            f"teacher {path} predicts {state.num_classes} classes, the data has "
             f"{data.num_classes}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
-    check_class_names(path, state.get("class_names"), data.class_names)
-    model = model_from_checkpoint(state).to(device).eval().requires_grad_(False)
+    check_class_names(path, state.class_names, data.class_names)
+    model = state.build_model().to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def check_class_names(path: Path, teacher_names: list[str] | None, names: list[str]) -> None:
+def check_class_names(path: Path, teacher_names: list[str], names: list[str]) -> None:
     """Same count is not enough: image-folder teachers of other classes (or of the same ones
     in another order) would teach the wrong labels."""
-    if teacher_names is None or list(teacher_names) == names:
+    if not teacher_names or list(teacher_names) == names:
         return
     i = next(i for i, (a, b) in enumerate(zip(teacher_names, names, strict=True)) if a != b)
     raise KdlabError(
@@ -120,7 +120,7 @@ def check_class_names(path: Path, teacher_names: list[str] | None, names: list[s
 
 
 def teacher_batches(
-    cfg: DictConfig, teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
+    cfg: DistillConfig, teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
 ) -> CachedLogitLoader | None:
     """Training batches with the teacher's cached logits (teacher.cache=true, data in
     memory), or None: the objective then runs the teacher every step."""
@@ -137,7 +137,7 @@ def teacher_batches(
 
 
 def prepare_teacher(
-    cfg: DictConfig, checkpoint: TeacherCheckpoint, session: Session
+    cfg: DistillConfig, checkpoint: TeacherCheckpoint, session: Session
 ) -> tuple[FrozenTeacher, dict[str, Any]]:
     """Load and measure the teacher (in the student's precision) before the student trains;
     log what was used."""
@@ -145,7 +145,7 @@ def prepare_teacher(
     data, device = session.data, session.device
     model = load_teacher(checkpoint, data, device, cfg.trainer.channels_last)
     teacher = FrozenTeacher(model)
-    info: dict[str, Any] = {"ckpt": str(path), "model": state["config"]["model"]["arch"]}
+    info: dict[str, Any] = {"ckpt": str(path), "model": state.config["model"]["arch"]}
     split = data.val if data.val is not None else data.test
     measured = evaluate(model, CrossEntropy(), split, device, session.precision)
     info["val_acc"] = measured["acc"]

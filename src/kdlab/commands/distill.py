@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
-
-from kdlab.engine import Stage
+from kdlab.config import DistillConfig
+from kdlab.engine import Stage, run_stages
 from kdlab.logit_cache import CachedLogitLoader
 from kdlab.objectives import CrossEntropy, Distillation, Objective
-from kdlab.session import build_student, finish, open_session
+from kdlab.session import build_model_to_train, open_session, test_selected
+from kdlab.summary import write_summary
 from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DistillConfig) -> dict[str, Any]:
     checkpoint = read_teacher(cfg) if cfg.loss.name == "kd" else None
     session = open_session(cfg)
-    teacher_info: dict[str, Any] | None = None
-    objective: Objective
+    extra: dict[str, Any] = {"loss_name": cfg.loss.name}
+    objective: Objective = CrossEntropy(cfg.trainer.label_smoothing)
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
     if checkpoint is not None:
-        teacher, teacher_info = prepare_teacher(cfg, checkpoint, session)
+        teacher, extra["teacher"] = prepare_teacher(cfg, checkpoint, session)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
         batches = teacher_batches(cfg, teacher, checkpoint, session)
-    else:
-        objective = CrossEntropy(cfg.trainer.label_smoothing)
-    model = build_student(session)
+    model = build_model_to_train(session)
     trainer = session.trainer(model)
     stage = Stage(
         name="distill",
@@ -34,9 +32,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         epochs=cfg.trainer.epochs,
         train=batches,
     )
-    result = trainer.fit(stage, resume=session.resume_state)
-    extra: dict[str, Any] = {"loss_name": cfg.loss.name}
-    if teacher_info is not None:
-        teacher_info["logit_cache"] = batches.stats() if batches is not None else None
-        extra.update({"T": cfg.T, "alpha": cfg.alpha, "teacher": teacher_info})
-    return finish(session, trainer, model, [result], extra)
+    results = run_stages(trainer, [stage], session.resume_state)
+    test = test_selected(session, trainer)
+    if checkpoint is not None:
+        extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
+    extra.update(objective.summary_fields())
+    return write_summary(session, trainer, results, test, extra)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from kdlab.data import DATASETS
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.paths import config_dir
-
-# What `data=` picks as the preset when the user names no experiment.
-PRESETS = {"synthetic": "quick", "cifar10": "cifar", "cifar100": "cifar"}
+from kdlab.preflight import check_overrides
 
 
 @dataclass
@@ -67,7 +66,8 @@ def with_preset(overrides: list[str]) -> list[str]:
         out.insert(0, "data=synthetic")
     if "experiment" not in keys:
         data = next(o.split("=", 1)[1] for o in out if o.startswith("data="))
-        out.insert(0, f"experiment={PRESETS.get(data, 'cifar')}")
+        spec = DATASETS.get(data)  # an unknown name fails in the pre-flight, listing the valid
+        out.insert(0, f"experiment={spec.preset if spec else 'cifar'}")
     return out
 
 
@@ -127,8 +127,6 @@ def main(argv: Sequence[str]) -> None:
     shared = with_preset(overrides)
     study_dir = args.out or Path("outputs/study") / args.study / time.strftime("%Y-%m-%d_%H-%M-%S")
     jobs = planned_jobs(runs, shared, seeds, study_dir, args.teacher)
-
-    from kdlab.cli import check_overrides
 
     for _, command, job_args in jobs:
         check_overrides(command, [a for a in job_args if not a.startswith("teacher.ckpt=")], False)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
-
-from kdlab.engine import Stage
+from kdlab.config import RunConfig
+from kdlab.engine import Stage, run_stages
 from kdlab.objectives import CrossEntropy
-from kdlab.session import build_student, finish, open_session
+from kdlab.session import build_model_to_train, open_session, test_selected
+from kdlab.summary import write_summary
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: RunConfig) -> dict[str, Any]:
     session = open_session(cfg)
-    model = build_student(session)
+    model = build_model_to_train(session)
     trainer = session.trainer(model)
     stage = Stage(
         name="train",
@@ -21,5 +21,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         param_groups=[{"params": list(model.parameters())}],
         epochs=cfg.trainer.epochs,
     )
-    result = trainer.fit(stage, resume=session.resume_state)
-    return finish(session, trainer, model, [result])
+    results = run_stages(trainer, [stage], session.resume_state)
+    test = test_selected(session, trainer)
+    return write_summary(session, trainer, results, test)

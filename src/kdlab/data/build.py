@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from kdlab.config import DataConfig
-from kdlab.data.cifar import load_cifar
+from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.device_loader import DeviceLoader
-from kdlab.data.imagefolder import DecodingDataset, FolderFiles, scan_image_folders
-from kdlab.data.loader import BatchLoader
+from kdlab.data.imagefolder import DecodingDataset, FolderFiles
 from kdlab.data.normalize import Normalizer, channel_stats
+from kdlab.data.registry import DatasetSpec, data_settings, dataset_spec
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
-from kdlab.data.settings import parse_settings
+from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
-from kdlab.data.synthetic import synthetic_source
 from kdlab.errors import KdlabError
 
-AUGMENT_PAD = 4
 STATS_SAMPLE = 5000  # streamed train images decoded to estimate mean/std
 
 # Streams of the training seed for each split decision, apart from the epoch streams.
@@ -43,17 +39,6 @@ class DataBundle:
     train: BatchLoader  # augmented, shuffled, last partial batch dropped
     val: BatchLoader | None  # held out from train; None when data.val_split == 0
     test: BatchLoader  # the test split, unaugmented
-
-
-def _load(settings: DataConfig) -> Source:
-    root = Path(settings.root)
-    if settings.name == "synthetic":
-        return synthetic_source(settings.train_size, settings.test_size)
-    if settings.name == "imagefolder":
-        return scan_image_folders(root, settings.image_size)
-    return load_cifar(
-        settings.name, root, download=settings.download, verify_md5=settings.verify_md5
-    )
 
 
 def _balanced(
@@ -88,13 +73,13 @@ def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Spli
 
 
 def _mean_std(
-    settings: DataConfig, source: Source, train: Split
+    settings: DataConfig, spec: DatasetSpec, train: Split
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Configured stats, else the data set's standard ones, else the train split's own."""
     if settings.mean is not None and settings.std is not None:
-        return settings.mean, settings.std
-    if source.mean is not None and source.std is not None:
-        return source.mean, source.std
+        return tuple(settings.mean), tuple(settings.std)
+    if spec.mean is not None and spec.std is not None:
+        return spec.mean, spec.std
     if isinstance(train, FolderFiles):  # estimate from an evenly spread sample
         count = train.labels.numel()
         step = -(-count // STATS_SAMPLE)
@@ -112,7 +97,7 @@ def _loader(
 
 
 def build_data(
-    cfg: Mapping,
+    cfg: DataConfig | Mapping,
     *,
     batch_size: int,
     eval_batch_size: int,
@@ -129,11 +114,12 @@ def build_data(
     batches in (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally
     long shard.
     """
-    settings = parse_settings(cfg)
+    settings = data_settings(cfg)
+    spec = dataset_spec(settings.name)
     split_seed = seed if settings.split_seed is None else settings.split_seed
-    source = _load(settings)
+    source = spec.load(settings)
     train, test = source.train, source.test
-    if settings.name != "synthetic":  # synthetic generates exactly train_size / test_size
+    if not spec.sized_by_loader:
         train = _balanced(
             train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
         )
@@ -146,10 +132,10 @@ def build_data(
         train, val = _hold_out(train, settings.val_split, num_classes, split_seed)
     placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
     train, val, test = placed["train"], placed["val"], placed["test"]
-    mean, std = _mean_std(settings, source, train)
+    mean, std = _mean_std(settings, spec, train)
     normalize = Normalizer(mean, std, device, channels_last)
     shard = {"rank": rank, "world_size": world_size}
-    pad = AUGMENT_PAD if settings.augment else None
+    pad = spec.augment_pad if settings.augment else None
 
     def serve(split: Split, schedule: Schedule) -> BatchLoader:
         return _loader(split, schedule, normalize, device, settings.num_workers)
@@ -158,7 +144,7 @@ def build_data(
         name=settings.name,
         num_classes=num_classes,
         class_names=list(source.class_names),
-        image_size=settings.image_size,
+        image_size=spec.image_size or settings.image_size,
         train=serve(
             train,
             TrainSchedule(train.labels.numel(), batch_size, seed=seed, augment_pad=pad, **shard),

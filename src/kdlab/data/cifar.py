@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kdlab.data.download import host_reachable, socket_timeout
+from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
@@ -22,19 +23,23 @@ if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
 
 
+@dataclass
+class CifarConfig(DataConfig):
+    """`data=cifar10|cifar100`: torchvision's files under data.root."""
+
+    download: bool = True  # fetch the archive when data.root holds neither it nor its files
+    verify_md5: bool = True  # false accepts a home-made archive in the official format
+
+
 @dataclass(frozen=True)
 class CifarSpec:
     title: str
     class_name: str  # the data set's class in torchvision.datasets
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 CIFARS = {
-    "cifar10": CifarSpec("CIFAR-10", "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": CifarSpec(
-        "CIFAR-100", "CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-    ),
+    "cifar10": CifarSpec("CIFAR-10", "CIFAR10"),
+    "cifar100": CifarSpec("CIFAR-100", "CIFAR100"),
 }
 
 
@@ -142,4 +147,14 @@ def load_cifar(name: str, root: Path, *, download: bool, verify_md5: bool) -> So
             "the official files): delete that folder to extract "
             "or download it again (or set data.verify_md5=false for a home-made archive)"
         ) from err
-    return Source(_image_set(train), _image_set(test), list(train.classes), spec.mean, spec.std)
+    return Source(_image_set(train), _image_set(test), list(train.classes))
+
+
+def load(settings: CifarConfig) -> Source[ImageSet]:
+    """The registry's entry point: the data set `settings.name` under `settings.root`."""
+    return load_cifar(
+        settings.name,
+        Path(settings.root),
+        download=settings.download,
+        verify_md5=settings.verify_md5,
+    )

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
@@ -122,3 +124,21 @@ def scan_image_folders(root: Path, image_size: int) -> Source[FolderFiles]:
         _split_files(test_dir, classes, image_size),
         classes,
     )
+
+
+@dataclass
+class ImageFolderConfig(DataConfig):
+    """`data=imagefolder`: your own images under data.root, resized to data.image_size."""
+
+    root: str = MISSING
+
+
+def load(settings: ImageFolderConfig) -> Source[FolderFiles]:
+    """The registry's entry point: the files are listed here and decoded later (or streamed)."""
+    return scan_image_folders(Path(settings.root), settings.image_size)
+
+
+def check(settings: ImageFolderConfig) -> None:
+    """The one setting an image folder cannot do without."""
+    if settings.root in ("", "???"):
+        raise KdlabError("imagefolder needs data.root=DIR (with train/ and test/ or val/)")

@@ -26,10 +26,8 @@ SplitT = TypeVar("SplitT", bound=Labelled)
 
 @dataclass(frozen=True)
 class Source(Generic[SplitT]):
-    """A data set's train and test splits; `mean`/`std` are None where they must be computed."""
+    """A data set's train and test splits and its class names."""
 
     train: SplitT
     test: SplitT
     class_names: list[str]
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from kdlab.data.seeding import seeded_generator
+from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 
 SIZE = 32
@@ -227,6 +228,14 @@ def generate(n: int, stream: int) -> ImageSet:
     return ImageSet(images, labels)
 
 
+@dataclass
+class SyntheticConfig(DataConfig):
+    """`data=synthetic`: generates exactly train_size and test_size images."""
+
+    train_size: int | None = DEFAULT_TRAIN_SIZE
+    test_size: int | None = DEFAULT_TEST_SIZE
+
+
 def synthetic_source(train_size: int | None, test_size: int | None) -> Source[ImageSet]:
     """The generated train and test splits (disjoint random streams); stats are computed."""
     return Source(
@@ -234,3 +243,8 @@ def synthetic_source(train_size: int | None, test_size: int | None) -> Source[Im
         generate(test_size or DEFAULT_TEST_SIZE, TEST_STREAM),
         list(CLASS_NAMES),
     )
+
+
+def load(settings: SyntheticConfig) -> Source[ImageSet]:
+    """The registry's entry point."""
+    return synthetic_source(settings.train_size, settings.test_size)

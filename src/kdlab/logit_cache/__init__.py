@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
+from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.device_loader import DeviceLoader
-from kdlab.data.loader import BatchLoader
+from kdlab.execution import autocast
 from kdlab.logit_cache.loader import CachedLogitLoader
 from kdlab.logit_cache.store import FORMAT, LogitStore, dtype_name
 from kdlab.objectives import FrozenTeacher
-from kdlab.runtime import autocast
 
 log = logging.getLogger("kdlab")
 

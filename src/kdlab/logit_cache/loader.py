@@ -12,9 +12,9 @@ from kdlab.data.augment import crop_flip, views_of
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.schedule import EpochPlan
 from kdlab.distributed import all_reduce_sum
+from kdlab.execution import autocast
 from kdlab.logit_cache.store import LogitStore
 from kdlab.objectives import FrozenTeacher
-from kdlab.runtime import autocast
 
 
 class CachedLogitLoader:

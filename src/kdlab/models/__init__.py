@@ -11,8 +11,11 @@ from kdlab.models.features import (
 from kdlab.models.registry import (
     ModelInfo,
     build_model,
+    check_model_choice,
     count_params,
     describe_models,
+    group_options,
+    model_label,
     model_names,
 )
 
@@ -21,11 +24,14 @@ __all__ = [
     "ModelInfo",
     "build_model",
     "check_feature_point",
+    "check_model_choice",
     "count_params",
     "default_feature_point",
     "describe_models",
     "feature_points",
     "feature_shape",
+    "group_options",
+    "model_label",
     "model_names",
     "modules_up_to",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,6 +31,11 @@ class ModelBuilder:
 
     def __call__(self, num_classes: int, **kwargs: Any) -> nn.Module:
         return self.make(num_classes, **kwargs)
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Each option's default, read from the builder's own signature (stated once there)."""
+        parameters = inspect.signature(self.make).parameters
+        return {key: parameters[key].default for key in self.options}
 
 
 def _resnet(depth: int) -> ModelBuilder:
@@ -109,6 +115,29 @@ def build_model(name: str, num_classes: int, /, **kwargs: Any) -> nn.Module:
     if num_classes < 1:
         raise KdlabError(f"a model needs at least 1 class, got num_classes={num_classes}")
     return builder(num_classes, **kwargs)
+
+
+def group_options() -> dict[str, dict[str, Any]]:
+    """The `model=` config group: `{"arch": NAME, **options}` for every registered model."""
+    return {name: {"arch": name, **b.option_defaults()} for name, b in MODELS.items()}
+
+
+def check_model_choice(model_cfg: Mapping[str, Any]) -> None:
+    """The `model` node names a registered model with options it accepts (checked by building
+    it on the meta device: no memory, no initialisation cost)."""
+    arch = model_cfg.get("arch")
+    if arch is None:
+        raise KdlabError("model has no 'arch': pick one with model=NAME (see kdlab models)")
+    options = {k: v for k, v in model_cfg.items() if k != "arch"}
+    with torch.device("meta"):
+        build_model(str(arch), 10, **options)
+
+
+def model_label(model_cfg: Mapping[str, Any]) -> str:
+    """`resnet_teacher`, or `torchvision:resnet18` for torchvision models."""
+    if model_cfg["arch"] == "torchvision":
+        return f"torchvision:{model_cfg['name']}"
+    return str(model_cfg["arch"])
 
 
 def describe_models() -> list[ModelInfo]:

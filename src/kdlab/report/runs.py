@@ -40,7 +40,7 @@ class Run:
 
     def metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records of metrics.jsonl (empty if the run has none)."""
-        from kdlab.runlog import read_metrics  # imports torch: only when curves are asked for
+        from kdlab.run_logger import read_metrics  # imports torch: only when curves are asked for
 
         return read_metrics(self.path / "metrics.jsonl")
 

@@ -1,6 +1,6 @@
 """What a run writes as it goes: TensorBoard events, metrics.jsonl, summary.json, tqdm bars.
 
-(Named runlog, not logging, so it never shadows the standard library's module.)
+(Named run_logger, not logging, so it never shadows the standard library's module.)
 """
 
 from __future__ import annotations

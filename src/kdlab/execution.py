@@ -1,4 +1,4 @@
-"""Process-wide settings a run needs before anything is built: device, seeds, determinism."""
+"""How a run computes: device, precision, seeds, determinism and RNG state."""
 
 from __future__ import annotations
 

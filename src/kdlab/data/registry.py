@@ -1,0 +1,124 @@
+"""Every data set `data=NAME` can load, in one place: how it loads, what its images are, how
+they train and which study preset fits it.
+
+Adding a data set: a module with its settings class (a `DataConfig` subclass) and a
+`load(settings) -> Source`, one `DatasetSpec` entry below, and its tests. The `data=` config
+group, the checks, `kdlab study`'s preset and the error listing the valid names follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from kdlab.data import cifar, imagefolder, synthetic
+from kdlab.data.settings import DataConfig, check_common
+from kdlab.data.source import Source
+from kdlab.errors import KdlabError
+
+CROP_PAD = 4  # CIFAR-style augmentation: zero-pad 4, random 32x32 crop, horizontal flip
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set: its settings schema, its loader and the facts training needs."""
+
+    settings: type[DataConfig]  # its `data` node: the common fields plus its own
+    load: Callable[[Any], Source]  # settings -> train/test splits and class names
+    description: str
+    image_size: int | None = 32  # its fixed side length; None = resized to data.image_size
+    augment_pad: int | None = CROP_PAD  # train-time pad-and-crop (+ flip); None = none
+    mean: tuple[float, ...] | None = None  # normalisation; None = computed from train
+    std: tuple[float, ...] | None = None
+    sized_by_loader: bool = False  # the loader makes exactly train_size/test_size images
+    preset: str = "cifar"  # the `experiment=` preset `kdlab study` picks for it
+    check: Callable[[Any], None] | None = None  # its own checks (no files touched)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(
+        cifar.CifarConfig,
+        cifar.load,
+        "CIFAR-10 (torchvision's files, downloaded into data.root)",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": DatasetSpec(
+        cifar.CifarConfig,
+        cifar.load,
+        "CIFAR-100 (torchvision's files, downloaded into data.root)",
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+    ),
+    "imagefolder": DatasetSpec(
+        imagefolder.ImageFolderConfig,
+        imagefolder.load,
+        "your own images: data.root=DIR with train/<class>/* and test/ (or val/)",
+        image_size=None,
+        check=imagefolder.check,
+    ),
+    "synthetic": DatasetSpec(
+        synthetic.SyntheticConfig,
+        synthetic.load,
+        "built-in procedural 32x32 RGB shapes, 10 classes; generated, no files",
+        sized_by_loader=True,
+        preset="quick",
+    ),
+}
+
+
+def dataset_names() -> list[str]:
+    return list(DATASETS)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registered data set `name`; an unknown name lists the valid ones."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise KdlabError(
+            f"unknown data set '{name}': choose one of {', '.join(DATASETS)} (data=NAME)"
+        )
+    return spec
+
+
+def group_options() -> dict[str, DataConfig]:
+    """The `data=` config group: each data set's settings with their defaults."""
+    return {name: spec.settings(name=name) for name, spec in DATASETS.items()}
+
+
+def data_settings(cfg: DataConfig | Mapping) -> DataConfig:
+    """Typed, checked settings from a DataConfig, a DictConfig or a plain dict (missing keys
+    take the data set's defaults)."""
+    if isinstance(cfg, DataConfig):
+        settings = cfg
+    else:
+        raw: dict[str, Any] = dict(
+            OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+        )
+        spec = dataset_spec(str(raw.get("name")))
+        known = [f.name for f in fields(spec.settings)]
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise KdlabError(
+                f"unknown data setting(s) {', '.join(unknown)}: valid ones are {', '.join(known)}"
+            )
+        settings = spec.settings(**raw)
+    check_data_settings(settings)
+    return settings
+
+
+def check_data_settings(settings: DataConfig) -> None:
+    """Everything about the `data` node that can be checked without reading a file."""
+    spec = dataset_spec(settings.name)
+    check_common(settings)
+    if spec.image_size is not None and settings.image_size != spec.image_size:
+        raise KdlabError(
+            f"{settings.name} images are {spec.image_size}x{spec.image_size}: drop "
+            f"data.image_size (got {settings.image_size}); only data sets without a fixed "
+            "size resize"
+        )
+    if spec.check is not None:
+        spec.check(settings)
