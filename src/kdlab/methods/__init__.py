@@ -1,8 +1,8 @@
 """The distillation methods' losses as pure functions of tensors, one module per method.
 
-Each follows its reference implementation's reduction (RepDistiller, mdistiller, official
-DIST) so the published loss weights carry over, and computes in
-float32 (float64 inputs stay float64).
+Each follows its reference implementation's reduction (RepDistiller, mdistiller, the
+official DIST code) so the published loss weights carry over, and computes in float32
+(float64 inputs stay float64). Feature losses take one layer pair: sum them over layers.
 """
 
 from kdlab.methods.at import at_loss
