@@ -1,0 +1,34 @@
+"""Helpers shared by the method losses: the compute dtype and the references' spatial match."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def in_compute_dtype(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors cast to float32, or float64 when any of them is float64.
+
+    Half-precision (autocast) features and logits are promoted so every loss is computed in at
+    least float32; float64 stays float64 so the tests can compare against float64 formulas.
+    """
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Adaptive-average-pool the larger of two (B, C, H, W) maps to the smaller's H x W.
+
+    The references (RepDistiller, mdistiller) do this for AT and NST, pooling to (h, h) from
+    the heights alone; here each of H and W goes to the smaller of the two, which is the same
+    for the square maps they assume.
+    """
+    size = (min(f_s.shape[2], f_t.shape[2]), min(f_s.shape[3], f_t.shape[3]))
+    if tuple(f_s.shape[2:]) != size:
+        f_s = F.adaptive_avg_pool2d(f_s, size)
+    if tuple(f_t.shape[2:]) != size:
+        f_t = F.adaptive_avg_pool2d(f_t, size)
+    return f_s, f_t

@@ -1,0 +1,63 @@
+"""Decoupled Knowledge Distillation (DKD).
+
+Zhao, Cui, Song, Qiu, Liang (2022), "Decoupled Knowledge Distillation" (CVPR). KD's KL splits
+into a target-class term (TCKD, on the binary distribution b = [p_gt, 1 - p_gt]) and a
+non-target term (NCKD, on p^ = softmax over the non-target logits) that DKD weighs apart.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from kdlab.errors import KdlabError
+from kdlab.methods._common import in_compute_dtype
+
+
+def _log_parts(logits: Tensor, labels: Tensor, T: float) -> tuple[Tensor, Tensor]:
+    """log b (B, 2) and log p^ (B, C - 1), exactly, in log space.
+
+    The target column is removed by indexing instead of mdistiller's `- 1000 * mask` (exact
+    only while |z/T| << 1000), and log b comes from logsumexp instead of log(softmax), which is
+    -inf in float32 once a target probability underflows.
+    """
+    z = logits / T
+    n, c = z.shape
+    target = labels.reshape(n, 1).long()
+    others = torch.arange(c - 1, device=z.device).expand(n, c - 1)
+    others = others + (others >= target).long()
+    z_other = z.gather(1, others)
+    log_total = torch.logsumexp(z, dim=1, keepdim=True)
+    log_other = torch.logsumexp(z_other, dim=1, keepdim=True)
+    log_b = torch.cat([z.gather(1, target), log_other], dim=1) - log_total
+    return log_b, z_other - log_other
+
+
+def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) per row, from log-probabilities."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def dkd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    alpha: float,
+    beta: float,
+    T: float,
+) -> Tensor:
+    """T^2 * mean_b[alpha * KL(b_t || b_s) + beta * KL(p^_t || p^_s)] (mdistiller's reduction).
+
+    The warm-up factor is not included: multiply by `dkd_warmup(epoch, warmup)`.
+    """
+    z_s, z_t = in_compute_dtype(student_logits, teacher_logits)
+    b_s, hat_s = _log_parts(z_s, labels, T)
+    b_t, hat_t = _log_parts(z_t, labels, T)
+    return T * T * (alpha * _kl(b_t, b_s) + beta * _kl(hat_t, hat_s)).mean()
+
+
+def dkd_warmup(epoch: int, warmup: int) -> float:
+    """min(epoch / warmup, 1), epochs counted from 1 as in mdistiller; warmup 0 means none."""
+    if warmup < 0:
+        raise KdlabError(f"dkd warmup must be >= 0 epochs, got {warmup}: set it to 0 or more")
+    return 1.0 if warmup == 0 else min(epoch / warmup, 1.0)
