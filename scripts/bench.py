@@ -22,6 +22,7 @@ told otherwise; the reference runs as the usual script does (fp32, contiguous).
 
 --quick runs a few steps per measurement (about 1.5 minutes on 2 CPU cores); the full run
 trains on 50,000 images per epoch and is meant for a GPU; --images N sets the epoch size.
+The timing harness and the measurements are in scripts/benchlib/ (shared with bench_means.py).
 """
 
 from __future__ import annotations
