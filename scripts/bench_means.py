@@ -19,32 +19,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
-from bench import (
-    TEACHER,
-    Bench,
-    Measurement,
-    Work,
-    base_parser,
-    block,
-    chosen_plan,
-    device_name,
-    kdlab_optimizer,
-    measure_together,
-    new_model,
-    note,
-    open_bench,
-    parse_with_models,
-    report,
-    training_step,
-)
+from benchlib.measures import optimizer_step, training_step
+from benchlib.report import device_line, report, settings_line
+from benchlib.timing import Measurement, Work, base_parser, chosen_plan, note, parse_with_models
+from benchlib.workbench import TEACHER, Bench, kdlab_optimizer, new_model, opened_bench
 from kdlab.compiling import CompiledOrEager
 from kdlab.engine import StepModule
 from kdlab.objectives import CrossEntropy
@@ -97,29 +82,17 @@ def step_rows(name: str, bench: Bench, with_compile: bool) -> list[Row]:
         batch = staged(bench, channels_last)
         if compiled:
             step_module = CompiledOrEager(StepModule(model, CrossEntropy()))
-            step = compiled_step(step_module, optimizer, batch)
+            step = optimizer_step(partial(step_module, *batch), optimizer)
         else:
             step = training_step(model, CrossEntropy(), optimizer, batch, bench.device, precision)
-        works.append(block(label, step, bench))
+        works.append(bench.block(label, step))
     return rows_of(works, name, bench)
 
 
 def rows_of(works: list[Work], model: str, bench: Bench) -> list[Row]:
     note(f"{model}: {len(works)} measurements")
-    measured = measure_together(works, bench)
+    measured = bench.measure(works)
     return [(work.name, model, measured[work.name]) for work in works]
-
-
-def compiled_step(
-    step_module: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple
-) -> Callable[[], None]:
-    def step() -> None:
-        out = step_module(*batch)
-        optimizer.zero_grad(set_to_none=True)
-        out.losses["loss"].backward()
-        optimizer.step()
-
-    return step
 
 
 def data_rows(bench: Bench) -> list[Row]:
@@ -146,11 +119,9 @@ def teacher_rows(bench: Bench) -> list[Row]:
     model = new_model(TEACHER, bench, channels_last=False).eval().requires_grad_(True)
     x, _ = staged(bench, channels_last=False)
     works = [
-        block("teacher forward: autograd on", lambda: model(x), bench),
-        block("teacher forward: no_grad", lambda: no_grad_forward(model, x), bench),
-        block(
-            "teacher forward: inference_mode (kdlab)", lambda: inference_forward(model, x), bench
-        ),
+        bench.block("teacher forward: autograd on", lambda: model(x)),
+        bench.block("teacher forward: no_grad", lambda: no_grad_forward(model, x)),
+        bench.block("teacher forward: inference_mode (kdlab)", lambda: inference_forward(model, x)),
     ]
     return rows_of(works, TEACHER, bench)
 
@@ -175,25 +146,26 @@ def table(groups: list[list[Row]]) -> list[list[str]]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    plan = chosen_plan(args)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kdlab-means-") as tmp:
-        bench = open_bench(args, plan, Path(tmp))
-        groups = [step_rows(name, bench, args.compile) for name in args.models]
-        groups += [data_rows(bench), teacher_rows(bench)]
-    header = [
-        f"device: {device_name(bench.device)}",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size "
-        f"{args.batch_size}, {bench.data.train.num_samples:,} images per data epoch"
-        f"{' (--quick)' if args.quick else ''}",
+def header_lines(bench: Bench, quick: bool) -> list[str]:
+    plan = bench.plan
+    images = f"{bench.data.train.num_samples:,} images per data epoch"
+    return [
+        device_line(bench.device),
+        settings_line("", bench.batch_size, images, quick),
         f"median of {plan.rounds} rounds after a warm-up round; a round times every "
         f"measurement of a group once, in turn; step/teacher: blocks of {plan.block_steps} "
         "step(s) on a staged batch",
-        f"total {time.perf_counter() - started:.0f} s",
     ]
-    report(header, COLUMNS, table(groups), args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with opened_bench(args, chosen_plan(args), "kdlab-means-") as bench:
+        groups = [step_rows(name, bench, args.compile) for name in args.models]
+        groups += [data_rows(bench), teacher_rows(bench)]
+    header = header_lines(bench, args.quick)
+    report(header, time.perf_counter() - started, COLUMNS, table(groups), args.out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Print kdlab's catalogue of bad input as a markdown table, from real runs of the CLI.
 
 Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
-are `CATALOGUE` in tests/test_reliability.py, one list for the tests and this table; building
-their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
+are `CATALOGUE` in kdlab.catalogue, one list for the tests (tests/test_reliability.py) and this
+table; building their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
 
 Usage:
   python scripts/error_catalogue.py [--out FILE.md]
@@ -11,13 +11,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from test_reliability import (
+from kdlab.catalogue import (
     CATALOGUE,
     build_workspace,
     resume_one_more_epoch,

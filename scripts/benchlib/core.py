@@ -1,0 +1,82 @@
+"""The benchmarks' only calls into kdlab's run set-up (compose_config, build_data, Trainer),
+one function each, so a change of those APIs is adapted here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchlib.timing import Plan
+from kdlab.config import RunConfig
+from kdlab.data import DataBundle, build_data
+from kdlab.engine import RunPlace, Stage, Trainer
+from kdlab.execution import resolve_precision
+from kdlab.objectives import CrossEntropy
+from kdlab.preflight import compose_config
+from kdlab.run_logger import RunLogger
+
+TEST_IMAGES = 100  # build_data needs a test split; nothing here evaluates it
+
+
+def run_config(args: argparse.Namespace, plan: Plan, arch: str) -> RunConfig:
+    """A full, checked kdlab config, so the Trainer runs exactly as `kdlab train` would."""
+    threads = "null" if args.threads is None else args.threads
+    return compose_config(
+        "train",
+        [
+            f"model={arch}",  # replaced per model
+            "data=synthetic",
+            f"data.train_size={plan.train_images}",
+            f"data.test_size={TEST_IMAGES}",
+            "data.val_split=0",  # no evaluation inside the timed epochs
+            f"trainer.device={args.device}",
+            f"trainer.batch_size={args.batch_size}",
+            f"trainer.precision={args.precision}",
+            f"trainer.channels_last={args.channels_last}",
+            f"trainer.num_threads={threads}",
+            "trainer.progress=off",
+        ],
+    )
+
+
+def synthetic_data(cfg: RunConfig, device: torch.device) -> DataBundle:
+    """The synthetic data set of `cfg`, served on `device` as a kdlab run serves it."""
+    return build_data(
+        cfg.data,
+        batch_size=cfg.trainer.batch_size,
+        eval_batch_size=cfg.trainer.eval_batch_size,
+        device=device,
+        seed=cfg.seed,
+        channels_last=cfg.trainer.channels_last,
+    )
+
+
+def one_epoch_fit(
+    cfg: RunConfig,
+    run_dir: Path,
+    data: DataBundle,
+    model: nn.Module,
+    device: torch.device,
+    closing: ExitStack,
+) -> Callable[[], object]:
+    """A call of a real 1-epoch `Trainer.fit` (optimizer set-up, the epoch, its logging and
+    checkpoints) into `run_dir`; its logger is closed with `closing`."""
+    run_dir.mkdir()
+    logger = RunLogger(run_dir)
+    closing.callback(logger.close)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    place = RunPlace(run_dir, device, precision, logger, False, asdict(cfg))
+    trainer = Trainer(model, data, cfg.trainer, cfg.optim, cfg.sched, place)
+    stage = Stage(
+        name="bench",
+        objective=CrossEntropy(),
+        param_groups=[{"params": list(model.parameters())}],
+        epochs=1,
+    )
+    return lambda: trainer.fit(stage)
