@@ -144,6 +144,8 @@ def main(argv: Sequence[str]) -> None:
     for sub, _, _ in jobs:
         first_of_each.setdefault(sub.split("/")[0], sub)
     report_args = [str(study_dir), "--out", str(study_dir), "--curves"]
+    for name in first_of_each:  # the sub-dir names label the rows and legends (seeds too)
+        report_args += ["--label", f"{name}={study_dir / name}"]
     if spec.get("baseline") in first_of_each:  # its seeds are pooled in the Δ column
         report_args += ["--baseline", str(study_dir / first_of_each[spec["baseline"]])]
     per_class = [str(study_dir / sub) for sub in first_of_each.values()]
