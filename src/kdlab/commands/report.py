@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="kdlab report",
         description="Compare finished runs: a table like the research notes' (seeds pooled "
-        "into mean ± std, Δ against a baseline), one table per Hydra sweep dir plus its "
-        "summary.csv/md ledger, and optional figures. Reads only the run dirs.",
+        "into mean ± std, Δ against a baseline of the same data set), one table per data set "
+        "and per Hydra sweep dir (plus its summary.csv/md ledger), and optional figures. "
+        "Reads only the run dirs.",
     )
     parser.add_argument(
         "runs",
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--curves",
         action="store_true",
-        help="plot loss, accuracy and loss parts per epoch, overlaid across runs",
+        help="plot per epoch, across runs: the cross-entropy on the labels, the accuracy, "
+        "and the distillation runs' objective, soft and fit losses",
     )
     parser.add_argument(
         "--per-class",

@@ -9,7 +9,6 @@ one-epoch run); a dotted vertical line marks where a FitNet run's stage two star
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from matplotlib.lines import Line2D
 
 from kdlab.errors import KdlabError
 from kdlab.report.epochs import cross_entropy, objective
+from kdlab.report.groups import group_by_seed
 from kdlab.report.plotting import (
     LEGEND_PT,
     epoch_axis,
@@ -150,16 +150,18 @@ def _figure(curves: Sequence[Curves], panels: Sequence[Panel]) -> Figure:
 
 def run_curves(runs: Sequence[Run], colours: Mapping[Run, Any]) -> list[Curves]:
     """The runs that logged epochs, in the colours' order (the notes' order, as
-    report_colours hands them out); seeds of one config share a colour and a legend name."""
+    report_colours hands them out); seeds of one config share a colour and a legend name,
+    as they share a row of the table."""
     order = {run: i for i, run in enumerate(colours)}
+    names = {
+        run: group.first.label if len(group.runs) == 1 else f"{group.first.label} "
+        f"({len(group.runs)} seeds)"
+        for group in group_by_seed(runs)
+        for run in group.runs
+    }
     ordered = sorted(runs, key=lambda run: order[run])
     logged = [(run, records) for run in ordered if (records := run.metrics())]
-    seeds = Counter(run.label for run, _ in logged)
-
-    def name(run: Run) -> str:
-        return run.label if seeds[run.label] == 1 else f"{run.label} ({seeds[run.label]} seeds)"
-
-    return [Curves(name(run), records, colours[run]) for run, records in logged]
+    return [Curves(names[run], records, colours[run]) for run, records in logged]
 
 
 def curves_figures(runs: Sequence[Run], colours: Mapping[Run, Any]) -> dict[str, Figure]:

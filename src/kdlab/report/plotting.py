@@ -97,5 +97,5 @@ def epoch_axis(ax: Axes, epochs: Sequence[float]) -> None:
     """Whole epochs only, with room either side (one epoch is one tick, not 0.94..1.06)."""
     if epochs:
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("epoch")
