@@ -174,8 +174,10 @@ def gather_runs(
     elsewhere, with their labels."""
     runs = find_runs(refs)
     for ref in named:
-        if (Path(ref).expanduser() / SUMMARY).is_file() and resolve_run(ref, runs) not in runs:
-            runs.append(resolve_run(ref, runs))
+        if (Path(ref).expanduser() / SUMMARY).is_file():
+            run = resolve_run(ref, runs)
+            if run not in runs:
+                runs.append(run)
     return label_runs(runs, labels)
 
 

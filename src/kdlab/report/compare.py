@@ -36,8 +36,15 @@ COLUMNS = [
     "loss_fit",
     "wall_time_s",
 ]
-POOLED_KEYS = (*ACC_KEYS, "train_ce", "train_loss", "loss_soft", "loss_hard", "loss_fit")
-POOLED_KEYS += ("wall_time_s",)
+POOLED_KEYS = (
+    *ACC_KEYS,
+    "train_ce",
+    "train_loss",
+    "loss_soft",
+    "loss_hard",
+    "loss_fit",
+    "wall_time_s",
+)
 
 SORTS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
     "notes": None,  # teacher, baseline, students: the order comparison_records builds
@@ -77,19 +84,16 @@ def swept(runs: Sequence[Run]) -> tuple[list[str], dict[str, Any]]:
 
 def split_sections(runs: Sequence[Run]) -> list[Section]:
     """Per data set (in the order found): its loose runs, then one section per sweep dir."""
-    by_key: dict[tuple[Any, ...], list[Run]] = {}
-    for run in runs:
-        by_key.setdefault((data_key(run), run.sweep_dir is not None, run.sweep_dir), []).append(run)
-    order = list(dict.fromkeys(data_key(run) for run in runs))
     sections = []
-    for (data, _, sweep), members in sorted(
-        by_key.items(), key=lambda item: (order.index(item[0][0]), item[0][1])
-    ):
-        if sweep is None:
-            sections.append(Section(f"runs on {data_title(data)}", members, None, data))
-        else:
+    for data in dict.fromkeys(data_key(run) for run in runs):
+        on_data = [run for run in runs if data_key(run) == data]
+        loose = [run for run in on_data if run.sweep_dir is None]
+        if loose:
+            sections.append(Section(f"runs on {data_title(data)}", loose, None, data))
+        for sweep in dict.fromkeys(run.sweep_dir for run in on_data if run.sweep_dir):
+            jobs = [run for run in on_data if run.sweep_dir == sweep]
             title = f"sweep {display_path(sweep)} on {data_title(data)}"
-            sections.append(Section(title, members, sweep, data, *swept(members)))
+            sections.append(Section(title, jobs, sweep, data, *swept(jobs)))
     return sections
 
 
