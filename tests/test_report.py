@@ -27,16 +27,46 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def confusion_counts(accuracy: float, weak: str) -> list[list[int]]:
+def confusion_counts(
+    accuracy: float, weak: str, classes: list[str] = CLASSES
+) -> list[list[int]]:
     """100 test images per class; `weak` is right 20 points less often than the others."""
     rows = []
-    for i, name in enumerate(CLASSES):
+    for i, name in enumerate(classes):
         hits = round(accuracy) - (20 if name == weak else 0)
-        row = [0] * len(CLASSES)
+        row = [0] * len(classes)
         row[i] = hits
-        row[(i + 1) % len(CLASSES)] = 100 - hits
+        row[(i + 1) % len(classes)] = 100 - hits
         rows.append(row)
     return rows
+
+
+def epoch_records(
+    command: str, epochs: int, best_epoch: int, val_acc: float, T: float, alpha: float, plain: bool
+) -> list[dict[str, Any]]:
+    """metrics.jsonl as the engine writes it: a KD run's loss is its objective,
+    (1-alpha)*T^2*soft + alpha*hard (~30), a plain run's the cross-entropy (~2); a FitNet
+    run's first half is the hint stage (fit loss only, no accuracy)."""
+    stage = {"train": "train", "distill": "distill"}.get(command, "stage2")
+    records = []
+    for epoch in range(1, epochs + 1):
+        record: dict[str, Any] = {"epoch": epoch, "stage": stage, "lr": 0.1}
+        if command == "fitnet" and epoch <= epochs // 2:
+            record["stage"] = "stage1"
+            for split, fit in (("train", 460.0 / epoch), ("val", 500.0 / epoch)):
+                record[f"{split}/loss"] = record[f"{split}/loss_fit"] = fit
+            records.append(record)
+            continue
+        val = val_acc - (0.2 if epoch > best_epoch else best_epoch - epoch)
+        record.update({"train/acc": 60.0 + 8 * epoch, "val/acc": val})
+        for split, hard, soft in (("train", 1.5 / epoch, 2.2 - epoch / 20), ("val", 1.6, 2.1)):
+            if plain:
+                record[f"{split}/loss"] = hard
+                continue
+            record[f"{split}/loss_hard"], record[f"{split}/loss_soft"] = hard, soft
+            record[f"{split}/loss"] = (1 - alpha) * T * T * soft + alpha * hard
+        records.append(record)
+    return records
 
 
 def make_run(
@@ -48,62 +78,59 @@ def make_run(
     test_acc: float = 92.29,
     val_acc: float = 91.8,
     weak: str = "frog",
+    epochs: int = 4,
+    best_epoch: int = 3,
+    teacher: Path | None = None,
+    data: str = "synthetic",
+    classes: list[str] = CLASSES,
     **extra: Any,
 ) -> Path:
-    """A finished run dir as `kdlab train|distill|fitnet` leaves it."""
+    """A finished run dir as `kdlab train|distill|fitnet` leaves it: summary.json (train
+    acc of the best epoch, losses of the last, as session.finish writes them),
+    metrics.jsonl, confusion.csv."""
     run_dir.mkdir(parents=True)
-    counts = confusion_counts(test_acc, weak)
+    counts = confusion_counts(test_acc, weak, classes)
     params = {"cnn_student": 175_258, "resnet_teacher": 1_351_098, "fitnet_student": 306_122}
+    T, alpha = extra.get("T", 4.0), extra.get("alpha", 0.1)
+    plain = command == "train" or extra.get("loss_name") == "ce"
+    records = epoch_records(command, epochs, best_epoch, val_acc, T, alpha, plain)
+    best, last = records[best_epoch - 1], records[-1]
     summary = {
         "command": command,
         "model": model,
         "params": params[model],
-        "data": "synthetic",
-        "num_classes": 10,
+        "data": data,
+        "num_classes": len(classes),
         "seed": seed,
-        "epochs": 4,
-        "best_epoch": 3,
-        "train_acc": 92.5,
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "train_acc": best.get("train/acc"),
         "val_acc": val_acc,
         "test_acc": test_acc,
         "test_acc5": 99.1,
         "test_loss": 0.31,
-        "last_train_acc": 92.4,
-        "last_val_acc": val_acc - 0.2,
+        "last_train_acc": last.get("train/acc"),
+        "last_val_acc": last.get("val/acc"),
         "wall_time_s": 754.2,
         "train_images_per_s": 5120.0,
-        "overrides": [*(overrides or []), f"seed={seed}", "data=synthetic"],
+        "overrides": [*(overrides or []), f"seed={seed}", f"data={data}"],
         "run_dir": str(run_dir),
         "kdlab_version": "0.1.0",
-        "loss": 0.339,
-        "per_class_acc": {name: float(counts[i][i]) for i, name in enumerate(CLASSES)},
-        **extra,
+        "per_class_acc": {name: float(counts[i][i]) for i, name in enumerate(classes)},
     }
+    summary |= {k.removeprefix("train/"): v for k, v in last.items() if k.startswith("train/loss")}
+    if command == "distill":
+        summary |= {"loss_name": "ce" if plain else "kd", "T": T, "alpha": alpha}
+    if command == "fitnet":
+        summary |= {"T": T, "alpha": alpha, "stage2": "frozen"}
+        summary["loss_fit"] = records[epochs // 2 - 1]["train/loss_fit"]
+    if teacher is not None:
+        summary["teacher"] = {"ckpt": str(teacher / "checkpoints" / "best.pt"), "model": "x"}
+    summary |= extra
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    stage = {"train": "train", "distill": "distill"}.get(command, "stage2")
-    records = [
-        {
-            "epoch": epoch,
-            "stage": "stage1" if command == "fitnet" and epoch <= 2 else stage,
-            "lr": 0.1,
-            "train/loss": 1.5 / epoch,
-            "val/loss": 1.6 / epoch,
-        }
-        for epoch in range(1, 5)
-    ]
-    for record in records:
-        if record["stage"] == "stage1":  # hint regression only: the loss is the fit loss
-            record["train/loss"] = record["train/loss_fit"] = 0.46 / record["epoch"]
-            record["val/loss"] = record["val/loss_fit"] = 0.5 / record["epoch"]
-        else:
-            record.update(
-                {"train/acc": 60 + 8 * record["epoch"], "val/acc": 58 + 8 * record["epoch"]}
-            )
-        if record["stage"] in ("distill", "stage2"):
-            record.update({"train/loss_soft": 0.4, "train/loss_hard": 1.5, "val/loss_soft": 0.45})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    lines = [",".join(["true/pred", *CLASSES])]
-    lines += [",".join([name, *map(str, row)]) for name, row in zip(CLASSES, counts, strict=True)]
+    lines = [",".join(["true/pred", *classes])]
+    lines += [",".join([name, *map(str, row)]) for name, row in zip(classes, counts, strict=True)]
     (run_dir / "confusion.csv").write_text("\n".join(lines) + "\n")
     return run_dir
 
@@ -120,12 +147,7 @@ def make_study(root: Path) -> dict[str, Path]:
             test_acc=93.05,
             val_acc=92.4,
             weak="cat",
-            loss_name="kd",
-            loss_soft=0.31,
-            loss_hard=0.52,
-            loss_kl=0.02,
-            T=4.0,
-            alpha=0.1,
+            teacher=root / "teacher",
         ),
     }
 
@@ -147,8 +169,8 @@ def make_sweep(root: Path) -> Path:
                 overrides=[f"T={t}", "alpha=0.1"],
                 val_acc=val,
                 test_acc=val + 0.5,
-                loss_soft=0.3 + t / 100,
-                loss_hard=0.5,
+                loss_soft=0.3 + t / 100,  # summary.json's (the last epoch's), in the ledger
+                T=float(t),
             )
     return sweep
 
@@ -173,20 +195,18 @@ def test_report_numbers_are_the_summaries(tmp_path, capsys):
     for name, run_dir in runs.items():
         summary = json.loads((run_dir / "summary.json").read_text())
         row = rows[name]
-        for key in ("train_acc", "val_acc", "test_acc", "wall_time_s"):
+        for key in ("val_acc", "test_acc", "wall_time_s"):
             assert float(row[key]) == pytest.approx(summary[key])
-        assert float(row["train_loss"]) == pytest.approx(summary["loss"])
         assert int(row["params"]) == summary["params"]
         assert row["best_epoch"] == str(summary["best_epoch"])
         assert (row["command"], row["model"]) == (summary["command"], summary["model"])
-    assert float(rows["student"]["loss_soft"]) == pytest.approx(0.31)
     assert rows["teacher"]["loss_soft"] == ""
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("run "))
     assert "soft" in header and "fit" not in header  # no run has a fit loss
     assert "1.35M" in out and "175K" in out and "93.67" in out
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "| teacher | train | resnet_teacher | 1.35M |" in markdown
+    assert "| teacher | CE (teacher) | synthetic | resnet_teacher | 1.35M |" in markdown
 
 
 def test_seeds_are_pooled_into_mean_and_std(tmp_path):
@@ -204,7 +224,9 @@ def test_seeds_are_pooled_into_mean_and_std(tmp_path):
     assert float(pooled["val_acc"]) == pytest.approx(statistics.fmean(accs) - 1)
     single = next(row for row in rows if row["seeds"] == "0" and row is not pooled)
     assert single["test_acc_std"] == ""
-    assert "92.17±1.26" in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert "92.17±1.26" in markdown and "a ± b = mean ± sample std over seeds" in markdown
+    assert "- seeds: 0, 1, 2\n" in markdown
 
 
 def test_delta_against_the_baseline(tmp_path, capsys):
@@ -251,7 +273,8 @@ def test_sweep_callback_and_cli_sections(tmp_path, capsys):
     (sweep / "summary.csv").unlink()
     report_main([str(tmp_path / "outputs"), "--baseline", "baseline"])
     out = capsys.readouterr().out
-    assert "== runs ==" in out and f"== sweep {sweep} ==" in out
+    on = "on synthetic (10 classes)"
+    assert f"== runs {on} ==" in out and f"== sweep {sweep} {on} ==" in out
     assert "failed jobs: 2_T=8,alpha=0.1" in out
     assert (sweep / "summary.csv").is_file()
     rows = read_csv(tmp_path / "outputs" / "report.csv")  # default --out: the runs' parent

@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torch.utils.tensorboard import SummaryWriter
-
 
 def _clean(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as null rather than invalid JSON."""
@@ -48,6 +46,9 @@ class RunLogger:
         self.metrics_path = run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
         self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))
+        # Imported here: reading metrics.jsonl back (kdlab report) needs no tensorboard.
+        from torch.utils.tensorboard import SummaryWriter
+
         # purge_step drops events logged after the checkpoint a resumed run restarts from.
         self.writer = SummaryWriter(str(run_dir), purge_step=resume_epoch + 1 if kept else None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,19 @@ from kdlab.report.compare import (
 )
 from kdlab.report.confusion import plot_confusion
 from kdlab.report.curves import write_curves
+from kdlab.report.describe import headline, teacher_dirs
+from kdlab.report.labels import label_runs, parse_label
 from kdlab.report.per_class import (
+    column_names,
     highlights,
     per_class_records,
     per_class_table,
     write_per_class_png,
 )
+from kdlab.report.plotting import report_colours
 from kdlab.report.runs import (
     DEFAULT_SEARCH,
+    SUMMARY,
     Run,
     common_parent,
     display_path,
@@ -41,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="kdlab report",
         description="Compare finished runs: a table like the research notes' (seeds pooled "
-        "into mean ± std, Δ against a baseline), one table per Hydra sweep dir plus its "
-        "summary.csv/md ledger, and optional figures. Reads only the run dirs.",
+        "into mean ± std, Δ against a baseline of the same data set), one table per data set "
+        "and per Hydra sweep dir (plus its summary.csv/md ledger), and optional figures. "
+        "Reads only the run dirs.",
     )
     parser.add_argument(
         "runs",
@@ -55,7 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         metavar="RUN",
-        help="run dir or run name (as in the table) that Δval/Δtest are measured against",
+        help="run dir or run label/name (as in the table) that Δval/Δtest are measured "
+        "against; only runs on its data set get a Δ",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="call RUN (a run dir, a dir of runs such as a study's kd/, or a run's name) NAME "
+        "in the tables and figures; repeatable (default: the run's dir name below the last "
+        "timestamp dir, without seedN)",
     )
     parser.add_argument(
         "--out",
@@ -67,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--curves",
         action="store_true",
-        help="plot loss, accuracy and loss parts per epoch, overlaid across runs",
+        help="plot per epoch, across runs: the cross-entropy on the labels, the accuracy, "
+        "and the distillation runs' objective, soft and fit losses",
     )
     parser.add_argument(
         "--per-class",
@@ -79,22 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sort",
         choices=sorted(SORTS),
-        default="name",
-        help="row order: name, or best val/test accuracy first (default: name)",
+        default="notes",
+        help="row order: notes (teacher, baseline, then the students), name, or best "
+        "val/test accuracy first (default: notes)",
     )
     return parser
 
 
-def report_tables(runs: Sequence[Run], baseline: Run | None, sort: str, out: Path) -> list[Path]:
-    """Print one comparison table per section; write them all to report.md and report.csv."""
+def report_tables(
+    runs: Sequence[Run], baseline: Run | None, sort: str, out: Path
+) -> list[Path]:
+    """Print what was compared and one table per section; write them to report.md/.csv."""
     base = baseline_group(baseline, runs) if baseline else None
+    teachers = teacher_dirs(runs)
+    compared = headline(runs)
+    print("compared: " + " | ".join(compared) + "\n")
     records: list[dict[str, Any]] = []
-    markdown = ["# kdlab report"]
+    markdown = ["# kdlab report", "\n".join(f"- {item}" for item in compared)]
     for section in split_sections(runs):
-        section_records = comparison_records(section, base, sort)
-        table = comparison_table(section_records)
-        print(f"== {section.title} ==\n{table.text()}\n{footnote(base)}\n")
-        markdown += [f"## {section.title}", table.markdown(), footnote(base)]
+        section_records = comparison_records(section, base, sort, teachers)
+        table = comparison_table(section_records, section)
+        note = footnote(section_records, section, base)
+        print(f"== {section.title} ==\n{table.text()}\n{note}\n")
+        markdown += [f"## {section.title}", table.markdown(), note]
         records += section_records
     write_text("\n\n".join(markdown) + "\n", out / "report.md")
     write_csv(records, out / "report.csv")
@@ -114,7 +138,11 @@ def report_sweeps(runs: Sequence[Run]) -> list[Path]:
 
 
 def report_per_class(
-    refs: Sequence[str], baseline: Run | None, runs: Sequence[Run], out: Path
+    refs: Sequence[str],
+    baseline: Run | None,
+    runs: Sequence[Run],
+    out: Path,
+    colours: Mapping[Run, Any],
 ) -> list[Path]:
     """Per-class accuracy table and bars against the baseline, and confusion heat-maps."""
     chosen = [resolve_run(ref, runs) for ref in refs]
@@ -124,35 +152,81 @@ def report_per_class(
     if len(chosen) < 2:
         raise KdlabError("--per-class needs two runs or more (or one and --baseline)")
     records = per_class_records(chosen)
-    print(f"== per-class test accuracy %, Δ against {chosen[0].name} ==")
+    names = column_names(chosen)
+    print(f"== per-class test accuracy %, Δ against {names[0]} ==")
     print(per_class_table(records).text())
     print("\n".join(highlights(records)) + "\n")
     write_csv(records, out / "per_class.csv")
-    written = [out / "per_class.csv", write_per_class_png(records, chosen, out / "per_class.png")]
-    for run in chosen:
+    png = write_per_class_png(records, chosen, out / "per_class.png", colours)
+    written = [out / "per_class.csv", png]
+    for run, name in zip(chosen, names, strict=True):
         if (run.path / "confusion.csv").is_file():
-            slug = re.sub(r"[^\w.,=-]+", "_", run.name)
-            written.append(
-                plot_confusion(run.path / "confusion.csv", out / f"confusion_{slug}.png")
-            )
+            slug = re.sub(r"[^\w.,=-]+", "_", name)
+            png = plot_confusion(run.path / "confusion.csv", out / f"confusion_{slug}.png", name)
+            written.append(png)
+    return written
+
+
+def gather_runs(
+    refs: Sequence[Path | str], named: Sequence[str], labels: Mapping[str, str] | None
+) -> list[Run]:
+    """The runs found in `refs`, plus run dirs `named` (--baseline, --per-class) that lie
+    elsewhere, with their labels."""
+    runs = find_runs(refs)
+    for ref in named:
+        if (Path(ref).expanduser() / SUMMARY).is_file():
+            run = resolve_run(ref, runs)
+            if run not in runs:
+                runs.append(run)
+    return label_runs(runs, labels)
+
+
+def write_report(
+    runs: Sequence[Path | str],
+    *,
+    out: Path | None = None,
+    baseline: str | None = None,
+    curves: bool = False,
+    per_class: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    sort: str = "notes",
+) -> list[Path]:
+    """The report of the finished runs in `runs` (run dirs, sweep dirs, globs, dirs above
+    runs) written into `out` (default: the dir holding them all); returns the files written.
+
+    `labels` maps a RUN (run dir, dir above runs, or run name) to what the tables and
+    figures call it; `baseline` and `per_class` name runs by dir, label or name.
+    """
+    found = gather_runs(runs, [*([baseline] if baseline else []), *(per_class or [])], labels)
+    base = resolve_run(baseline, found) if baseline else None
+    out = out or common_parent(run.path for run in found)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(out, error) from error
+    colours = report_colours(found, base)
+    written = report_tables(found, base, sort, out)
+    written += report_sweeps(found)
+    if curves:
+        written += write_curves(found, out, colours)
+    if per_class:
+        written += report_per_class(per_class, base, found, out, colours)
     return written
 
 
 def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(list(argv))
-    runs = find_runs(args.runs)
-    baseline = resolve_run(args.baseline, runs) if args.baseline else None
-    if baseline is not None and baseline not in runs:
-        runs.append(baseline)
-    out = args.out or common_parent(run.path for run in runs)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise cannot_write(out, error) from error
-    written = report_tables(runs, baseline, args.sort, out)
-    written += report_sweeps(runs)
-    if args.curves:
-        written += write_curves(runs, out)
-    if args.per_class:
-        written += report_per_class(args.per_class, baseline, runs, out)
-    print("wrote:\n" + "\n".join(f"  {display_path(path)}" for path in written))
+    written = write_report(
+        args.runs,
+        out=args.out,
+        baseline=args.baseline,
+        curves=args.curves,
+        per_class=args.per_class,
+        labels=dict(parse_label(text) for text in args.label),
+        sort=args.sort,
+    )
+    print_written(written)
+
+
+def print_written(paths: Sequence[Path]) -> None:
+    print("wrote:\n" + "\n".join(f"  {display_path(path)}" for path in paths))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from kdlab.commands.report import print_written, write_report
 from kdlab.data import DATASETS
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.paths import config_dir
@@ -136,15 +137,18 @@ def main(argv: Sequence[str]) -> None:
     for sub, command, job_args in jobs:
         run_job(sub, command, job_args, study_dir)
 
-    from kdlab.commands import report
-
     first_of_each: dict[str, str] = {}  # per-class figures: one (the first) seed per run
     for sub, _, _ in jobs:
         first_of_each.setdefault(sub.split("/")[0], sub)
-    report_args = [str(study_dir), "--out", str(study_dir), "--curves"]
-    if spec.get("baseline") in first_of_each:  # its seeds are pooled in the Δ column
-        report_args += ["--baseline", str(study_dir / first_of_each[spec["baseline"]])]
-    per_class = [str(study_dir / sub) for sub in first_of_each.values()]
-    report.main([*report_args, "--per-class", *per_class])
+    baseline = first_of_each.get(spec.get("baseline", ""))  # its seeds are pooled in the Δ
+    written = write_report(
+        [study_dir],
+        out=study_dir,
+        baseline=str(study_dir / baseline) if baseline else None,
+        curves=True,
+        per_class=[str(study_dir / sub) for sub in first_of_each.values()],
+        labels={str(study_dir / name): name for name in first_of_each},  # seeds share it
+    )
+    print_written(written)
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     print(f"study done in {minutes}m{seconds:02d}s: {study_dir}")

@@ -8,7 +8,9 @@ from kdlab.report.compare import Section, comparison_records, split_sections
 from kdlab.report.confusion import plot_confusion, write_confusion_png
 from kdlab.report.curves import write_curves
 from kdlab.report.groups import RunGroup, group_by_seed
+from kdlab.report.labels import label_runs
 from kdlab.report.per_class import per_class_records, write_per_class_png
+from kdlab.report.plotting import report_colours
 from kdlab.report.runs import Run, find_runs, resolve_run
 from kdlab.report.sweep import SweepSummary, aggregate_sweep
 
@@ -21,8 +23,10 @@ __all__ = [
     "comparison_records",
     "find_runs",
     "group_by_seed",
+    "label_runs",
     "per_class_records",
     "plot_confusion",
+    "report_colours",
     "resolve_run",
     "split_sections",
     "write_confusion_png",

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from kdlab.errors import KdlabError
-from kdlab.report.plotting import new_figure, save_png
+from kdlab.report.plotting import fit_titles, new_figure, save_png
 
 ANNOTATE_UP_TO = 25  # classes; beyond that the counts would not fit in the cells
 
@@ -32,9 +33,9 @@ def read_confusion_csv(path: Path) -> tuple[list[str], list[list[int]]]:
     return names, counts
 
 
-def write_confusion_png(
-    confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str
-) -> Path:
+def confusion_figure(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str
+) -> Figure:
     """Heat-map of `confusion` (rows: true class) with class names on both axes."""
     counts = np.asarray(confusion, dtype=np.int64)
     n = len(class_names)
@@ -54,15 +55,22 @@ def write_confusion_png(
         for (row, col), count in np.ndenumerate(counts):
             colour = "white" if shares[row, col] > 0.5 else "black"
             ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
-    return save_png(figure, path)
+    fit_titles(figure)
+    return figure
 
 
-def plot_confusion(csv_path: Path, png_path: Path, title: str | None = None) -> Path:
-    """confusion.csv drawn as a heat-map; the default title names the run and its accuracy."""
+def write_confusion_png(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str
+) -> Path:
+    return save_png(confusion_figure(confusion, class_names, title), path)
+
+
+def plot_confusion(csv_path: Path, png_path: Path, name: str | None = None) -> Path:
+    """confusion.csv drawn as a heat-map, titled with the run's `name` (default: its dir's)
+    and its accuracy."""
     names, counts = read_confusion_csv(csv_path)
-    if title is None:
-        total = sum(map(sum, counts))
-        hits = sum(counts[i][i] for i in range(len(names)))
-        accuracy = f", accuracy {100 * hits / total:.2f}%" if total else ""
-        title = f"{csv_path.parent.name}: test confusion{accuracy}"
+    total = sum(map(sum, counts))
+    hits = sum(counts[i][i] for i in range(len(names)))
+    accuracy = f", accuracy {100 * hits / total:.2f}%" if total else ""
+    title = f"{name or csv_path.parent.name}: test confusion{accuracy}"
     return write_confusion_png(counts, names, png_path, title)

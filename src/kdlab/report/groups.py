@@ -49,8 +49,8 @@ class RunGroup:
     @property
     def name(self) -> str:
         if len(self.runs) == 1:
-            return self.first.name
-        return f"{self.first.name} (seeds {','.join(self.seeds)})"
+            return self.first.label
+        return f"{self.first.label} (seeds {','.join(self.seeds)})"
 
     def stat(self, key: str) -> Stat:
         return Stat.of([run.get(key) for run in self.runs])
@@ -59,6 +59,13 @@ class RunGroup:
 def override_key(override: str) -> str:
     """`+trainer.x=1` -> `trainer.x`."""
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def override_items(overrides: Sequence[str]) -> dict[str, str]:
+    """`["T=4", "+x.y=1", "~z"]` -> `{"T": "4", "x.y": "1", "z": ""}`."""
+    return {
+        override_key(o): o.split("=", 1)[1] if "=" in o else "" for o in overrides
+    }
 
 
 def config_key(run: Run) -> tuple[object, ...]:

@@ -6,14 +6,23 @@ cat and dog) and whether the errors spread more evenly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from kdlab.errors import KdlabError
-from kdlab.report.plotting import new_figure, run_colors, save_png
+from kdlab.report.plotting import (
+    fit_titles,
+    legend_below,
+    new_figure,
+    report_colours,
+    save_png,
+)
 from kdlab.report.runs import Run
 from kdlab.report.tables import MISSING, Table
 
@@ -30,24 +39,31 @@ def per_class_accuracy(run: Run) -> dict[str, float | None]:
     return accuracy
 
 
+def column_names(runs: Sequence[Run]) -> list[str]:
+    """Each run's label, or its name where two of the runs share the label (two seeds)."""
+    labels = [run.label for run in runs]
+    return [run.label if labels.count(run.label) == 1 else run.name for run in runs]
+
+
 def per_class_records(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """A row per class: each run's accuracy, then `Δ <run>` against the first run."""
     tables = [per_class_accuracy(run) for run in runs]
+    names = column_names(runs)
     classes = list(tables[0])
     for run, table in zip(runs[1:], tables[1:], strict=True):
         if list(table) != classes:
             raise KdlabError(
-                f"runs {runs[0].name} and {run.name} have different classes: compare runs "
+                f"runs {runs[0].label} and {run.label} have different classes: compare runs "
                 "of one data set"
             )
     records = []
     for name in classes:
         record: dict[str, Any] = {"class": name}
-        record.update({run.name: table[name] for run, table in zip(runs, tables, strict=True)})
+        record.update({column: table[name] for column, table in zip(names, tables, strict=True)})
         base = tables[0][name]
-        for run, table in zip(runs[1:], tables[1:], strict=True):
+        for column, table in zip(names[1:], tables[1:], strict=True):
             value = table[name]
-            record[f"Δ {run.name}"] = None if value is None or base is None else value - base
+            record[f"Δ {column}"] = None if value is None or base is None else value - base
         records.append(record)
     return records
 
@@ -79,32 +95,52 @@ def highlights(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_per_class_png(records: Sequence[dict[str, Any]], runs: Sequence[Run], path: Path) -> Path:
+def _bars(ax: Axes, columns: Sequence[tuple[str, Any]], records: Sequence[dict[str, Any]]) -> None:
+    """Grouped bars, one colour per run, of the `(key, colour)` columns of `records`."""
+    width = 0.8 / max(1, len(columns))
+    x = np.arange(len(records))
+    for i, (key, colour) in enumerate(columns):
+        offset = (i - (len(columns) - 1) / 2) * width
+        values = [np.nan if r[key] is None else r[key] for r in records]
+        ax.bar(x + offset, values, width, color=colour, gid=key)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def per_class_figure(
+    records: Sequence[dict[str, Any]], runs: Sequence[Run], colours: Mapping[Run, Any]
+) -> Figure:
     """Grouped bars of per-class accuracy (top) and the change against the first run."""
     classes = [r["class"] for r in records]
-    x = np.arange(len(classes))
-    width = 0.8 / len(runs)
-    colours = run_colors(len(runs))
+    names = column_names(runs)
+    shades = [colours[run] for run in runs]
     figure = new_figure(max(8.0, 0.9 * len(classes) + 3), 8)
     top, bottom = figure.subplots(2, 1, sharex=True)
-    for i, (run, colour) in enumerate(zip(runs, colours, strict=True)):
-        offset = (i - (len(runs) - 1) / 2) * width
-        values = [np.nan if r[run.name] is None else r[run.name] for r in records]
-        top.bar(x + offset, values, width, color=colour, label=run.name)
+    _bars(top, list(zip(names, shades, strict=True)), records)
     top.set_ylabel("test accuracy (%)")
     top.set_title("Per-class test accuracy")
-    figure.legend(loc="outside right upper", fontsize="small")
-    top.grid(axis="y", alpha=0.3)
-    compared = list(zip(runs[1:], colours[1:], strict=True))
-    width = 0.8 / max(1, len(compared))
-    for i, (run, colour) in enumerate(compared):
-        offset = (i - (len(compared) - 1) / 2) * width
-        deltas = [np.nan if r[f"Δ {run.name}"] is None else r[f"Δ {run.name}"] for r in records]
-        bottom.bar(x + offset, deltas, width, color=colour, label=run.name)
+    _bars(
+        bottom,
+        [(f"Δ {name}", shade) for name, shade in zip(names[1:], shades[1:], strict=True)],
+        records,
+    )
     bottom.axhline(0, color="black", linewidth=0.8)
     bottom.set_ylabel("change (points)")
-    bottom.set_title(f"Change against {runs[0].name} (above 0: fewer errors)")
-    bottom.grid(axis="y", alpha=0.3)
-    bottom.set_xticks(x, classes, rotation=45, ha="right", rotation_mode="anchor")
+    bottom.set_title(f"Change against {names[0]} (above 0: fewer errors)")
+    bottom.set_xticks(
+        np.arange(len(classes)), classes, rotation=45, ha="right", rotation_mode="anchor"
+    )
     bottom.set_xlabel("class")
-    return save_png(figure, path)
+    handles = [Patch(color=shade) for shade in shades]
+    legend_below(figure, handles, names)
+    fit_titles(figure)
+    return figure
+
+
+def write_per_class_png(
+    records: Sequence[dict[str, Any]],
+    runs: Sequence[Run],
+    path: Path,
+    colours: Mapping[Run, Any] | None = None,
+) -> Path:
+    """per_class.png; `colours` as in the report's other figures."""
+    return save_png(per_class_figure(records, runs, colours or report_colours(runs)), path)

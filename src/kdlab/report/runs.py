@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.errors import KdlabError
+from kdlab.run_logger import read_metrics
 
 SUMMARY = "summary.json"
 SWEEP_MARKER = "multirun.yaml"
@@ -24,11 +25,18 @@ DEFAULT_SEARCH = "outputs"
 
 @dataclass(frozen=True)
 class Run:
-    """One finished run: its dir (which identifies it), a readable name, its summary.json."""
+    """One finished run: its dir (which identifies it), its name (the dir relative to the
+    dir holding all the runs: unique), its summary.json, and the short label that tables and
+    figures show (seeds of one config share it; see report.labels)."""
 
     path: Path
     name: str = field(compare=False)
     summary: dict[str, Any] = field(compare=False, repr=False)
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
     def get(self, key: str) -> Any:
         return self.summary.get(key)
@@ -40,9 +48,12 @@ class Run:
 
     def metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records of metrics.jsonl (empty if the run has none)."""
-        from kdlab.run_logger import read_metrics  # imports torch: only when curves are asked for
-
         return read_metrics(self.path / "metrics.jsonl")
+
+    def best_record(self) -> dict[str, Any] | None:
+        """The epoch record of the selected checkpoint (best_epoch) from metrics.jsonl."""
+        best = self.get("best_epoch")
+        return next((r for r in reversed(self.metrics()) if r.get("epoch") == best), None)
 
 
 def natural_key(text: str) -> list[Any]:
@@ -118,16 +129,18 @@ def find_runs(paths_or_globs: Sequence[str | Path] = (DEFAULT_SEARCH,)) -> list[
 
 
 def resolve_run(ref: str, runs: Sequence[Run]) -> Run:
-    """A run named in the table (or by the end of its name), or any run dir on disk."""
+    """A run by its label (the first seed of a pooled one), its name or the end of its name,
+    or any run dir on disk."""
     path = Path(ref).expanduser()
     if (path / SUMMARY).is_file():
         resolved = path.resolve()
         known = [run for run in runs if run.path == resolved]
         return known[0] if known else Run(resolved, ref.rstrip("/"), read_summary(resolved))
     exact = [run for run in runs if run.name == ref]
-    matches = exact or [run for run in runs if run.name.endswith(f"/{ref}")]
+    labelled = [run for run in runs if run.label == ref][:1]  # seeds of one config share it
+    matches = exact or labelled or [run for run in runs if run.name.endswith(f"/{ref}")]
     if len(matches) == 1:
         return matches[0]
-    names = ", ".join(run.name for run in (matches or runs)[:6])
+    names = ", ".join(run.label for run in (matches or runs)[:6])
     problem = "is ambiguous" if matches else "is neither a run dir nor a run's name"
     raise KdlabError(f"'{ref}' {problem}: give a run dir or one of: {names}")

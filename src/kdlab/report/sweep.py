@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdlab.errors import KdlabError
-from kdlab.report.groups import override_key
+from kdlab.report.groups import override_items
 from kdlab.report.runs import SUMMARY, display_path, natural_key, read_summary
 from kdlab.report.tables import (
     LOSS_KEYS,
@@ -39,8 +39,7 @@ def job_overrides(job_dir: Path, summary: dict[str, Any] | None) -> list[str]:
 def job_record(job_dir: Path) -> dict[str, Any]:
     summary = read_summary(job_dir) if (job_dir / SUMMARY).is_file() else None
     record: dict[str, Any] = {"job": job_dir.name, "status": "ok" if summary else "failed"}
-    for override in job_overrides(job_dir, summary):
-        record[override_key(override)] = override.split("=", 1)[1] if "=" in override else ""
+    record.update(override_items(job_overrides(job_dir, summary)))
     for key in RESULT_KEYS:
         record[key] = summary.get(summary_key(key)) if summary else None
     return record

@@ -28,6 +28,7 @@ TITLES = {
     "d_val_acc": "Δval",
     "d_test_acc": "Δtest",
     "best_epoch": "best ep",
+    "train_ce": "CE",
     "train_loss": "loss",
     "loss_soft": "soft",
     "loss_hard": "hard",
@@ -77,7 +78,7 @@ def format_value(key: str, value: Any, std: float | None = None) -> str:
         return text if std is None else f"{text}±{format_duration(std)}"
     if key.startswith("d_"):
         return f"{value:+.2f}"
-    if key in ACC_KEYS or key in LOSS_KEYS:
+    if key in ACC_KEYS or key in LOSS_KEYS or key == "train_ce":
         digits = 2 if key in ACC_KEYS else 3
         return f"{value:.{digits}f}" if std is None else f"{value:.{digits}f}±{std:.{digits}f}"
     return str(value)
