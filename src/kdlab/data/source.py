@@ -12,7 +12,7 @@ from kdlab.data.splits import Labelled
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A split decoded into host memory: uint8 images (N,3,S,S) and int64 labels (N,)."""
+    """A split decoded into host memory: uint8 images (N,C,S,S) and int64 labels (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -31,5 +31,5 @@ class Source(Generic[SplitT]):
     train: SplitT
     test: SplitT
     class_names: list[str]
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    mean: tuple[float, ...] | None = None  # one value per channel
+    std: tuple[float, ...] | None = None
