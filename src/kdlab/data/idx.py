@@ -147,7 +147,9 @@ def _locate(spec: IdxSpec, root: Path, download: bool) -> dict[str, Path]:
     _download(spec, root)
     found = _files_in(raw)
     if len(found) != len(FILE_NAMES):
-        raise KdlabError(f"the {spec.title} download left no files in {raw}: {_where(spec, root)}")
+        raise KdlabError(
+            f"the {spec.title} download left files missing in {raw}: {_where(spec, root)}"
+        )
     return found
 
 
