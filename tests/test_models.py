@@ -18,6 +18,7 @@ from kdlab.models import (
     model_names,
     modules_up_to,
 )
+from kdlab.models.channels import with_input_channels
 
 # name -> (num_classes the target refers to, target parameter count, relative tolerance).
 # kdlab's own models: the research notes' budgets at 10 classes. The zoo: the counts the
@@ -43,6 +44,16 @@ PARAM_TARGETS = {
     "shufflenetv2": (100, 1_360_000, 0.10),
 }
 KDLAB_MODELS = [name for name in model_names() if name != "torchvision"]
+# Exact counts at 10 classes and 3 input channels, as `kdlab models` printed them before
+# in_channels existed: RGB models must stay exactly what they were.
+RGB_PARAMS = {
+    "resnet_teacher": 1_361_450, "cnn_student": 178_026, "fitnet_student": 304_634,
+    "resnet8": 78_042, "resnet14": 175_258, "resnet20": 272_474, "resnet32": 466_906,
+    "resnet44": 661_338, "resnet56": 855_770, "resnet110": 1_730_714,
+    "resnet8x4": 1_210_410, "resnet32x4": 7_410_730, "wrn_16_2": 691_674,
+    "wrn_40_2": 2_243_546, "vgg8": 3_917_386, "vgg13": 9_413_066,
+    "mobilenetv2": 697_258, "shufflenetv2": 1_263_854, "torchvision": 11_181_642,
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -86,6 +97,68 @@ def test_forward_shapes_and_feature_taps(name):
         assert set(tap.features) == set(points)
         assert all(f.dim() == 4 and f.shape[0] == 2 for f in tap.features.values())
     assert model(torch.randn(2, 3, 48, 48)).shape == (2, 100)  # larger inputs pool away
+
+
+@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize(("in_channels", "size"), [(1, 28), (3, 32), (3, 28)])
+@torch.no_grad()
+def test_every_model_takes_its_channels_at_28_and_32_px(name, in_channels, size):
+    model = build_model(name, 7, in_channels).eval()
+    points = feature_points(model)
+    with FeatureTap(model, list(points)) as tap:
+        logits = model(torch.randn(2, in_channels, size, size))
+    assert logits.shape == (2, 7)
+    assert all(f.dim() == 4 and min(f.shape[2:]) >= 1 for f in tap.features.values())
+    with pytest.raises(RuntimeError):  # the stem really takes in_channels, not 3
+        model(torch.randn(2, in_channels + 1, size, size))
+
+
+def test_rgb_parameter_counts_are_unchanged():
+    assert sorted(RGB_PARAMS) == sorted(model_names())
+    for name, params in RGB_PARAMS.items():
+        with torch.device("meta"):
+            assert count_params(build_model(name, 10)) == params, name
+            assert count_params(build_model(name, 10, in_channels=3)) == params, name
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_greyscale_drops_exactly_two_input_planes_of_the_stem(name):
+    with torch.device("meta"):
+        rgb, grey = build_model(name, 10), build_model(name, 10, 1)
+    stem = next(m for m in rgb.modules() if isinstance(m, torch.nn.Conv2d))
+    kh, kw = stem.kernel_size
+    assert count_params(rgb) - count_params(grey) == 2 * stem.out_channels * kh * kw
+
+
+@torch.no_grad()
+def test_a_rebuilt_torchvision_stem_starts_as_the_rgb_model_on_grey_copies():
+    torch.manual_seed(0)
+    rgb = build_model("torchvision", 10, name="resnet18").eval()
+    torch.manual_seed(0)
+    grey = build_model("torchvision", 10, 1, name="resnet18").eval()
+    assert grey.conv1.in_channels == 1 and grey.conv1.stride == rgb.conv1.stride == (2, 2)
+    assert grey.conv1.kernel_size == (7, 7) and grey.conv1.padding == (3, 3)
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    expected = rgb.double()(x.expand(-1, 3, -1, -1))
+    # Equal up to the float32 rounding of the averaged filters (a fresh init is ~100% off).
+    assert torch.allclose(grey.double()(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_feature_shape_feeds_the_models_own_channels():
+    teacher = build_model("resnet_teacher", 10, 1)
+    assert feature_shape(teacher, "layer2", image_size=28) == (64, 14, 14)
+    resnet18 = build_model("torchvision", 10, 1, name="resnet18")
+    assert feature_shape(resnet18, "layer2", image_size=28) == (128, 4, 4)
+
+
+def test_channel_errors_are_one_line():
+    with pytest.raises(KdlabError, match="at least 1 input channel, got in_channels=0"):
+        build_model("resnet8", 10, 0)
+    grouped = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(KdlabError, match=r"first conv '0' is grouped \(2 groups\)"):
+        with_input_channels(grouped, 1)
+    with pytest.raises(KdlabError, match="has no Conv2d"):
+        feature_shape(torch.nn.Sequential(torch.nn.Linear(4, 4)), "0")
 
 
 def test_feature_tap_removes_its_hooks_on_exit():

@@ -12,7 +12,7 @@ from kdlab.data.splits import Labelled
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A split decoded into host memory: uint8 images (N,3,S,S) and int64 labels (N,)."""
+    """A split decoded into host memory: uint8 images (N,C,S,S) and int64 labels (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor

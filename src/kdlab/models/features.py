@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from kdlab.errors import KdlabError
+from kdlab.models.channels import input_channels
 
 # Top-level children that start a torchvision classifier's head (resnet: avgpool/fc,
 # vgg/efficientnet/convnext: avgpool/classifier, vit: heads, swin: head).
@@ -114,13 +115,15 @@ class FeatureTap:
 
 
 def feature_shape(model: nn.Module, point: str, image_size: int = 32) -> torch.Size:
-    """(C, H, W) of `point` for square RGB inputs, found by one dummy forward (sizes regressors).
+    """(C, H, W) of `point` for square inputs, found by one dummy forward (sizes regressors).
 
-    Runs in eval mode without grad on the model's own device; every module's mode is restored.
+    The input has as many channels as the model's first conv takes. Runs in eval mode
+    without grad on the model's own device; every module's mode is restored.
     """
     modes = {module: module.training for module in model.modules()}
     param = next(model.parameters())
-    x = torch.zeros(1, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+    shape = (1, input_channels(model), image_size, image_size)
+    x = torch.zeros(shape, device=param.device, dtype=param.dtype)
     model.eval()
     try:
         with torch.no_grad(), FeatureTap(model, [point]) as tap:

@@ -45,9 +45,9 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(StagedNet):
     """`stem` (stride 2), `layer1..7` (one per settings row), 1x1 `conv_last` to 1280, `head`."""
 
-    def __init__(self, num_classes: int, width_mult: float = 0.5) -> None:
+    def __init__(self, num_classes: int, width_mult: float = 0.5, in_channels: int = 3) -> None:
         in_ch = int(32 * width_mult)
-        stages: dict[str, nn.Module] = {"stem": conv_bn(3, in_ch, stride=2)}
+        stages: dict[str, nn.Module] = {"stem": conv_bn(in_channels, in_ch, stride=2)}
         for i, (t, c, n, s) in enumerate(CIFAR_SETTINGS, start=1):
             out_ch = int(c * width_mult)
             stages[f"layer{i}"] = make_stage(

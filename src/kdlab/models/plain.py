@@ -31,9 +31,11 @@ def block(*widths: int, pool: bool = False) -> ConvBlock:
 class PlainCNN(StagedNet):
     """`block1..N` as specified, then a global-average-pool + linear `head`."""
 
-    def __init__(self, num_classes: int, blocks: Sequence[ConvBlock]) -> None:
+    def __init__(
+        self, num_classes: int, blocks: Sequence[ConvBlock], in_channels: int = 3
+    ) -> None:
         stages: dict[str, nn.Module] = {}
-        in_ch = 3
+        in_ch = in_channels
         for i, spec in enumerate(blocks, start=1):
             layers: list[nn.Module] = [nn.MaxPool2d(2)] if spec.pool else []
             for width in spec.widths:

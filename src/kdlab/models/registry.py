@@ -23,14 +23,14 @@ from kdlab.models.wrn import WideResNet
 
 @dataclass(frozen=True)
 class ModelBuilder:
-    """Builds one registered model: `(num_classes, **options) -> nn.Module`."""
+    """Builds one registered model: `(num_classes, in_channels, **options) -> nn.Module`."""
 
     make: Callable[..., nn.Module]
     notes: str
     options: tuple[str, ...] = ()  # the config keys (model.KEY) it accepts besides `arch`
 
-    def __call__(self, num_classes: int, **kwargs: Any) -> nn.Module:
-        return self.make(num_classes, **kwargs)
+    def __call__(self, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+        return self.make(num_classes, in_channels=in_channels, **kwargs)
 
     def option_defaults(self) -> dict[str, Any]:
         """Each option's default, read from the builder's own signature (stated once there)."""
@@ -100,8 +100,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_model(name: str, num_classes: int, /, **kwargs: Any) -> nn.Module:
-    """Build registered model `name` with a `num_classes`-way classifier, on the CPU."""
+def build_model(name: str, num_classes: int, /, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """Build registered model `name` for `in_channels`-channel images with a `num_classes`-way
+    classifier, on the CPU."""
     builder = MODELS.get(name)
     if builder is None:
         raise KdlabError(f"unknown model '{name}': choose one of {', '.join(MODELS)} (model=NAME)")
@@ -114,7 +115,9 @@ def build_model(name: str, num_classes: int, /, **kwargs: Any) -> nn.Module:
         )
     if num_classes < 1:
         raise KdlabError(f"a model needs at least 1 class, got num_classes={num_classes}")
-    return builder(num_classes, **kwargs)
+    if in_channels < 1:
+        raise KdlabError(f"a model needs at least 1 input channel, got in_channels={in_channels}")
+    return builder(num_classes, in_channels, **kwargs)
 
 
 def group_options() -> dict[str, dict[str, Any]]:

@@ -38,9 +38,15 @@ class CifarResNet(StagedNet):
     `widths` is (stem, layer1, layer2, layer3); at 32x32 input the layers give 32, 16, 8 px maps.
     """
 
-    def __init__(self, num_classes: int, blocks: Sequence[int], widths: Sequence[int]) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        blocks: Sequence[int],
+        widths: Sequence[int],
+        in_channels: int = 3,
+    ) -> None:
         stem_width, *stage_widths = widths
-        stages: dict[str, nn.Module] = {"stem": conv_bn(3, stem_width)}
+        stages: dict[str, nn.Module] = {"stem": conv_bn(in_channels, stem_width)}
         in_ch = stem_width
         for i, (n, width) in enumerate(zip(blocks, stage_widths, strict=True), start=1):
             stages[f"layer{i}"] = make_stage(BasicBlock, in_ch, width, n, stride=1 if i == 1 else 2)
@@ -49,8 +55,8 @@ class CifarResNet(StagedNet):
 
 
 def cifar_resnet(
-    num_classes: int, depth: int, widths: Sequence[int] = (16, 16, 32, 64)
+    num_classes: int, depth: int, widths: Sequence[int] = (16, 16, 32, 64), in_channels: int = 3
 ) -> CifarResNet:
     """ResNet-`depth` with depth = 6n + 2: n basic blocks in each of the three stages."""
     n = (depth - 2) // 6
-    return CifarResNet(num_classes, blocks=(n, n, n), widths=widths)
+    return CifarResNet(num_classes, blocks=(n, n, n), widths=widths, in_channels=in_channels)

@@ -53,8 +53,8 @@ class ShuffleUnit(nn.Module):
 class ShuffleNetV2(StagedNet):
     """`stem`, `layer1..3` (each opens with a stride-2 unit), 1x1 `conv_last`, `head`."""
 
-    def __init__(self, num_classes: int) -> None:
-        stages: dict[str, nn.Module] = {"stem": conv_bn(3, STEM_WIDTH)}
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        stages: dict[str, nn.Module] = {"stem": conv_bn(in_channels, STEM_WIDTH)}
         in_ch = STEM_WIDTH
         for i, (width, n) in enumerate(STAGES, start=1):
             stages[f"layer{i}"] = make_stage(ShuffleUnit, in_ch, width, n, stride=2)

@@ -32,10 +32,11 @@ class PreActBlock(nn.Module):
 class WideResNet(StagedNet):
     """WRN-`depth`-`widen`: `stem` conv, `layer1..3` of (depth-4)/6 blocks, BN-ReLU `head`."""
 
-    def __init__(self, num_classes: int, depth: int, widen: int) -> None:
+    def __init__(self, num_classes: int, depth: int, widen: int, in_channels: int = 3) -> None:
         n = (depth - 4) // 6
         widths = (16 * widen, 32 * widen, 64 * widen)
-        stages: dict[str, nn.Module] = {"stem": nn.Conv2d(3, 16, 3, padding=1, bias=False)}
+        stem = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        stages: dict[str, nn.Module] = {"stem": stem}
         in_ch = 16
         for i, width in enumerate(widths, start=1):
             stages[f"layer{i}"] = make_stage(
