@@ -110,13 +110,11 @@ def cycles_report(graph: grimp.ImportGraph) -> str:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="the lead is splitting engine.py/session.py")
 def test_no_kdlab_function_is_over_60_lines():
     offenders = over(function_lengths(PACKAGE), MAX_FUNCTION_LINES)
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n{listing(offenders)}"
 
 
-@pytest.mark.xfail(strict=True, reason="the lead is splitting engine.py/session.py")
 def test_no_kdlab_module_is_over_400_lines():
     offenders = over(module_lengths(PACKAGE), MAX_MODULE_LINES)
     assert not offenders, f"modules over {MAX_MODULE_LINES} lines:\n{listing(offenders)}"
@@ -130,7 +128,6 @@ def test_scripts_keep_the_same_limits():
     assert not offenders, f"functions/modules over {limits} lines:\n{listing(offenders)}"
 
 
-@pytest.mark.xfail(strict=True, reason="kdlab.config <-> kdlab.data.settings: the lead's refactor")
 def test_kdlab_modules_import_no_cycle():
     graph = kdlab_graph()
     assert not import_cycles(graph), f"import cycles:\n{cycles_report(graph)}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -114,3 +117,26 @@ def test_a_teacher_run_s_checkpoint_rebuilds_its_model(tmp_path: Path):
     rebuilt = Checkpoint.read(tmp_path / "t.pt").build_model()
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(rebuilt.eval()(x), model.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("kdlab train model=resnet", {"model=resnet8", "model=resnet_teacher"}),
+        ("kdlab distill data=", {f"data={name}" for name in DATASETS}),
+        ("kdlab fitnet stage2=", {"stage2=frozen", "stage2=finetune"}),
+    ],
+)
+def test_tab_completion_offers_the_generated_groups(tmp_path, line, expected):
+    """What Hydra's installed bash completion asks: `kdlab -sc query=bash`, line in COMP_LINE."""
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kdlab", "-sc", "query=bash"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expected <= set(proc.stdout.split()), proc.stdout

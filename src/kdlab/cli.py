@@ -8,6 +8,7 @@ one run dir.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -190,8 +191,21 @@ def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:
         fail(str(error))
 
 
+def completion_args(args: list[str]) -> list[str]:
+    """Hydra's bash completion (`eval "$(kdlab train -sc install=bash)"`) runs
+    `kdlab -sc query=bash` with the typed line in COMP_LINE: take the command from that line
+    and hand Hydra the line without it, so it completes that command's groups and keys."""
+    words = os.environ.get("COMP_LINE", "").split(" ")
+    if len(words) < 2 or words[1] not in COMMANDS or not COMMANDS[words[1]].hydra:
+        return args
+    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+    return [words[1], *args]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-sc", "--shell-completion"):
+        args = completion_args(args)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from kdlab.checkpoint import Checkpoint
-from kdlab.config import DistillConfig
+from kdlab.config import DistillConfig, TeacherConfig
 from kdlab.data import DataBundle
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
@@ -75,6 +75,7 @@ def resolve_teacher(cfg: DistillConfig) -> Path:
 class TeacherCheckpoint:
     path: Path
     state: Checkpoint
+    settings: TeacherConfig  # teacher.*: how it was found, whether its logits are cached
 
 
 def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
@@ -87,7 +88,7 @@ def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
             f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
-    return TeacherCheckpoint(path, state)
+    return TeacherCheckpoint(path, state, cfg.teacher)
 
 
 def load_teacher(
@@ -120,30 +121,30 @@ def check_class_names(path: Path, teacher_names: list[str], names: list[str]) ->
 
 
 def teacher_batches(
-    cfg: DistillConfig, teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
+    teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
 ) -> CachedLogitLoader | None:
     """Training batches with the teacher's cached logits (teacher.cache=true, data in
     memory), or None: the objective then runs the teacher every step."""
-    if not cfg.teacher.cache:
+    if not checkpoint.settings.cache:
         return None
     return cached_logit_loader(
         session.data.train,
         teacher,
         checkpoint.path,
-        cache_dir=cfg.teacher.cache_dir,
+        cache_dir=checkpoint.settings.cache_dir,
         num_classes=session.data.num_classes,
         precision=session.precision,
     )
 
 
 def prepare_teacher(
-    cfg: DistillConfig, checkpoint: TeacherCheckpoint, session: Session
+    checkpoint: TeacherCheckpoint, session: Session
 ) -> tuple[FrozenTeacher, dict[str, Any]]:
     """Load and measure the teacher (in the student's precision) before the student trains;
     log what was used."""
     path, state = checkpoint.path, checkpoint.state
     data, device = session.data, session.device
-    model = load_teacher(checkpoint, data, device, cfg.trainer.channels_last)
+    model = load_teacher(checkpoint, data, device, session.cfg.trainer.channels_last)
     teacher = FrozenTeacher(model)
     info: dict[str, Any] = {"ckpt": str(path), "model": state.config["model"]["arch"]}
     split = data.val if data.val is not None else data.test

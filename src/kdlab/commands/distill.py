@@ -20,9 +20,9 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     objective: Objective = CrossEntropy(cfg.trainer.label_smoothing)
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
     if checkpoint is not None:
-        teacher, extra["teacher"] = prepare_teacher(cfg, checkpoint, session)
+        teacher, extra["teacher"] = prepare_teacher(checkpoint, session)
         objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
-        batches = teacher_batches(cfg, teacher, checkpoint, session)
+        batches = teacher_batches(teacher, checkpoint, session)
     model = build_model_to_train(session)
     trainer = session.trainer(model)
     stage = Stage(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kdlab.data.download import host_reachable, socket_timeout
+from kdlab.data.download import download_or_fail
 from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
@@ -69,24 +69,20 @@ def _missing_files(dataset: type[CIFAR10], root: Path) -> list[Path]:
 
 
 def _download(spec: CifarSpec, dataset: type[CIFAR10], root: Path) -> None:
+    from torchvision.datasets.utils import download_url
+
+    def fetch() -> None:
+        try:
+            download_url(dataset.url, str(root), dataset.filename, dataset.tgz_md5)
+        except BaseException:
+            (root / dataset.filename).unlink(missing_ok=True)  # no torn archive left behind
+            raise
+
     failed = KdlabError(
         f"{spec.title} not found in {root} and download failed (no network?): "
         f"put {dataset.filename} in {root} or set data.root=DIR"
     )
-    if not host_reachable(dataset.url):
-        raise failed
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise KdlabError(f"cannot create {root} ({err.strerror}): set data.root=DIR") from err
-    from torchvision.datasets.utils import download_url
-
-    try:
-        with socket_timeout():
-            download_url(dataset.url, str(root), dataset.filename, dataset.tgz_md5)
-    except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad md5 a RuntimeError
-        (root / dataset.filename).unlink(missing_ok=True)
-        raise failed from err
+    download_or_fail([dataset.url], root, failed, fetch)
 
 
 def _extract(spec: CifarSpec, dataset: type[CIFAR10], root: Path) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
+
+from kdlab.errors import KdlabError
 
 # Seconds to wait for a connection to the download host, and for any read of the download.
 CONNECT_TIMEOUT = 5.0
@@ -45,3 +48,22 @@ def socket_timeout(seconds: float = READ_TIMEOUT) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def download_or_fail(
+    urls: Sequence[str], root: Path, failed: KdlabError, fetch: Callable[[], None]
+) -> None:
+    """Run `fetch` (a download into `root`) with bounded sockets; raise `failed` at once when
+    no host in `urls` answers, or when the download breaks: never a hang, never a traceback."""
+    if not any(host_reachable(url) for url in urls):
+        raise failed
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise KdlabError(f"cannot create {root} ({err.strerror}): set data.root=DIR") from err
+    try:
+        with socket_timeout():
+            fetch()
+    # URLError is an OSError, a bad md5 a RuntimeError, a truncated .gz an EOFError.
+    except (OSError, RuntimeError, EOFError) as err:
+        raise failed from err

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlab.data.download import host_reachable, socket_timeout
+from kdlab.data.download import download_or_fail
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
@@ -104,18 +104,9 @@ def _download(spec: IdxSpec, root: Path) -> None:
         f"{spec.title} not found in {root} and download failed (no network?): "
         f"{_where(spec, root)}, or set data.root=DIR"
     )
-    if not any(host_reachable(mirror) for mirror in dataset.mirrors):
-        raise failed
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise KdlabError(f"cannot create {root} ({err.strerror}): set data.root=DIR") from err
-    # URLError is an OSError, a bad md5 a RuntimeError, a truncated .gz an EOFError.
-    try:
-        with socket_timeout():
-            dataset(str(root), train=False, download=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise failed from err
+    download_or_fail(
+        dataset.mirrors, root, failed, lambda: dataset(str(root), train=False, download=True)
+    )
 
 
 def _locate(spec: IdxSpec, root: Path, download: bool) -> dict[str, Path]:
