@@ -46,6 +46,7 @@ class Checkpoint:
     scheduler: dict[str, Any] = field(default_factory=dict)
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
+    loader: dict[str, Any] = field(default_factory=dict)  # a stateful train loader's counts
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
     best_score: float = float("-inf")
     best_record: dict[str, Any] = field(default_factory=dict)

@@ -46,8 +46,8 @@ def native_bf16(device: torch.device) -> bool:
     """Whether the device computes bf16 in hardware: CUDA GPUs from Ampere on, CPUs with
     AVX512-BF16 or AMX. Elsewhere bf16 autocast is emulated and slower than fp32 (about 10x
     measured on an AVX2-only CPU), so `auto` must not pick it there."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cuda":  # this GPU's, not the current one's (is_bf16_supported)
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return False
@@ -102,17 +102,17 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 def rng_state() -> dict:
-    """The generators' states, in a form `torch.load(weights_only=True)` accepts."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    """The generators' states, in a form `torch.load(weights_only=True)` accepts.
+
+    No CUDA generator: kdlab draws from none (models are initialised on the host, the data
+    schedule and augmentation use seeded CPU generators, no model has dropout), and a
+    per-GPU list would tie a checkpoint to the number of GPUs it was saved on."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore `rng_state`'s generators (a 'cuda' entry of older checkpoints is ignored)."""
     torch.set_rng_state(state["torch"])
     random.setstate(
         tuple(state["python"]) if isinstance(state["python"], list) else state["python"]
     )
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

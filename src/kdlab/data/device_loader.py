@@ -49,5 +49,10 @@ class DeviceLoader:
     def serve(self, plan: EpochPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `plan`: gathered, augmented and normalised on the device."""
         plan = plan.to(self.device)
-        for step, index in enumerate(plan.indices):
-            yield self.normalize(plan.augment(step, self.images[index])), self.labels[index]
+        for step in range(len(plan.indices)):
+            yield self.batch(plan, step)
+
+    def batch(self, plan: EpochPlan, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` of `plan` (already on the device), exactly as `serve` yields it."""
+        index = plan.indices[step]
+        return self.normalize(plan.augment(step, self.images[index])), self.labels[index]

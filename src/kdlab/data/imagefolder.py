@@ -1,6 +1,7 @@
 """Your own images: `root/train/<class>/*` and `root/test/<class>/*` (or `root/val/`).
 
-Every image is converted to RGB, its shorter side resized to `image_size` and the centre
+Every image is converted to 8-bit RGB (faithfully for 16-bit, float, palette and
+transparent images: see color.py), its shorter side resized to `image_size` and the centre
 square cropped (aspect ratio kept, so nothing is squashed); class names are the train
 folders' names in sorted order.
 """
@@ -18,6 +19,7 @@ from omegaconf import MISSING
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from kdlab.data.color import to_rgb
 from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
@@ -29,7 +31,7 @@ def decode_image(path: str, size: int) -> torch.Tensor:
     """One image file as a uint8 (3, size, size) tensor (shorter side resized, centre crop)."""
     try:
         with Image.open(path) as image:
-            fitted = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+            fitted = ImageOps.fit(to_rgb(image), (size, size), Image.Resampling.BILINEAR)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
     return torch.from_numpy(np.array(fitted)).permute(2, 0, 1).contiguous()

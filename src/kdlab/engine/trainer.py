@@ -52,6 +52,7 @@ class StageLoop:
     scaler: torch.amp.GradScaler
     trained: list[Tensor]
     step: nn.Module  # the objective applied to the model (compiled, under DDP)
+    train: BatchLoader  # the stage's training batches
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Trainer:
             )
         for module in stage.frozen:
             module.requires_grad_(False)
-        loop = self._loop(stage, len(train))
+        loop = self._loop(stage, train)
         progress = StageProgress()
         if resume is not None:
             progress = self._restore(stage, loop, resume)
@@ -136,7 +137,8 @@ class Trainer:
             train_images=progress.train_images,
         )
 
-    def _loop(self, stage: Stage, steps_per_epoch: int) -> StageLoop:
+    def _loop(self, stage: Stage, train: BatchLoader) -> StageLoop:
+        steps_per_epoch = len(train)
         optimizer = build_optimizer(stage.param_groups, self.optim, self.device)
         total_steps = steps_per_epoch * stage.epochs
         scheduler = build_scheduler(optimizer, total_steps, steps_per_epoch, self.sched)
@@ -146,7 +148,7 @@ class Trainer:
         if self.settings.compile:  # the whole step: student, teacher forward and the loss
             step_module = CompiledOrEager(step_module)
         step = data_parallel(step_module, self.device, trained)
-        return StageLoop(optimizer, scheduler, scaler, trained, step)
+        return StageLoop(optimizer, scheduler, scaler, trained, step, train)
 
     def _restore(self, stage: Stage, loop: StageLoop, state: Checkpoint) -> StageProgress:
         self.model.load_state_dict(state.model)
@@ -155,6 +157,8 @@ class Trainer:
         loop.scheduler.load_state_dict(state.scheduler)
         loop.scaler.load_state_dict(state.scaler)
         set_rng_state(state.rng)
+        if state.loader and hasattr(loop.train, "load_state_dict"):
+            loop.train.load_state_dict(state.loader)  # e.g. the logit cache's view counts
         self.skipped_batches = state.skipped_batches
         return StageProgress(
             stage_epoch=state.stage_epoch,
@@ -221,6 +225,7 @@ class Trainer:
             scheduler=loop.scheduler.state_dict(),
             scaler=loop.scaler.state_dict(),
             rng=rng_state(),
+            loader=loop.train.state_dict() if hasattr(loop.train, "state_dict") else {},
             history=[asdict(result) for result in self.history],
             best_score=p.best_score,
             best_record=p.best_record,

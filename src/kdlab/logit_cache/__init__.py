@@ -3,11 +3,24 @@
 CIFAR's augmentation (pad-4 crop and flip) gives each training image only 162 distinct
 views, so the teacher's logits for a view can be computed once, stored beside the teacher
 checkpoint and reused by every later run that trains on the same images with the same
-teacher, normalisation, precision and device kind. The stored logits are the teacher's own
-output values for that exact input (no interpolation, no stale epochs), so training on them
-is the same computation as running the teacher online. It applies to logit distillation
-(`kdlab distill loss=kd`, FitNets stage two); FitNets stage one needs features and always
-runs the teacher.
+teacher and the same numerics. It applies to logit distillation (`kdlab distill loss=kd`,
+FitNets stage two); FitNets stage one needs features and always runs the teacher.
+
+What is guaranteed: every stored row was computed by the teacher on a whole training
+batch, built by the training step's own code, under the step's autocast, so the logits a
+step gets are bit-identical to what the online teacher computes in that step, wherever
+the teacher's output for an image depends only on that image and on the batch's size (not
+on the other images in it). The store is keyed on the batch size (on a CPU a lone image
+takes other kernels than a batch: 6e-8 apart) and on everything else the numbers depend
+on: teacher and image bytes, normalisation, views, precision and output dtype, memory
+format, device model / CPU ISA, torch version, deterministic algorithms, fp32 matmul
+precision and, on CUDA, cuDNN's TF32 and autotuning flags. Not covered: cuDNN autotuning
+(`trainer.deterministic=false` on a GPU) may pick another convolution algorithm in another
+process, so there the stored logits match the online teacher's to rounding, not bitwise;
+and with `trainer.compile=true` the online teacher runs compiled inside the step while the
+cache holds its eager outputs (equal to rounding). `tests/test_logit_cache.py` checks the
+bitwise claim on the CPU: cached vs online logits of every step, and a cached distill
+run's final weights vs an online one's, over several seeds and epoch counts.
 """
 
 from __future__ import annotations
@@ -58,10 +71,11 @@ def cached_logit_loader(
         log.warning("teacher logits: computed every step, the cache is unusable (%s)", error)
         return None
     log.info(
-        "teacher logits: cached in %s (%d views per image, %.1f%% stored)",
+        "teacher logits: cached in %s (%d views per image, %.1f%% stored%s)",
         store.directory,
         meta["views"],
         100.0 * float(store.filled.mean()),
+        "" if store.writable else "; read-only storage: views it lacks are computed each time",
     )
     return CachedLogitLoader(train, store, teacher, precision)
 
@@ -82,6 +96,7 @@ def store_meta(
     """Everything the stored logits depend on; its hash names the store."""
     plan = train.epoch_plan()
     return {
+        **numerics(train.device),
         "format": FORMAT,
         "teacher_sha256": file_sha256(teacher_path),
         "images_sha256": tensor_sha256(train.images),
@@ -91,12 +106,25 @@ def store_meta(
         "channels_last": train.normalize.memory_format == torch.channels_last,
         "pad": plan.pad if plan.views is not None else None,
         "views": plan.num_views,
+        "batch_size": plan.indices[0].numel(),  # this rank's: what the teacher runs on
         "num_classes": num_classes,
         "precision": precision,
         "dtype": dtype_name(dtype),
         "device": device_kind(train.device),
         "torch": torch.__version__,
     }
+
+
+def numerics(device: torch.device) -> dict[str, Any]:
+    """The process-wide settings that change the teacher's output bits."""
+    flags: dict[str, Any] = {
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+    }
+    if device.type == "cuda":
+        flags["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
+        flags["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    return flags
 
 
 def device_kind(device: torch.device) -> str:

@@ -4,14 +4,17 @@ Layout of one store (a directory named by the hash of everything the logits depe
 
     meta.json     what the logits are of: teacher, images, normalisation, views, precision...
     logits.npy    (images * views, classes) in the teacher's own output dtype (bf16 as raw bits)
+    check.npy     (images * views,) uint64: each row's checksum (integrity.py)
     filled.npy    (images * views,) uint8: 1 where the row holds the teacher's logits
 
-Both arrays are memory-mapped and written in place, so runs of a sweep (even in parallel
-processes) add to one store without rewriting it. A row is written, then flushed, then
-flagged, so a kill at any moment leaves flags only on rows that are whole. The store is
-created complete in a temp directory and renamed into place: two runs creating it at once
-both end up using the one that won the rename. Rows are flushed once per epoch, not per
-write.
+The arrays are memory-mapped and written in place, so runs of a sweep (even in parallel
+processes) add to one store without rewriting it. A row and its check are written, then
+flushed, then flagged, so a kill at any moment leaves flags only on rows that are whole.
+The store is created complete in a temp directory and renamed into place: two runs creating
+it at once both end up using the one that won the rename. Rows are flushed once per epoch,
+not per write. Files whose size disagrees with their header, fill flags other than 0/1 and
+rows failing their check raise StoreDamaged: the store is set aside and rebuilt. A store on
+storage that refuses writes is opened read-only (its rows are used, none are added).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT = 1
+from kdlab.logit_cache.integrity import StoreDamaged, check_npy, row_checks, set_aside
+
+FORMAT = 2
 
 # The teacher's logits dtype -> how the store keeps it (numpy has no bfloat16: raw bits).
 _STORED = {
@@ -51,54 +56,117 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 class LogitStore:
-    """The memory-mapped logits and fill flags of one (teacher, data, view set, precision)."""
+    """The memory-mapped logits, checks and fill flags of one (teacher, data, views, ...)."""
 
-    def __init__(self, directory: Path, dtype: torch.dtype) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any], dtype: torch.dtype) -> None:
+        """Map a store whose files `verify` has accepted."""
         self.directory = directory
+        self.meta = meta
         self.dtype = dtype
-        self.logits = np.load(directory / "logits.npy", mmap_mode="r+")
-        self.filled = np.load(directory / "filled.npy", mmap_mode="r+")
+        self.writable = _accepts_writes(directory / "logits.npy")
+        mode = "r+" if self.writable else "r"
+        self.logits = np.load(directory / "logits.npy", mmap_mode=mode)
+        self.check = np.load(directory / "check.npy", mmap_mode=mode)
+        self.filled = np.load(directory / "filled.npy", mmap_mode=mode)
 
     @classmethod
     def open(
         cls, root: Path, meta: dict[str, Any], rows: int, num_classes: int, dtype: torch.dtype
     ) -> LogitStore:
         """Open the store for `meta` under `root`, creating it (preallocated, so a full disk
-        fails here with ENOSPC rather than later in a memory-mapped write) if it is new."""
+        fails here with ENOSPC rather than later in a memory-mapped write) if it is new, and
+        setting it aside for a new one if it is damaged."""
+        if dtype not in _STORED:
+            raise TypeError(f"cannot store {dtype} logits")
         directory = root / store_key(meta)
         _remove_abandoned(root)
         if not directory.is_dir():
             _create(directory, meta, rows, num_classes, dtype)
-        saved = json.loads((directory / "meta.json").read_text())
-        if saved != meta:
-            raise ValueError(f"{directory}/meta.json describes other logits than this run's")
-        store = cls(directory, dtype)
-        if store.logits.shape != (rows, num_classes) or store.filled.shape != (rows,):
-            raise ValueError(f"{directory} holds arrays of other shapes than its meta.json says")
-        return store
+        try:
+            verify(directory, meta, rows, num_classes, dtype)
+        except StoreDamaged as damage:
+            set_aside(directory, str(damage))
+            _create(directory, meta, rows, num_classes, dtype)
+        return cls(directory, meta, dtype)
+
+    def replaced(self, damage: StoreDamaged) -> LogitStore:
+        """A new, empty store in place of this damaged one (set aside)."""
+        set_aside(self.directory, str(damage))
+        rows, num_classes = self.logits.shape
+        return LogitStore.open(self.directory.parent, self.meta, rows, num_classes, self.dtype)
 
     def missing(self, keys: np.ndarray) -> np.ndarray:
         """The distinct keys among `keys` whose logits are not stored yet."""
-        return np.unique(keys[self.filled[keys] == 0])
+        flags = self.filled[keys]
+        if (flags > 1).any():
+            raise StoreDamaged(f"{int((flags > 1).sum())} fill flags are neither 0 nor 1")
+        return np.unique(keys[flags == 0])
 
     def write(self, keys: np.ndarray, logits: torch.Tensor) -> None:
-        """Put `logits` (rows for `keys`, the teacher's dtype) in place; they count as
-        stored once `commit` has flagged them."""
+        """Put `logits` (rows for `keys`, the teacher's dtype) and their checks in place;
+        they count as stored once `commit` has flagged them."""
         if logits.dtype != self.dtype:
             raise TypeError(f"this store keeps {self.dtype} logits, got {logits.dtype}")
-        self.logits[keys] = _to_numpy(logits)
+        rows = _to_numpy(logits)
+        self.logits[keys] = rows
+        self.check[keys] = row_checks(rows, keys)
 
     def commit(self, keys: np.ndarray) -> None:
         """Flush the written rows to disk, then flag them (and flush the flags): a kill at any
         moment leaves flags only on whole rows."""
         self.logits.flush()
+        self.check.flush()
         self.filled[keys] = 1
         self.filled.flush()
 
     def read(self, keys: np.ndarray) -> torch.Tensor:
-        """The stored logits of `keys` as a host tensor of the teacher's dtype."""
-        rows = torch.from_numpy(np.ascontiguousarray(self.logits[keys]))
-        return rows.view(torch.bfloat16) if self.dtype == torch.bfloat16 else rows
+        """The stored logits of `keys` as a host tensor of the teacher's dtype; StoreDamaged
+        if any row fails its check."""
+        rows = np.ascontiguousarray(self.logits[keys])
+        bad = row_checks(rows, keys) != self.check[keys]
+        if bad.any():
+            raise StoreDamaged(f"{int(bad.sum())} of {keys.size} rows read fail their checksum")
+        tensor = torch.from_numpy(rows)
+        return tensor.view(torch.bfloat16) if self.dtype == torch.bfloat16 else tensor
+
+
+def verify(
+    directory: Path, meta: dict[str, Any], rows: int, num_classes: int, dtype: torch.dtype
+) -> None:
+    """Raise StoreDamaged unless `directory` holds the metadata and whole arrays of a store
+    of `meta` (the directory's name is the hash of its meta.json: any other is damage)."""
+    try:
+        saved = json.loads((directory / "meta.json").read_text())
+    except FileNotFoundError:
+        raise StoreDamaged("meta.json is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StoreDamaged(f"meta.json is not JSON ({error})") from None
+    if saved != meta:
+        raise StoreDamaged("meta.json describes other logits than its name says")
+    for name, shape, stored in _arrays(rows, num_classes, dtype):
+        check_npy(directory / name, shape, stored)
+
+
+def _arrays(
+    rows: int, num_classes: int, dtype: torch.dtype
+) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """Each array file of a store: name, shape, dtype."""
+    return [
+        ("logits.npy", (rows, num_classes), _STORED[dtype]),
+        ("check.npy", (rows,), np.dtype(np.uint64)),
+        ("filled.npy", (rows,), np.dtype(np.uint8)),
+    ]
+
+
+def _accepts_writes(path: Path) -> bool:
+    """False where the storage refuses writes (read-only mount, no permission)."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as error:
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return False
+        raise
+    return True
 
 
 def _to_numpy(logits: torch.Tensor) -> np.ndarray:
@@ -126,14 +194,12 @@ def _remove_abandoned(root: Path) -> None:
 def _create(
     directory: Path, meta: dict[str, Any], rows: int, num_classes: int, dtype: torch.dtype
 ) -> None:
-    if dtype not in _STORED:
-        raise TypeError(f"cannot store {dtype} logits")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir()
     try:
-        _new_array(tmp / "logits.npy", (rows, num_classes), _STORED[dtype])
-        _new_array(tmp / "filled.npy", (rows,), np.dtype(np.uint8))
+        for name, shape, stored in _arrays(rows, num_classes, dtype):
+            _new_array(tmp / name, shape, stored)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         try:
             os.rename(tmp, directory)
