@@ -36,6 +36,7 @@ class Checkpoint:
     model: dict[str, Any]  # the model's state_dict
     config: dict[str, Any]  # the run's resolved config
     num_classes: int = 0
+    in_channels: int = 3  # of the images the model takes
     class_names: list[str] = field(default_factory=list)
     data: str = ""  # the data set's name
     stage: str = ""  # the stage that wrote it (train, distill, stage1, stage2)
@@ -178,6 +179,6 @@ def model_from_checkpoint(state: Mapping[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
     model_cfg = dict(state["config"]["model"])
     arch = model_cfg.pop("arch")
-    model = build_model(arch, state["num_classes"], **model_cfg)
+    model = build_model(arch, state["num_classes"], state.get("in_channels", 3), **model_cfg)
     model.load_state_dict(state["model"])
     return model

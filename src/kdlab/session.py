@@ -113,7 +113,8 @@ def build_model_to_train(session: Session) -> nn.Module:
     cfg = session.cfg
     seed_everything(cfg.seed)  # the same init whatever was built before (e.g. a teacher)
     options = {k: v for k, v in cfg.model.items() if k != "arch"}
-    model = build_model(cfg.model["arch"], session.data.num_classes, **options)
+    data = session.data
+    model = build_model(cfg.model["arch"], data.num_classes, data.in_channels, **options)
     model = model.to(session.device)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)

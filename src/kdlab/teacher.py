@@ -101,6 +101,11 @@ def load_teacher(
             f"teacher {path} predicts {state.num_classes} classes, the data has "
             f"{data.num_classes}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
+    if state.in_channels != data.in_channels:
+        raise KdlabError(
+            f"teacher {path} takes {state.in_channels}-channel images, the data has "
+            f"{data.in_channels}: pick a teacher trained on the same images (teacher.ckpt=PATH)"
+        )
     check_class_names(path, state.class_names, data.class_names)
     model = state.build_model().to(device).eval().requires_grad_(False)
     if channels_last:

@@ -21,12 +21,17 @@ class CropFlip(NamedTuple):
 
 
 def draw_crop_flip(
-    n: int, pad: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    n: int,
+    pad: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    flips: bool = True,
 ) -> CropFlip:
-    """Draw `n` views: offsets uniform in [0, 2*pad], flip with probability 1/2."""
+    """Draw `n` views: offsets uniform in [0, 2*pad], flip with probability 1/2 (never with
+    `flips=False`: digits and characters change meaning when mirrored)."""
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flip = torch.randint(0, 2, (n,), generator=generator).bool()
+    flip = torch.randint(0, 2, (n,), generator=generator).bool() & flips
     return CropFlip(dy.to(device), dx.to(device), flip.to(device))
 
 

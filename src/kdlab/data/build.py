@@ -11,7 +11,7 @@ from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles
 from kdlab.data.normalize import Normalizer, channel_stats
-from kdlab.data.registry import DatasetSpec, data_settings, dataset_spec
+from kdlab.data.registry import DatasetSpec, channels_of, data_settings, dataset_spec
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.settings import DataConfig
@@ -39,6 +39,7 @@ class DataBundle:
     train: BatchLoader  # augmented, shuffled, last partial batch dropped
     val: BatchLoader | None  # held out from train; None when data.val_split == 0
     test: BatchLoader  # the test split, unaugmented
+    in_channels: int = 3  # of the images: every model is built for it
 
 
 def _balanced(
@@ -145,9 +146,17 @@ def build_data(
         num_classes=num_classes,
         class_names=list(source.class_names),
         image_size=spec.image_size or settings.image_size,
+        in_channels=channels_of(settings),
         train=serve(
             train,
-            TrainSchedule(train.labels.numel(), batch_size, seed=seed, augment_pad=pad, **shard),
+            TrainSchedule(
+                train.labels.numel(),
+                batch_size,
+                seed=seed,
+                augment_pad=pad,
+                flips=spec.flips,
+                **shard,
+            ),
         ),
         val=None
         if val is None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kdlab.data.download import download_or_fail
+from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
@@ -207,3 +208,16 @@ def load_idx(name: str, root: Path, *, download: bool) -> Source[ImageSet]:
         _read_split(spec, files[images], files[labels]) for images, labels in SPLIT_FILES.values()
     )
     return Source(train, test, list(spec.class_names))
+
+
+@dataclass
+class IdxConfig(DataConfig):
+    """`data=fashion_mnist|mnist|kmnist`: the four idx files under data.root."""
+
+    image_size: int = IMAGE_SIZE
+    download: bool = True  # through torchvision, when data.root holds none of the files
+
+
+def load(settings: IdxConfig) -> Source[ImageSet]:
+    """The registry's entry point."""
+    return load_idx(settings.name, Path(settings.root), download=settings.download)

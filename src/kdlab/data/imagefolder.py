@@ -27,13 +27,16 @@ from kdlab.errors import KdlabError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def decode_image(path: str, size: int) -> torch.Tensor:
-    """One image file as a uint8 (3, size, size) tensor (shorter side resized, centre crop)."""
+def decode_image(path: str, size: int, channels: int = 3) -> torch.Tensor:
+    """One image file as a uint8 (channels, size, size) tensor (shorter side resized, centre
+    crop); one channel is the RGB image's luminance (PIL's ITU-R 601-2 "L")."""
     try:
         with Image.open(path) as image:
             fitted = ImageOps.fit(to_rgb(image), (size, size), Image.Resampling.BILINEAR)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
+    if channels == 1:
+        return torch.from_numpy(np.array(fitted.convert("L")))[None].contiguous()
     return torch.from_numpy(np.array(fitted)).permute(2, 0, 1).contiguous()
 
 
@@ -44,23 +47,23 @@ class FolderFiles:
     paths: tuple[str, ...]
     labels: torch.Tensor
     image_size: int
+    channels: int = 3
 
     def subset(self, index: torch.Tensor) -> FolderFiles:
-        return FolderFiles(
-            tuple(self.paths[i] for i in index.tolist()), self.labels[index], self.image_size
-        )
+        paths = tuple(self.paths[i] for i in index.tolist())
+        return FolderFiles(paths, self.labels[index], self.image_size, self.channels)
 
     @property
     def decoded_bytes(self) -> int:
-        return len(self.paths) * 3 * self.image_size**2
+        return len(self.paths) * self.channels * self.image_size**2
 
     def decode(self) -> ImageSet:
         """Decode every image once, with a few threads (PIL releases the GIL while decoding)."""
-        size = self.image_size
-        images = torch.empty((len(self.paths), 3, size, size), dtype=torch.uint8)
+        size, channels = self.image_size, self.channels
+        images = torch.empty((len(self.paths), channels, size, size), dtype=torch.uint8)
 
         def decode_into(i: int) -> None:
-            images[i] = decode_image(self.paths[i], size)
+            images[i] = decode_image(self.paths[i], size, channels)
 
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             list(pool.map(decode_into, range(len(self.paths))))
@@ -78,14 +81,17 @@ class DecodingDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         label = int(self.files.labels[i])
+        files = self.files
         try:
-            return decode_image(self.files.paths[i], self.files.image_size), label, ""
+            return decode_image(files.paths[i], files.image_size, files.channels), label, ""
         except KdlabError as err:
-            size = self.files.image_size
-            return torch.zeros((3, size, size), dtype=torch.uint8), label, str(err)
+            shape = (files.channels, files.image_size, files.image_size)
+            return torch.zeros(shape, dtype=torch.uint8), label, str(err)
 
 
-def _split_files(split_dir: Path, classes: list[str], image_size: int) -> FolderFiles:
+def _split_files(
+    split_dir: Path, classes: list[str], image_size: int, channels: int
+) -> FolderFiles:
     paths: list[str] = []
     labels: list[int] = []
     for folder in sorted(d for d in split_dir.iterdir() if d.is_dir()):
@@ -105,10 +111,11 @@ def _split_files(split_dir: Path, classes: list[str], image_size: int) -> Folder
         labels += [classes.index(folder.name)] * len(images)
     if not paths:
         raise KdlabError(f"{split_dir} has no class folders: put images in {split_dir}/<class>/")
-    return FolderFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), image_size)
+    labels_t = torch.tensor(labels, dtype=torch.int64)
+    return FolderFiles(tuple(paths), labels_t, image_size, channels)
 
 
-def scan_image_folders(root: Path, image_size: int) -> Source[FolderFiles]:
+def scan_image_folders(root: Path, image_size: int, channels: int = 3) -> Source[FolderFiles]:
     """List the train and test (or val) images under `root`; nothing is decoded yet."""
     root = root.expanduser().resolve()
     layout = "data.root=DIR must hold train/<class>/ and test/<class>/ (or val/<class>/)"
@@ -122,8 +129,8 @@ def scan_image_folders(root: Path, image_size: int) -> Source[FolderFiles]:
         raise KdlabError(f"neither {root / 'test'} nor {root / 'val'} found: {layout}")
     classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
     return Source(
-        _split_files(train_dir, classes, image_size),
-        _split_files(test_dir, classes, image_size),
+        _split_files(train_dir, classes, image_size, channels),
+        _split_files(test_dir, classes, image_size, channels),
         classes,
     )
 
@@ -133,14 +140,17 @@ class ImageFolderConfig(DataConfig):
     """`data=imagefolder`: your own images under data.root, resized to data.image_size."""
 
     root: str = MISSING
+    channels: int = 3  # 3 = RGB, 1 = greyscale (luminance)
 
 
 def load(settings: ImageFolderConfig) -> Source[FolderFiles]:
     """The registry's entry point: the files are listed here and decoded later (or streamed)."""
-    return scan_image_folders(Path(settings.root), settings.image_size)
+    return scan_image_folders(Path(settings.root), settings.image_size, settings.channels)
 
 
 def check(settings: ImageFolderConfig) -> None:
     """The one setting an image folder cannot do without."""
     if settings.root in ("", "???"):
         raise KdlabError("imagefolder needs data.root=DIR (with train/ and test/ or val/)")
+    if settings.channels not in (1, 3):
+        raise KdlabError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {settings.channels}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data import cifar, imagefolder, synthetic
+from kdlab.data import cifar, idx, imagefolder, synthetic
 from kdlab.data.settings import DataConfig, check_common
 from kdlab.data.source import Source
 from kdlab.errors import KdlabError
@@ -30,7 +30,9 @@ class DatasetSpec:
     load: Callable[[Any], Source]  # settings -> train/test splits and class names
     description: str
     image_size: int | None = 32  # its fixed side length; None = resized to data.image_size
+    channels: int | None = 3  # image channels; None = data.channels (image folders)
     augment_pad: int | None = CROP_PAD  # train-time pad-and-crop (+ flip); None = none
+    flips: bool = True  # horizontal flips in the augmentation (not for digits, characters)
     mean: tuple[float, ...] | None = None  # normalisation; None = computed from train
     std: tuple[float, ...] | None = None
     sized_by_loader: bool = False  # the loader makes exactly train_size/test_size images
@@ -60,6 +62,20 @@ DATASETS: dict[str, DatasetSpec] = {
         image_size=None,
         check=imagefolder.check,
     ),
+    **{
+        name: DatasetSpec(
+            idx.IdxConfig,
+            idx.load,
+            f"{spec.title}: 28x28 greyscale, 10 classes (idx files in data.root)",
+            image_size=spec.image_size,
+            channels=spec.channels,
+            flips=spec.flip,
+            mean=spec.mean,
+            std=spec.std,
+            preset="fashion",
+        )
+        for name, spec in idx.IDX_SETS.items()
+    },
     "synthetic": DatasetSpec(
         synthetic.SyntheticConfig,
         synthetic.load,
@@ -110,15 +126,29 @@ def data_settings(cfg: DataConfig | Mapping) -> DataConfig:
     return settings
 
 
+def channels_of(settings: DataConfig) -> int:
+    """How many channels the data set's images have (an image folder: data.channels)."""
+    channels = dataset_spec(settings.name).channels
+    return int(channels if channels is not None else getattr(settings, "channels", 3))
+
+
 def check_data_settings(settings: DataConfig) -> None:
     """Everything about the `data` node that can be checked without reading a file."""
     spec = dataset_spec(settings.name)
     check_common(settings)
+    if spec.check is not None:
+        spec.check(settings)
+    channels = channels_of(settings)
+    for key in ("mean", "std"):
+        values = getattr(settings, key)
+        if values is not None and len(values) != channels:
+            raise KdlabError(
+                f"data.{key} needs {channels} value(s), one per channel of {settings.name}, "
+                f"got {len(values)}"
+            )
     if spec.image_size is not None and settings.image_size != spec.image_size:
         raise KdlabError(
             f"{settings.name} images are {spec.image_size}x{spec.image_size}: drop "
             f"data.image_size (got {settings.image_size}); only data sets without a fixed "
             "size resize"
         )
-    if spec.check is not None:
-        spec.check(settings)

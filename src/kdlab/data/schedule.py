@@ -78,10 +78,12 @@ class TrainSchedule:
         *,
         seed: int,
         augment_pad: int | None,
+        flips: bool = True,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
         self.num_items = num_items
+        self.flips = flips
         self.batch_size = batch_size
         self.seed = seed
         self.augment_pad = augment_pad
@@ -101,7 +103,7 @@ class TrainSchedule:
         indices = self._mine(torch.randperm(self.num_items, generator=gen)[:used])
         if self.augment_pad is None:
             return EpochPlan(indices)
-        drawn = draw_crop_flip(used, self.augment_pad, gen)
+        drawn = draw_crop_flip(used, self.augment_pad, gen, flips=self.flips)
         views = tuple(CropFlip(*view) for view in zip(*(self._mine(t) for t in drawn), strict=True))
         return EpochPlan(indices, views, self.augment_pad)
 

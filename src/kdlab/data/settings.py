@@ -45,9 +45,6 @@ def check_common(data: DataConfig) -> None:
         if getattr(data, key) < 0:
             raise KdlabError(f"data.{key} must be >= 0, got {getattr(data, key)}")
     if (data.mean is None) != (data.std is None):
-        raise KdlabError("set both data.mean and data.std (3 values each) or neither")
-    if data.mean is not None and data.std is not None:
-        if len(data.mean) != 3 or len(data.std) != 3:
-            raise KdlabError("data.mean and data.std need 3 values each (R, G, B)")
-        if min(data.std) <= 0:
-            raise KdlabError(f"data.std must be positive, got {list(data.std)}")
+        raise KdlabError("set both data.mean and data.std (one value per channel) or neither")
+    if data.std is not None and min(data.std) <= 0:
+        raise KdlabError(f"data.std must be positive, got {list(data.std)}")

@@ -215,6 +215,7 @@ class Trainer:
             model=self.model.state_dict(),
             config=self.place.config,
             num_classes=self.data.num_classes,
+            in_channels=self.data.in_channels,
             class_names=list(self.data.class_names),
             data=self.data.name,
             stage=stage.name,
