@@ -38,6 +38,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _shown(tag: str, value: Any) -> bool:
+    """Whether an epoch record's entry is a TensorBoard scalar."""
+    return ("/" in tag and isinstance(value, int | float)) or tag == "lr"
+
+
 class RunLogger:
     """One run's TensorBoard writer and metrics.jsonl; resumes cleanly after `epoch`."""
 
@@ -49,8 +54,11 @@ class RunLogger:
         # Imported here: reading metrics.jsonl back (kdlab report) needs no tensorboard.
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step drops events logged after the checkpoint a resumed run restarts from.
-        self.writer = SummaryWriter(str(run_dir), purge_step=resume_epoch + 1 if kept else None)
+        from kdlab.event_files import cut_after_epoch
+
+        if kept:  # drop the events logged after the checkpoint a resumed run restarts from
+            cut_after_epoch(run_dir, resume_epoch, (t for t, v in kept[-1].items() if _shown(t, v)))
+        self.writer = SummaryWriter(str(run_dir))
 
     def step(self, global_step: int, scalars: dict[str, float]) -> None:
         for tag, value in scalars.items():
@@ -59,7 +67,7 @@ class RunLogger:
     def epoch(self, record: dict[str, Any]) -> None:
         """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
         for tag, value in record.items():
-            if ("/" in tag and isinstance(value, int | float)) or tag == "lr":
+            if _shown(tag, value):
                 self.writer.add_scalar(tag, value, record["epoch"])
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(_clean(record)) + "\n")
