@@ -6,6 +6,7 @@ the registry names it), so `data.download` exists for CIFAR and not for an image
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from omegaconf import MISSING
@@ -32,7 +33,10 @@ class DataConfig:
 
 
 def check_common(data: DataConfig) -> None:
-    """Range and consistency checks of the fields every data set has."""
+    """Range and consistency checks of the fields every data set has: val_split in [0, 1);
+    train_size, test_size null or >= 1; image_size >= 1; num_workers, in_memory_max_mb >= 0;
+    split_seed any int or null; mean and std both null or 3 finite values each, std > 0
+    (root: checked when read)."""
     if not 0.0 <= data.val_split < 1.0:
         raise KdlabError(f"data.val_split must be in [0, 1), got {data.val_split}")
     for key in ("train_size", "test_size"):
@@ -49,5 +53,9 @@ def check_common(data: DataConfig) -> None:
     if data.mean is not None and data.std is not None:
         if len(data.mean) != 3 or len(data.std) != 3:
             raise KdlabError("data.mean and data.std need 3 values each (R, G, B)")
+        if not all(math.isfinite(v) for v in [*data.mean, *data.std]):
+            raise KdlabError(
+                f"data.mean and data.std must be finite, got {list(data.mean)}, {list(data.std)}"
+            )
         if min(data.std) <= 0:
             raise KdlabError(f"data.std must be positive, got {list(data.std)}")

@@ -1,0 +1,133 @@
+"""The fault catalogue: what goes wrong around a run (kills, full disks, two writers, damaged
+files, other hardware), what kdlab does about it, and the test that checks it.
+
+A plain table: scripts/error_catalogue.py --faults prints it for the README, and
+tests/test_reliability.py checks that every test it names exists, so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RELIABILITY = "tests/test_reliability.py"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row: the fault as tried, what kdlab does, and `tests/FILE.py::test_name`."""
+
+    fault: str
+    response: str
+    test: str
+
+
+# Rows of work merged separately: their tests are allowed to be missing until the merge
+# (the lead empties this set then).
+AWAITED_TESTS = {
+    "tests/test_logit_cache.py::test_cached_logits_are_bit_identical_to_the_online_teacher",
+    "tests/test_logit_cache.py::test_a_damaged_store_is_set_aside_and_rebuilt",
+    "tests/test_logit_cache.py::test_a_complete_store_on_read_only_storage_is_reused",
+    f"{RELIABILITY}::test_tensorboard_curves_after_a_resume_equal_the_uninterrupted_run",
+    "tests/test_data.py::test_image_modes_are_decoded_faithfully",
+    f"{RELIABILITY}::test_a_checkpoint_from_more_gpus_resumes",
+}
+
+FAULTS = [
+    Fault(
+        "a second `kdlab train` into the run dir of one in progress",
+        "refused in one line naming the running one's pid (exit 2); writes nothing there",
+        f"{RELIABILITY}::test_a_second_run_into_a_running_run_dir_is_refused_and_a_killed_ones_lock_is_not",
+    ),
+    Fault(
+        "the lock of a run killed with SIGKILL",
+        "no stale lock: the kernel drops the flock with the process; `resume=true` goes on",
+        f"{RELIABILITY}::test_a_second_run_into_a_running_run_dir_is_refused_and_a_killed_ones_lock_is_not",
+    ),
+    Fault(
+        "`resume=true` with other settings than the run's (e.g. data.train_size, optim.lr)",
+        "refused in one line naming each changed key with both values; only "
+        "run_dir.MAY_CHANGE_ON_RESUME may differ (trainer.epochs may grow)",
+        f"{RELIABILITY}::test_a_resume_with_changed_settings_is_refused_naming_them",
+    ),
+    Fault(
+        "a run killed (SIGKILL) mid-epoch, then resumed",
+        "resumes from the last epoch's checkpoint to the uninterrupted run's bits",
+        f"{RELIABILITY}::test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result",
+    ),
+    Fault(
+        "a FitNets run killed in stage two, then resumed",
+        "resumes stage two; stage one is not trained again",
+        f"{RELIABILITY}::test_a_fitnet_run_killed_in_stage_two_resumes_its_stage",
+    ),
+    Fault(
+        "kills during checkpoint writes",
+        "never a torn checkpoint (write to a temp file, fsync, rename); leftovers removed",
+        f"{RELIABILITY}::test_kills_during_saves_never_leave_a_torn_checkpoint",
+    ),
+    Fault(
+        "a disk that fills up while a checkpoint is saved",
+        "one line (exit 2); the previous checkpoints kept intact",
+        f"{RELIABILITY}::test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints",
+    ),
+    Fault(
+        "an output dir that refuses writes",
+        "one line before Hydra creates anything",
+        f"{RELIABILITY}::test_an_output_dir_that_refuses_writes_is_one_line",
+    ),
+    Fault(
+        "a checkpoint whose unpickling would run code",
+        "refused (weights-only load); the code never runs",
+        f"{RELIABILITY}::test_a_checkpoint_that_would_run_code_is_refused",
+    ),
+    Fault(
+        "a loss that turns NaN/Inf",
+        "the run stops in one line at that step, keeping the last good checkpoint",
+        f"{RELIABILITY}::test_a_nonfinite_loss_stops_the_run_keeping_the_last_good_checkpoint",
+    ),
+    Fault(
+        "NaN batches with `trainer.skip_nonfinite=true`",
+        "exactly those batches are skipped and counted, no trace left in the weights",
+        f"{RELIABILITY}::test_skip_nonfinite_skips_exactly_the_nan_batches_and_leaves_no_trace",
+    ),
+    Fault(
+        "bad values and files (the bad-input table above)",
+        "one line, exit 2, nothing of a finished run overwritten",
+        f"{RELIABILITY}::test_bad_input_is_one_line_exit_2_and_overwrites_nothing",
+    ),
+    Fault(
+        "cached teacher logits (awaited at merge)",
+        "bit-identical to the online teacher's",
+        "tests/test_logit_cache.py::test_cached_logits_are_bit_identical_to_the_online_teacher",
+    ),
+    Fault(
+        "a damaged logit cache (awaited at merge)",
+        "set aside and rebuilt",
+        "tests/test_logit_cache.py::test_a_damaged_store_is_set_aside_and_rebuilt",
+    ),
+    Fault(
+        "a complete logit cache on read-only storage (awaited at merge)",
+        "reused without writing",
+        "tests/test_logit_cache.py::test_a_complete_store_on_read_only_storage_is_reused",
+    ),
+    Fault(
+        "TensorBoard curves after a kill and resume (awaited at merge)",
+        "equal to the uninterrupted run's (the killed run's later steps purged)",
+        f"{RELIABILITY}::test_tensorboard_curves_after_a_resume_equal_the_uninterrupted_run",
+    ),
+    Fault(
+        "16-bit, palette, RGBA and CMYK images in an image folder (awaited at merge)",
+        "decoded faithfully to RGB",
+        "tests/test_data.py::test_image_modes_are_decoded_faithfully",
+    ),
+    Fault(
+        "a checkpoint from more GPUs (CUDA RNG states) resumed on fewer (awaited at merge)",
+        "resumes",
+        f"{RELIABILITY}::test_a_checkpoint_from_more_gpus_resumes",
+    ),
+    Fault(
+        "`trainer.precision=auto` on hardware without native bf16 (awaited at merge: the row "
+        "of bf16 decided on the run's device)",
+        "bf16 only where the run's device computes it natively, else fp32",
+        "tests/test_runtime.py::test_auto_is_bf16_exactly_on_cpus_with_native_bf16",
+    ),
+]
