@@ -3,9 +3,11 @@
 Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
 are `CATALOGUE` in kdlab.catalogue, one list for the tests (tests/test_reliability.py) and this
 table; building their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
+With --faults it prints the fault catalogue instead (`FAULTS` in kdlab.faults: each fault, what
+kdlab does, the test that checks it), at once: nothing is run.
 
 Usage:
-  python scripts/error_catalogue.py [--out FILE.md]
+  python scripts/error_catalogue.py [--faults] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kdlab.catalogue import (
     run_bad_input,
     train_one_epoch,
 )
+from kdlab.faults import FAULTS
 
 DISK_FULL = "a disk that fills up while a checkpoint is saved (here: a file-size limit)"
 
@@ -60,17 +63,29 @@ def code(text: str) -> str:
 
 
 def markdown(rows: list[tuple[str, str]]) -> str:
-    lines = ["| input | what kdlab prints (stderr, exit code 2) |", "|---|---|"]
+    lines = [f"{len(rows)} bad inputs tried:", ""]
+    lines += ["| input | what kdlab prints (stderr, exit code 2) |", "|---|---|"]
     lines += [f"| {shown} | {code(message)} |" for shown, message in rows]
+    return "\n".join(lines) + "\n"
+
+
+def faults_markdown() -> str:
+    lines = [f"{len(FAULTS)} faults tried:", ""]
+    lines += ["| fault | what kdlab does | checked by |", "|---|---|---|"]
+    lines += [f"| {f.fault} | {f.response} | {code(f.test)} |" for f in FAULTS]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument("--faults", action="store_true", help="the fault catalogue instead")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kdlab-catalogue-") as tmp:
-        table = markdown(catalogue_rows(Path(tmp)))
+    if args.faults:
+        table = faults_markdown()
+    else:
+        with tempfile.TemporaryDirectory(prefix="kdlab-catalogue-") as tmp:
+            table = markdown(catalogue_rows(Path(tmp)))
     print(table, end="")
     if args.out:
         args.out.write_text(table)

@@ -42,6 +42,7 @@ from kdlab.data import DataBundle
 from kdlab.engine import RunPlace, Stage, Trainer
 from kdlab.errors import KdlabError
 from kdlab.execution import resolve_precision, seed_everything
+from kdlab.faults import FAULTS
 from kdlab.models import build_model
 from kdlab.objectives import CrossEntropy
 from kdlab.preflight import compose_config
@@ -436,6 +437,49 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints(
         assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
 
 
+# --- one writer per run dir, and resumes with the run's own settings ------------------------
+
+
+def test_a_second_run_into_a_running_run_dir_is_refused_and_a_killed_ones_lock_is_not(tmp_path):
+    run, args = tmp_path / "run", ["train", *FAST, "trainer.epochs=8"]
+    first = start_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    wait_for_epoch(first, run, 1)
+    record = files_under(run / ".hydra")
+    second = run_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.poll() is None, "the first run ended before the second started"
+    assert_one_line_error(second, f"{run} is in use by another kdlab run (pid {first.pid})")
+    assert files_under(run / ".hydra") == record, "the second run wrote its Hydra record"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    kill(first)  # SIGKILL: its lock file stays, the kernel's lock does not
+    assert (run / ".kdlab.lock").read_text().strip() == str(first.pid)
+    epochs = [r["epoch"] for r in read_metrics(run / "metrics.jsonl")]
+    assert epochs == list(range(1, len(epochs) + 1)), "two writers interleaved the records"
+
+    proc = run_kdlab(*args, "resume=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, 9))
+
+
+def test_a_resume_with_changed_settings_is_refused_naming_them(one_epoch_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    before = files_under(run)
+    changed = ["data.train_size=300", "optim.lr=0.1", "trainer.epochs=2", "trainer.progress=off"]
+    proc = run_kdlab("train", *FAST, *changed, "resume=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert_one_line_error(
+        proc,
+        "resume=true but data.train_size changed (300 vs 320 in the run), "
+        "optim.lr changed (0.1 vs 0.05 in the run) in ",
+        "resume with the run's own settings",
+        "or start a new run",
+    )
+    assert files_under(run) == before
+    allowed = ["trainer.epochs=2", "trainer.progress=off", "trainer.log_every=5"]  # extended
+    proc = run_kdlab("train", *FAST, *allowed, "resume=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2]
+
+
 @contextlib.contextmanager
 def refusing_writes(directory: Path) -> Iterator[Path]:
     """A directory nothing can be written into: read-only mode bits do not stop root, a
@@ -475,10 +519,25 @@ def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path
     before = files_under(workspace.teacher)
     proc = run_bad_input(case, workspace, tmp_path / "run")
     assert_one_line_error(proc, *case.fragments)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / ("" if case.preflight else "checkpoints")).exists()
     assert files_under(workspace.teacher) == before, "the finished run's files were changed"
 
 
 def files_under(directory: Path) -> dict[Path, bytes]:
     """Every file (Hydra's record and log included) with its bytes."""
     return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+# --- the fault catalogue (kdlab.faults) ------------------------------------------------------
+
+
+def test_every_fault_names_a_test_that_exists():
+    root = Path(__file__).resolve().parents[1]
+    missing = []
+    for fault in FAULTS:
+        path, _, name = fault.test.partition("::")
+        source = root / path
+        defined = source.is_file() and f"def {name}(" in source.read_text()
+        if not defined:
+            missing.append(fault.test)
+    assert not missing, f"FAULTS names tests that do not exist: {missing}"

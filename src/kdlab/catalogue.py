@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from kdlab.catalogue_ranges import RANGES
+
 # Small enough for seconds on 2 CPU cores, big enough for every split to have full batches.
 TINY = [
     "data=synthetic",
@@ -133,6 +135,8 @@ class Workspace:
     truncated: Path  # the first KiB of the teacher's checkpoint
     crafted: Path  # a "checkpoint" whose unpickling would create root/MARKER
     regular_file: Path
+    one_class: Path  # an image folder of class a only
+    bad_summary: Path  # a run dir whose summary.json has test_acc "high"
 
 
 def build_workspace(root: Path) -> Workspace:
@@ -148,7 +152,11 @@ def build_workspace(root: Path) -> Workspace:
         truncated=root / "truncated.pt",
         crafted=root / "crafted.pt",
         regular_file=root / "a_file",
+        one_class=write_image_folder(root / "one_class", ("a",)),
+        bad_summary=root / "bad_summary",
     )
+    ws.bad_summary.mkdir()
+    (ws.bad_summary / "summary.json").write_text('{"command": "train", "test_acc": "high"}\n')
     torch.save({"model": RunsCode(f"touch {root / 'MARKER'}"), "config": {}}, ws.crafted)
     (ws.broken / "train" / "b" / "5.png").write_bytes(b"not a png")
     ws.empty.mkdir()
@@ -172,6 +180,7 @@ class BadInput:
     args: Callable[[Workspace], list[str]]
     fragments: tuple[str, ...] = ()  # what the one line must contain
     tested_in: str = RELIABILITY_TESTS  # rows tested in other files are run for the table only
+    preflight: bool = False  # refused before Hydra starts: not even the run dir is created
 
 
 def static(*args: str) -> Callable[[Workspace], list[str]]:
@@ -341,7 +350,7 @@ CATALOGUE = [
             "resume=true",
             f"hydra.run.dir={ws.teacher}",
         ],
-        ("resume=true but model is {'arch': 'cnn_student'}", "has {'arch': 'resnet8'}"),
+        ("resume=true but model.arch changed (cnn_student vs resnet8 in the run)", "new run"),
     ),
     BadInput(
         "`hydra.run.dir=` a path under a regular file",
@@ -351,9 +360,33 @@ CATALOGUE = [
 ]
 
 
+CATALOGUE += [
+    BadInput(f"`kdlab {c} {o}`", static(c, o), (f,), preflight=True) for c, o, f in RANGES
+]
+CATALOGUE += [
+    BadInput(
+        "`data=imagefolder`, a folder of one class",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.one_class}"],
+        ("data=imagefolder has 1 class (a): a classifier needs 2 or more",),
+        preflight=True,
+    ),
+    BadInput(
+        "`teacher.ckpt=` a JSON file",
+        lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.bad_summary / 'summary.json'}"],
+        ("summary.json is not a checkpoint", "give a kdlab .pt file or a run dir"),
+    ),
+    BadInput(
+        "`kdlab report` on a run whose summary.json has a non-numeric accuracy",
+        lambda ws: ["report", str(ws.bad_summary), f"--out={ws.root / 'report'}"],
+        ('has test_acc="high", not a number', "fix or delete that run dir"),
+        preflight=True,
+    ),
+]
+
+
 def run_bad_input(case: BadInput, ws: Workspace, run_dir: Path) -> subprocess.CompletedProcess:
-    """Run the case (into `run_dir` unless it names its own run dir)."""
+    """Run the case (into `run_dir` unless it names its own run dir or is not a Hydra app)."""
     args = case.args(ws)
-    if not any(a.startswith("hydra.run.dir=") for a in args):
+    if args[0] != "report" and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
     return run_kdlab(*args, cwd=ws.root)

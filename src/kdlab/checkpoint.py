@@ -149,6 +149,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a kdlab checkpoint; anything unreadable or unsafe is a one-line KdlabError."""
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save: a zip, or a bare pickle
+        raise KdlabError(
+            f"{path} is not a checkpoint (not a file torch.save wrote): give a kdlab .pt file "
+            "or a run dir"
+        )
     try:
         with warnings.catch_warnings():  # torch warns about unusual pickle protocols
             warnings.simplefilter("ignore", UserWarning)

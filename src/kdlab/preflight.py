@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdlab.config import RunConfig, register_configs, typed_config
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
-from kdlab.run_dir import check_run_dir_early, check_writable
+from kdlab.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
 from kdlab.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -94,7 +94,10 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[s
     out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
     check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
     if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
+        lock_run_dir(out_dirs[-1], create=False)  # a run in progress is named first
         check_run_dir_early(out_dirs[-1], typed[-1])
+        lock_run_dir(out_dirs[-1])  # held through the Hydra task, which runs in this process
+        check_run_dir(out_dirs[-1], typed[-1].resume)  # a run that ended while we checked
     return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
 
 

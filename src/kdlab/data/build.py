@@ -15,7 +15,7 @@ from kdlab.data.registry import DatasetSpec, channels_of, data_settings, dataset
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.settings import DataConfig
-from kdlab.data.source import ImageSet, Source
+from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
 from kdlab.errors import KdlabError
@@ -119,6 +119,7 @@ def build_data(
     spec = dataset_spec(settings.name)
     split_seed = seed if settings.split_seed is None else settings.split_seed
     source = spec.load(settings)
+    check_classes(settings.name, source.class_names)
     train, test = source.train, source.test
     if not spec.sized_by_loader:
         train = _balanced(

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from kdlab.data.color import to_rgb
 from kdlab.data.settings import DataConfig
-from kdlab.data.source import ImageSet, Source
+from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.errors import KdlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -149,8 +149,12 @@ def load(settings: ImageFolderConfig) -> Source[FolderFiles]:
 
 
 def check(settings: ImageFolderConfig) -> None:
-    """The one setting an image folder cannot do without."""
+    """The one setting an image folder cannot do without, and (a directory listing, no image
+    read) two classes at least, before the run dir gets anything."""
     if settings.root in ("", "???"):
         raise KdlabError("imagefolder needs data.root=DIR (with train/ and test/ or val/)")
     if settings.channels not in (1, 3):
         raise KdlabError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {settings.channels}")
+    train_dir = Path(settings.root).expanduser() / "train"
+    if train_dir.is_dir():
+        check_classes("imagefolder", sorted(d.name for d in train_dir.iterdir() if d.is_dir()))

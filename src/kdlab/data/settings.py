@@ -6,6 +6,7 @@ the registry names it), so `data.download` exists for CIFAR and not for an image
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from omegaconf import MISSING
@@ -32,7 +33,10 @@ class DataConfig:
 
 
 def check_common(data: DataConfig) -> None:
-    """Range and consistency checks of the fields every data set has."""
+    """Range and consistency checks of the fields every data set has: val_split in [0, 1);
+    train_size, test_size null or >= 1; image_size >= 1; num_workers, in_memory_max_mb >= 0;
+    split_seed any int or null; mean and std both null or 3 finite values each, std > 0
+    (root: checked when read)."""
     if not 0.0 <= data.val_split < 1.0:
         raise KdlabError(f"data.val_split must be in [0, 1), got {data.val_split}")
     for key in ("train_size", "test_size"):
@@ -46,5 +50,10 @@ def check_common(data: DataConfig) -> None:
             raise KdlabError(f"data.{key} must be >= 0, got {getattr(data, key)}")
     if (data.mean is None) != (data.std is None):
         raise KdlabError("set both data.mean and data.std (one value per channel) or neither")
-    if data.std is not None and min(data.std) <= 0:
-        raise KdlabError(f"data.std must be positive, got {list(data.std)}")
+    if data.mean is not None and data.std is not None:
+        if not all(math.isfinite(v) for v in [*data.mean, *data.std]):
+            raise KdlabError(
+                f"data.mean and data.std must be finite, got {list(data.mean)}, {list(data.std)}"
+            )
+        if min(data.std) <= 0:
+            raise KdlabError(f"data.std must be positive, got {list(data.std)}")

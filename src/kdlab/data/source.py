@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 import torch
 
 from kdlab.data.splits import Labelled
+from kdlab.errors import KdlabError
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,13 @@ class Source(Generic[SplitT]):
     train: SplitT
     test: SplitT
     class_names: list[str]
+
+
+def check_classes(name: str, class_names: list[str]) -> None:
+    """One class would train to 100% "successfully": refuse it (image folders: in the
+    pre-flight already, by their folder names)."""
+    if len(class_names) < 2:
+        raise KdlabError(
+            f"data={name} has {len(class_names)} class ({', '.join(class_names)}): a "
+            "classifier needs 2 or more (an image folder: one folder per class under train/)"
+        )

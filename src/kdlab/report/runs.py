@@ -19,6 +19,21 @@ from kdlab.errors import KdlabError
 from kdlab.run_logger import read_metrics
 
 SUMMARY = "summary.json"
+# The figures of summary.json the report computes with: numbers (or null), nothing else.
+NUMERIC = (
+    "params",
+    "epochs",
+    "best_epoch",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "test_acc5",
+    "test_loss",
+    "last_train_acc",
+    "last_val_acc",
+    "wall_time_s",
+    "train_images_per_s",
+)
 SWEEP_MARKER = "multirun.yaml"
 DEFAULT_SEARCH = "outputs"
 
@@ -78,6 +93,13 @@ def read_summary(path: Path) -> dict[str, Any]:
         ) from error
     if not isinstance(summary, dict):
         raise KdlabError(f"{display_path(path / SUMMARY)} is not a JSON object: fix or delete it")
+    for key in NUMERIC:
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise KdlabError(
+                f"{display_path(path / SUMMARY)} has {key}={json.dumps(value)}, not a number: "
+                "fix or delete that run dir"
+            )
     return summary
 
 
