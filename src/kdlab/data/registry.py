@@ -60,6 +60,7 @@ DATASETS: dict[str, DatasetSpec] = {
         imagefolder.load,
         "your own images: data.root=DIR with train/<class>/* and test/ (or val/)",
         image_size=None,
+        channels=None,
         check=imagefolder.check,
     ),
     **{
