@@ -69,6 +69,19 @@ def test_bad_input_is_one_line_and_exit_2(kdlab, args, fragments):
     assert_one_line_error(kdlab(*args), *fragments)
 
 
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["train", "trainer.epoch=3"], "did you mean trainer.epochs=3?"),
+        (["distill", "t=4"], "did you mean T=4?"),
+        (["train", "--epochs", "3"], "kdlab takes key=value overrides, e.g. trainer.epochs=3"),
+        (["train", "--batch_size=64"], "e.g. trainer.batch_size=64"),
+    ],
+)
+def test_a_typo_gets_the_setting_it_was_meant_for(kdlab, args, hint):
+    assert_one_line_error(kdlab(*args), hint)
+
+
 def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):
     root = tmp_path / "nodata"
     proc = kdlab(

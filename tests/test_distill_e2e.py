@@ -52,6 +52,28 @@ def test_distill_finds_the_newest_teacher_run_and_logs_it(workdir):
     assert {"train/loss_soft", "train/loss_hard", "val/loss_soft"} <= records[-1].keys()
 
 
+def test_a_student_of_another_size_and_seed_sees_the_teacher_at_its_own_val_accuracy(workdir):
+    """The leak check: were the student's val images ones the teacher trained on, the
+    teacher's accuracy on them would exceed the val accuracy its own run recorded."""
+    run = workdir / "leak"
+    proc = run_kdlab(
+        "distill",
+        *TINY,
+        "data.train_size=90",  # 90 = 2 batches of 32 + 26 left out of each epoch
+        "seed=5",
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.run.dir={run}",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    teacher = read_summary(teacher_dir(workdir))
+    summary = read_summary(run)
+    assert summary["teacher"]["val_acc"] == pytest.approx(teacher["val_acc"], abs=1e-9)
+    assert (summary["train_images_per_epoch"], summary["dropped"]) == (64, 26)
+    assert (teacher["train_images_per_epoch"], teacher["dropped"]) == (320, 0)
+    assert "64 train (of 90: each epoch leaves out a different 26" in proc.stdout + proc.stderr
+
+
 def test_alpha_one_is_exactly_the_cross_entropy_run(workdir):
     """alpha weighs the hard term: alpha=1 must reproduce loss=ce bit for bit."""
     common = [*TINY, "trainer.deterministic=true", "seed=3", f"teacher.ckpt={teacher_dir(workdir)}"]

@@ -44,6 +44,7 @@ _INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-sc", "--shell-c
 _VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "--experimental-rerun"}
 # Flags that change where configs come from: the check would compose the wrong config.
 _SOURCE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"}
+_RUN_FLAGS = {"-m", "--multirun", "-r", "--run", "--resolve"}
 
 
 def fail(message: str) -> NoReturn:
@@ -85,6 +86,17 @@ def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             overrides.append(arg)
     return flags, overrides
+
+
+def check_flags(command: str, args: Sequence[str]) -> None:
+    """A flag Hydra does not know (`--epochs 3`) was meant as an override: say how to write it."""
+    from kdlab.suggest import flag_hint
+
+    known = _INFO_FLAGS | _VALUE_FLAGS | _SOURCE_FLAGS | _RUN_FLAGS
+    for i, arg in enumerate(args):
+        if arg.startswith("-") and arg.split("=", 1)[0] not in known:
+            following = args[i + 1] if i + 1 < len(args) and "=" not in args[i + 1] else None
+            raise KdlabError(flag_hint(command, arg, following))
 
 
 def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
@@ -151,6 +163,7 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     from kdlab.paths import config_dir
     from kdlab.preflight import check_overrides
 
+    check_flags(command, args)
     flags, overrides = split_hydra_args(args)
     runs = not set(flags) & _INFO_FLAGS
     distributed = runs and world_size() > 1
