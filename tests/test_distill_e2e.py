@@ -180,6 +180,12 @@ def test_no_teacher_run_names_the_command_that_trains_one(tmp_path):
     assert_one_line_error(proc, "kdlab train model=resnet_teacher data=synthetic")
 
 
+def test_no_teacher_hint_keeps_the_preset_and_data_the_user_typed(tmp_path):
+    proc = run_kdlab("distill", "experiment=quick", "T=2", "trainer.epochs=1", cwd=tmp_path)
+    hint = "`kdlab train model=resnet_teacher experiment=quick trainer.epochs=1`"
+    assert_one_line_error(proc, hint)
+
+
 @pytest.mark.parametrize("problem", ["missing", "truncated", "other_data", "not_kdlab"])
 def test_bad_teacher_checkpoints_are_one_line(workdir, tmp_path, problem):
     good = teacher_dir(workdir) / "checkpoints" / "best.pt"

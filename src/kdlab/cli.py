@@ -12,11 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kdlab import __version__
 from kdlab.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
+from kdlab.failed_run import Launch, record_failure
 
 EXIT_USAGE = 2
 
@@ -177,9 +179,13 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
 
+    launch = None  # single runs: what existed before Hydra creates the run dir
+    if runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags):
+        launch = Launch.before(Path(resolved_run_dir(command, overrides)))
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)
     def hydra_task(cfg: DictConfig) -> Any:
-        return run_reporting_errors(task, cfg)
+        return run_reporting_errors(task, cfg, launch)
 
     if not distributed:
         sys.argv = [f"kdlab {command}", *args]
@@ -190,15 +196,18 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         hydra_task()
 
 
-def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:
+def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
     """Run a command on the job's checked, typed config; a KdlabError becomes one line and
-    exit 2 unless debug=true."""
+    exit 2 unless debug=true. A failed run leaves no dir if it failed before training, else
+    its dir marked failed."""
     from kdlab.preflight import checked_config
+    from kdlab.session import hydra_run_info
 
     try:
         return task(checked_config(cfg))
-    except KdlabError as error:
-        if cfg.get("debug", False):
+    except Exception as error:
+        record_failure(cfg, hydra_run_info()[0], launch, error)
+        if not isinstance(error, KdlabError) or cfg.get("debug", False):
             raise
         fail(str(error))
 

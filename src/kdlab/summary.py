@@ -50,6 +50,7 @@ def build_summary(
     train_time = sum(s.train_time_s for s in stages)
     train_images = sum(s.train_images for s in stages)
     summary: dict[str, Any] = {
+        "status": "finished",  # "failed" (with "error") when a run fails during training
         "command": cfg.command,
         "model": model_label(cfg.model),
         "params": count_params(trainer.model),
