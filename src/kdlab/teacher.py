@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.checkpoint import Checkpoint
+from kdlab.checkpoint import Checkpoint, checkpoint_in
 from kdlab.config import DistillConfig
 from kdlab.data import DataBundle
 from kdlab.engine import evaluate
@@ -26,13 +26,6 @@ from kdlab.objectives import CrossEntropy, FrozenTeacher
 from kdlab.session import Session
 
 log = logging.getLogger("kdlab")
-
-
-def checkpoint_in(path: Path) -> Path:
-    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
-    if path.is_dir():
-        return path / "checkpoints" / "best.pt"
-    return path
 
 
 def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> Path | None:
