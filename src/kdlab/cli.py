@@ -111,6 +111,15 @@ def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
     return name
 
 
+def group_listing(*groups: str) -> str:
+    """`--help`'s config groups: only those the command uses (its template names them), each
+    with the options Hydra would accept."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    return "\n".join(f"{g}: {', '.join(loader.get_group_options(g))}" for g in groups)
+
+
 def check_torchrun_flags(flags: list[str]) -> None:
     """Refuse what one process group cannot run: sweeps, and configs the ranks cannot share."""
     if {"-m", "--multirun"} & set(flags):
@@ -176,6 +185,7 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         multirun = bool({"-m", "--multirun"} & set(flags))
         swept = check_overrides(command, overrides, multirun)
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
+    OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
     register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
 
