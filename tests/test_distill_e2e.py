@@ -115,6 +115,7 @@ def test_fitnet_stage_two(workdir, mode):
         "fitnet",
         f"stage2={mode}",
         *TINY,
+        "data.train_size=256",  # 8 batches of 32 per epoch
         "trainer.epochs=2",
         "fitnet.stage1_epochs=3",
         f"teacher.ckpt={teacher_dir(workdir)}",
