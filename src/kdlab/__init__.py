@@ -4,6 +4,7 @@ From Python: `kdlab.load_run(path)` and `kdlab.run(command, overrides)` (see kdl
 they are imported on first use, so `import kdlab` (and `kdlab --version`) stays cheap.
 """
 
+from importlib import import_module
 from typing import Any
 
 from kdlab.errors import KdlabError
@@ -14,8 +15,8 @@ _API = ("LoadedRun", "load_run", "run")
 
 
 def __getattr__(name: str) -> Any:
+    """The API on first use: imported by name at call time, so the package (whose
+    __version__ every module reads) never imports the modules that import it."""
     if name in _API:
-        from kdlab import api
-
-        return getattr(api, name)
+        return getattr(import_module("kdlab.api"), name)
     raise AttributeError(f"module 'kdlab' has no attribute {name!r}")
