@@ -32,6 +32,25 @@ def test_train_help_is_hydras(kdlab):
     assert "model: " in proc.stdout and "resnet_teacher" in proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "groups", "knobs"),
+    [
+        ("distill", ["model", "data", "loss", "experiment"], ["alpha=0.1", "HARD-label", "T=4"]),
+        ("fitnet", ["model", "stage2"], ["fitnet.hint_layer", "stage2=finetune|frozen"]),
+        ("train", ["model", "data", "sched"], ["cross-entropy"]),
+    ],
+)
+def test_command_help_explains_its_knobs_and_lists_only_its_groups(kdlab, command, groups, knobs):
+    proc = kdlab(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("== Config groups", 1)[1].split("== Config (", 1)[0]
+    names = {line.split(":", 1)[0] for line in listed.splitlines()[1:] if ":" in line}
+    assert set(groups) <= names and "study" not in names
+    assert ("stage2" in names) == (command == "fitnet")
+    for knob in knobs:
+        assert knob in proc.stdout.split("== Config groups", 1)[0]
+
+
 def test_cfg_job_prints_the_composed_config(kdlab):
     proc = kdlab("train", "--cfg", "job", "model=cnn_student", "trainer.epochs=7")
     assert proc.returncode == 0, proc.stderr
@@ -67,6 +86,19 @@ def test_models_lists_parameter_counts(kdlab):
 )
 def test_bad_input_is_one_line_and_exit_2(kdlab, args, fragments):
     assert_one_line_error(kdlab(*args), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["train", "trainer.epoch=3"], "did you mean trainer.epochs=3?"),
+        (["distill", "t=4"], "did you mean T=4?"),
+        (["train", "--epochs", "3"], "kdlab takes key=value overrides, e.g. trainer.epochs=3"),
+        (["train", "--batch_size=64"], "e.g. trainer.batch_size=64"),
+    ],
+)
+def test_a_typo_gets_the_setting_it_was_meant_for(kdlab, args, hint):
+    assert_one_line_error(kdlab(*args), hint)
 
 
 def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):

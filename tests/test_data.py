@@ -211,11 +211,33 @@ def test_stratified_split_holds_out_the_fraction_of_every_class():
 
 
 def test_build_holds_out_a_stratified_val_split_from_train():
-    data = build({"name": "synthetic", "train_size": 200, "test_size": 50, "val_split": 0.2})
+    data = build({"name": "synthetic", "train_size": 160, "test_size": 50, "val_split": 0.004})
     assert data.train.num_samples == 160 and data.val.num_samples == 40
     assert torch.bincount(torch.cat([y for _, y in data.val])).tolist() == [4] * 10
     assert data.test.num_samples == 50
     assert build({"name": "synthetic", "train_size": 40, "val_split": 0}).val is None
+
+
+def image_keys(loader) -> set[bytes]:
+    """Every image a loader serves, as bytes (unaugmented, mean 0 / std 1: the raw pixels)."""
+    return {x.numpy().tobytes() for batch, _ in loader for x in (batch * 255).round()}
+
+
+def test_every_train_size_and_seed_validates_on_the_same_images_and_trains_on_none():
+    raw = {"name": "synthetic", "val_split": 0.01, "augment": False, "test_size": 10}
+    stats = {"mean": [0, 0, 0], "std": [1, 1, 1]}
+    small = build({**raw, **stats, "train_size": 100}, seed=0)
+    large = build({**raw, **stats, "train_size": 400}, seed=7)
+    assert image_keys(small.val) == image_keys(large.val)
+    assert len(image_keys(small.val)) == 100  # 1% of the full 10,000 synthetic images
+    for run in (small, large):
+        assert not image_keys(run.train) & image_keys(small.val)
+
+
+def test_each_epoch_leaves_out_only_the_last_partial_batch_and_says_how_many():
+    data = build({"name": "synthetic", "train_size": 90, "val_split": 0}, batch_size=32)
+    assert (data.train_images, data.dropped, data.train.num_samples) == (90, 26, 64)
+    assert build({"name": "synthetic", "train_size": 96, "val_split": 0}).dropped == 0
 
 
 # --- synthetic --------------------------------------------------------------------------------
@@ -233,12 +255,11 @@ def test_synthetic_is_deterministic_balanced_and_separate_from_its_test_split():
 def test_synthetic_bundle_ignores_the_training_seed_and_normalises_with_train_stats():
     cfg = {
         "name": "synthetic",
-        "train_size": 100,
         "test_size": 20,
         "val_split": 0,
         "augment": False,
     }
-    sizes = {"batch_size": 100, "eval_batch_size": 100}
+    sizes = {"batch_size": 10_000, "eval_batch_size": 100}  # one batch of all train images
     one, two = build(cfg, seed=0, **sizes), build(cfg, seed=9, **sizes)
     (x1,), (x2,) = ([x for x, _ in d.test] for d in (one, two))
     assert torch.equal(x1, x2)
@@ -287,7 +308,7 @@ def test_cifar_archive_is_extracted_and_round_trips_exactly(tmp_path, name, writ
 def test_cifar_subsets_are_class_balanced(tmp_path):
     write_cifar100(tmp_path, train=400)  # 4 images of each class; the test split 1 of each
     data = build(
-        cifar_cfg("cifar100", tmp_path, train_size=200, test_size=50, val_split=0.5),
+        cifar_cfg("cifar100", tmp_path, train_size=100, test_size=50, val_split=0.25),
         batch_size=10,
         eval_batch_size=10,
     )

@@ -52,6 +52,28 @@ def test_distill_finds_the_newest_teacher_run_and_logs_it(workdir):
     assert {"train/loss_soft", "train/loss_hard", "val/loss_soft"} <= records[-1].keys()
 
 
+def test_a_student_of_another_size_and_seed_sees_the_teacher_at_its_own_val_accuracy(workdir):
+    """The leak check: were the student's val images ones the teacher trained on, the
+    teacher's accuracy on them would exceed the val accuracy its own run recorded."""
+    run = workdir / "leak"
+    proc = run_kdlab(
+        "distill",
+        *TINY,
+        "data.train_size=90",  # 90 = 2 batches of 32 + 26 left out of each epoch
+        "seed=5",
+        f"teacher.ckpt={teacher_dir(workdir)}",
+        f"hydra.run.dir={run}",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    teacher = read_summary(teacher_dir(workdir))
+    summary = read_summary(run)
+    assert summary["teacher"]["val_acc"] == pytest.approx(teacher["val_acc"], abs=1e-9)
+    assert (summary["train_images_per_epoch"], summary["dropped"]) == (64, 26)
+    assert (teacher["train_images_per_epoch"], teacher["dropped"]) == (320, 0)
+    assert "64 train (of 90: each epoch leaves out a different 26" in proc.stdout + proc.stderr
+
+
 def test_alpha_one_is_exactly_the_cross_entropy_run(workdir):
     """alpha weighs the hard term: alpha=1 must reproduce loss=ce bit for bit."""
     common = [*TINY, "trainer.deterministic=true", "seed=3", f"teacher.ckpt={teacher_dir(workdir)}"]
@@ -93,6 +115,7 @@ def test_fitnet_stage_two(workdir, mode):
         "fitnet",
         f"stage2={mode}",
         *TINY,
+        "data.train_size=256",  # 8 batches of 32 per epoch
         "trainer.epochs=2",
         "fitnet.stage1_epochs=3",
         f"teacher.ckpt={teacher_dir(workdir)}",
@@ -156,6 +179,12 @@ def test_unknown_hint_layer_lists_the_valid_ones(workdir, tmp_path):
 def test_no_teacher_run_names_the_command_that_trains_one(tmp_path):
     proc = run_kdlab("distill", *TINY, cwd=tmp_path)
     assert_one_line_error(proc, "kdlab train model=resnet_teacher data=synthetic")
+
+
+def test_no_teacher_hint_keeps_the_preset_and_data_the_user_typed(tmp_path):
+    proc = run_kdlab("distill", "experiment=quick", "T=2", "trainer.epochs=1", cwd=tmp_path)
+    hint = "`kdlab train model=resnet_teacher experiment=quick trainer.epochs=1`"
+    assert_one_line_error(proc, hint)
 
 
 @pytest.mark.parametrize("problem", ["missing", "truncated", "other_data", "not_kdlab"])

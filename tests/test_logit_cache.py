@@ -184,6 +184,7 @@ def distill(cwd, name: str, *args: str):
     run = cwd / name
     common = [
         *TINY,
+        "data.train_size=256",  # 8 batches of 32
         "trainer.epochs=1",
         "trainer.deterministic=true",
         f"teacher.ckpt={cwd / 'teacher'}",

@@ -64,7 +64,7 @@ class Checkpoint:
         return cls(**{k: v for k, v in state.items() if k in known})
 
     @classmethod
-    def read(cls, path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    def read(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         return cls.from_dict(load_checkpoint(path, map_location))
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,8 +145,20 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     return stale
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a kdlab checkpoint; anything unreadable or unsafe is a one-line KdlabError."""
+def checkpoint_in(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / "checkpoints" / "best.pt"
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
+    unsafe is a one-line KdlabError."""
+    path = checkpoint_in(path)
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
     with path.open("rb") as file:

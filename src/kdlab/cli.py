@@ -13,11 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kdlab import __version__
 from kdlab.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
+from kdlab.failed_run import Launch, record_failure
 
 EXIT_USAGE = 2
 
@@ -45,6 +47,7 @@ _INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-sc", "--shell-c
 _VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "--experimental-rerun"}
 # Flags that change where configs come from: the check would compose the wrong config.
 _SOURCE_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"}
+_RUN_FLAGS = {"-m", "--multirun", "-r", "--run", "--resolve"}
 
 
 def fail(message: str) -> NoReturn:
@@ -88,6 +91,17 @@ def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return flags, overrides
 
 
+def check_flags(command: str, args: Sequence[str]) -> None:
+    """A flag Hydra does not know (`--epochs 3`) was meant as an override: say how to write it."""
+    from kdlab.suggest import flag_hint
+
+    known = _INFO_FLAGS | _VALUE_FLAGS | _SOURCE_FLAGS | _RUN_FLAGS
+    for i, arg in enumerate(args):
+        if arg.startswith("-") and arg.split("=", 1)[0] not in known:
+            following = args[i + 1] if i + 1 < len(args) and "=" not in args[i + 1] else None
+            raise KdlabError(flag_hint(command, arg, following))
+
+
 def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
     """Name a sweep job's dir by its swept overrides only (`T=4,alpha=0.1`), not all of them."""
 
@@ -96,6 +110,15 @@ def sweep_subdir_resolver(swept: set[str]) -> Callable[[Any], str]:
         return ",".join(parts).replace("/", "_") or "job"
 
     return name
+
+
+def group_listing(*groups: str) -> str:
+    """`--help`'s config groups: only those the command uses (its template names them), each
+    with the options Hydra would accept."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    return "\n".join(f"{g}: {', '.join(loader.get_group_options(g))}" for g in groups)
 
 
 def check_torchrun_flags(flags: list[str]) -> None:
@@ -152,6 +175,7 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     from kdlab.paths import config_dir
     from kdlab.preflight import check_overrides
 
+    check_flags(command, args)
     flags, overrides = split_hydra_args(args)
     runs = not set(flags) & _INFO_FLAGS
     distributed = runs and world_size() > 1
@@ -162,12 +186,17 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         multirun = bool({"-m", "--multirun"} & set(flags))
         swept = check_overrides(command, overrides, multirun)
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
+    OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
     register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.commands.{command}").run
 
+    launch = None  # single runs: what existed before Hydra creates the run dir
+    if runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags):
+        launch = Launch.before(Path(resolved_run_dir(command, overrides)))
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)
     def hydra_task(cfg: DictConfig) -> Any:
-        return run_reporting_errors(task, cfg)
+        return run_reporting_errors(task, cfg, launch)
 
     if not distributed:
         sys.argv = [f"kdlab {command}", *args]
@@ -178,15 +207,18 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         hydra_task()
 
 
-def run_reporting_errors(task: Callable[[Any], Any], cfg: Any) -> Any:
+def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
     """Run a command on the job's checked, typed config; a KdlabError becomes one line and
-    exit 2 unless debug=true."""
+    exit 2 unless debug=true. A failed run leaves no dir if it failed before training, else
+    its dir marked failed."""
     from kdlab.preflight import checked_config
+    from kdlab.session import hydra_run_info
 
     try:
         return task(checked_config(cfg))
-    except KdlabError as error:
-        if cfg.get("debug", False):
+    except Exception as error:
+        record_failure(cfg, hydra_run_info()[0], launch, error)
+        if not isinstance(error, KdlabError) or cfg.get("debug", False):
             raise
         fail(str(error))
 

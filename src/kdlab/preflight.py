@@ -18,6 +18,7 @@ from kdlab.config import RunConfig, register_configs, typed_config
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
+from kdlab.suggest import unknown_key_hint
 from kdlab.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -56,7 +57,8 @@ def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, Run
             cfg = compose(config_name=command, overrides=list(overrides))
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise KdlabError(composition_message(error)) from None
+        message = unknown_key_hint(command, composition_message(error), overrides)
+        raise KdlabError(message) from None
     validate(typed)
     _CHECKED[content_key(cfg)] = typed
     return cfg, typed

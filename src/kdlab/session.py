@@ -81,12 +81,14 @@ def open_session(cfg: RunConfig) -> Session:
     resume_epoch = resume_state.epoch if resume_state else 0
     logger = RunLogger(run_dir, resume_epoch=resume_epoch) if is_main() else NullLogger()
     log.info(
-        "%s on %s: %s (%d classes), %d train / %s val / %d test images%s, device %s, precision %s",
+        "%s on %s: %s (%d classes), %d train%s / %s val / %d test images%s, device %s, "
+        "precision %s",
         cfg.command,
         run_dir,
         data.name,
         data.num_classes,
         data.train.num_samples,
+        dropped_note(data, t.batch_size),
         data.val.num_samples if data.val is not None else 0,
         data.test.num_samples,
         f" per rank ({world_size()} ranks)" if world_size() > 1 else "",
@@ -104,6 +106,16 @@ def open_session(cfg: RunConfig) -> Session:
         resume_state=resume_state,
         overrides=overrides,
         started=time.perf_counter(),
+    )
+
+
+def dropped_note(data: DataBundle, batch_size: int) -> str:
+    """What the first log line says when the last partial batch is left out of each epoch."""
+    if not data.dropped:
+        return ""
+    return (
+        f" (of {data.train_images}: each epoch leaves out a different {data.dropped}, the last "
+        f"partial batch; a multiple of trainer.batch_size={batch_size} trains on all)"
     )
 
 

@@ -50,6 +50,7 @@ def build_summary(
     train_time = sum(s.train_time_s for s in stages)
     train_images = sum(s.train_images for s in stages)
     summary: dict[str, Any] = {
+        "status": "finished",  # "failed" (with "error") when a run fails during training
         "command": cfg.command,
         "model": model_label(cfg.model),
         "params": count_params(trainer.model),
@@ -67,6 +68,8 @@ def build_summary(
         "last_val_acc": final.last.get("val/acc"),
         "wall_time_s": time.perf_counter() - session.started,
         "train_images_per_s": train_images / train_time if train_time > 0 else 0.0,
+        "train_images_per_epoch": session.data.train_images - session.data.dropped,
+        "dropped": session.data.dropped,
         "overrides": session.overrides,
         "run_dir": str(session.run_dir),
         "kdlab_version": __version__,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.checkpoint import Checkpoint
+from kdlab.checkpoint import Checkpoint, checkpoint_in
 from kdlab.config import DistillConfig, TeacherConfig
 from kdlab.data import DataBundle
 from kdlab.engine import evaluate
@@ -25,13 +26,6 @@ from kdlab.objectives import CrossEntropy, FrozenTeacher
 from kdlab.session import Session
 
 log = logging.getLogger("kdlab")
-
-
-def checkpoint_in(path: Path) -> Path:
-    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
-    if path.is_dir():
-        return path / "checkpoints" / "best.pt"
-    return path
 
 
 def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> Path | None:
@@ -44,6 +38,7 @@ def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> 
             continue
         if (
             summary.get("command") == "train"
+            and summary.get("status") != "failed"
             and summary.get("data") == data_name
             and summary.get("model") == teacher_model
             and (summary_path.parent / "checkpoints" / "best.pt").is_file()
@@ -65,10 +60,35 @@ def resolve_teacher(cfg: DistillConfig) -> Path:
     if run is None:
         raise KdlabError(
             f"no finished {cfg.teacher.model} teacher run for data={cfg.data.name} under "
-            f"{search_dir}/: train one with `kdlab train model={cfg.teacher.model} "
-            f"data={cfg.data.name}`, or set teacher.ckpt=PATH"
+            f"{search_dir}/: train one with `{teacher_command(cfg, typed_overrides())}`, or "
+            "set teacher.ckpt=PATH"
         )
     return checkpoint_in(run.resolve())
+
+
+# What a teacher run shares with the student's command line: the preset, the data, the budget.
+_SHARED_WITH_TEACHER = ("experiment", "data", "trainer", "seed")
+
+
+def typed_overrides() -> list[str]:
+    """The overrides the user typed, when running under Hydra (none otherwise)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _head(override: str) -> str:
+    """The top-level key an override sets: `trainer` for `trainer.epochs=2`."""
+    return re.split(r"[./=]", override.lstrip("+~"), maxsplit=1)[0]
+
+
+def teacher_command(cfg: DistillConfig, typed: list[str]) -> str:
+    """`kdlab train model=TEACHER ...` keeping what the user typed that a teacher run shares
+    (`experiment=quick` stays; a preset-less hint would suggest the full-size run)."""
+    kept = [o for o in typed if _head(o) in _SHARED_WITH_TEACHER]
+    if not any(_head(o) in ("data", "experiment") for o in kept):
+        kept.insert(0, f"data={cfg.data.name}")
+    return " ".join(["kdlab train", f"model={cfg.teacher.model}", *kept])
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,21 @@ def gather_runs(
     return label_runs(runs, labels)
 
 
+def finished_runs(runs: Sequence[Run]) -> list[Run]:
+    """The runs the tables compare; the failed ones (summary.json `status: failed`, written
+    when a run fails during training) are listed with their error instead."""
+    failed = [run for run in runs if run.get("status") == "failed"]
+    for run in failed:
+        what = f"{run.get('command')} {run.get('model')}"
+        print(f"failed run {run.label} ({what}): {run.get('error')}")
+    finished = [run for run in runs if run not in failed]
+    if not finished:
+        raise KdlabError(f"no finished runs, {len(failed)} failed: fix the error and run again")
+    if failed:
+        print()
+    return finished
+
+
 def write_report(
     runs: Sequence[Path | str],
     *,
@@ -197,7 +212,9 @@ def write_report(
     `labels` maps a RUN (run dir, dir above runs, or run name) to what the tables and
     figures call it; `baseline` and `per_class` name runs by dir, label or name.
     """
-    found = gather_runs(runs, [*([baseline] if baseline else []), *(per_class or [])], labels)
+    found = finished_runs(
+        gather_runs(runs, [*([baseline] if baseline else []), *(per_class or [])], labels)
+    )
     base = resolve_run(baseline, found) if baseline else None
     out = out or common_parent(run.path for run in found)
     try:

@@ -40,6 +40,8 @@ class DataBundle:
     val: BatchLoader | None  # held out from train; None when data.val_split == 0
     test: BatchLoader  # the test split, unaugmented
     in_channels: int = 3  # of the images: every model is built for it
+    train_images: int = 0  # the train split's size (all ranks)
+    dropped: int = 0  # of them, left out of every epoch: the last partial batch
 
 
 def _balanced(
@@ -76,7 +78,9 @@ def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Spli
 def _mean_std(
     settings: DataConfig, spec: DatasetSpec, train: Split
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Configured stats, else the data set's standard ones, else the train split's own."""
+    """Configured stats, else the data set's standard ones, else those of the images left
+    after the val split (before train_size subsets them: the same for every run, so a teacher
+    sees the inputs it trained on in any student's run)."""
     if settings.mean is not None and settings.std is not None:
         return tuple(settings.mean), tuple(settings.std)
     if spec.mean is not None and spec.std is not None:
@@ -110,8 +114,11 @@ def build_data(
 ) -> DataBundle:
     """Load the data set named in the `data` config and serve its splits on `device`.
 
-    Subsets and the val split are deterministic in `data.split_seed` (fixed by default, so
-    teachers and students of any seed share one split; null = follow `seed`); each epoch's
+    The val split is a stratified `data.val_split` fraction of the FULL train split, drawn
+    before `data.train_size` subsets the remaining images, so every run of a data set validates
+    on the same images and trains on none of them (whatever its train_size). Subsets and the
+    val split are deterministic in `data.split_seed` (fixed by default, so teachers and
+    students of any seed share one split; null = follow `seed`); each epoch's
     batches in (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally
     long shard.
     """
@@ -121,20 +128,17 @@ def build_data(
     source = spec.load(settings)
     check_classes(settings.name, source.class_names)
     train, test = source.train, source.test
-    if not spec.sized_by_loader:
-        train = _balanced(
-            train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
-        )
-        test = _balanced(
-            test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed
-        )
     num_classes = len(source.class_names)
     val = None
-    if settings.val_split > 0:
+    if settings.val_split > 0:  # from the full train split: the same val images for any subset
         train, val = _hold_out(train, settings.val_split, num_classes, split_seed)
+    mean, std = _mean_std(settings, spec, train)  # of all images a run may train on
+    train = _balanced(
+        train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
+    )
+    test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed)
     placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
     train, val, test = placed["train"], placed["val"], placed["test"]
-    mean, std = _mean_std(settings, spec, train)
     normalize = Normalizer(mean, std, device, channels_last)
     shard = {"rank": rank, "world_size": world_size}
     pad = spec.augment_pad if settings.augment else None
@@ -142,25 +146,21 @@ def build_data(
     def serve(split: Split, schedule: Schedule) -> BatchLoader:
         return _loader(split, schedule, normalize, device, settings.num_workers)
 
+    epochs = TrainSchedule(
+        train.labels.numel(), batch_size, seed=seed, augment_pad=pad, flips=spec.flips, **shard
+    )
+
     return DataBundle(
         name=settings.name,
         num_classes=num_classes,
         class_names=list(source.class_names),
         image_size=spec.image_size or settings.image_size,
         in_channels=channels_of(settings),
-        train=serve(
-            train,
-            TrainSchedule(
-                train.labels.numel(),
-                batch_size,
-                seed=seed,
-                augment_pad=pad,
-                flips=spec.flips,
-                **shard,
-            ),
-        ),
+        train=serve(train, epochs),
         val=None
         if val is None
         else serve(val, EvalSchedule(val.labels.numel(), eval_batch_size, **shard)),
         test=serve(test, EvalSchedule(test.labels.numel(), eval_batch_size, **shard)),
+        train_images=epochs.num_items,
+        dropped=epochs.dropped,
     )

@@ -35,7 +35,6 @@ class DatasetSpec:
     flips: bool = True  # horizontal flips in the augmentation (not for digits, characters)
     mean: tuple[float, ...] | None = None  # normalisation; None = computed from train
     std: tuple[float, ...] | None = None
-    sized_by_loader: bool = False  # the loader makes exactly train_size/test_size images
     preset: str = "cifar"  # the `experiment=` preset `kdlab study` picks for it
     check: Callable[[Any], None] | None = None  # its own checks (no files touched)
 
@@ -81,7 +80,6 @@ DATASETS: dict[str, DatasetSpec] = {
         synthetic.SyntheticConfig,
         synthetic.load,
         "built-in procedural 32x32 RGB shapes, 10 classes; generated, no files",
-        sized_by_loader=True,
         preset="quick",
     ),
 }

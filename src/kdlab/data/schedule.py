@@ -91,6 +91,9 @@ class TrainSchedule:
         self.world_size = world_size
         self.num_batches = num_items // (batch_size * world_size)
         self.num_samples = self.num_batches * batch_size
+        # Left out of each epoch (a different few every epoch): equal full batches keep the
+        # DDP shards equal, BatchNorm off 1-image batches and the logit cache rectangular.
+        self.dropped = num_items - self.num_batches * batch_size * world_size
 
     def _mine(self, drawn: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """This rank's slice of per-sample values in global batch order, split into batches."""

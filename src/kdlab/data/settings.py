@@ -20,9 +20,9 @@ class DataConfig:
 
     name: str = MISSING
     root: str = "data"
-    train_size: int | None = None  # class-balanced subset of train; null = all
+    train_size: int | None = None  # images trained on: class-balanced, after val; null = all
     test_size: int | None = None  # class-balanced subset of test; null = all
-    val_split: float = 0.1  # stratified fraction of train held out for model selection
+    val_split: float = 0.1  # stratified fraction of the FULL train split held out (any size)
     split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
     augment: bool = True  # the data set's train-time augmentation (crop and flip)
     image_size: int = 32  # side length; only data sets without a fixed size resize

@@ -38,7 +38,8 @@ def job_overrides(job_dir: Path, summary: dict[str, Any] | None) -> list[str]:
 
 def job_record(job_dir: Path) -> dict[str, Any]:
     summary = read_summary(job_dir) if (job_dir / SUMMARY).is_file() else None
-    record: dict[str, Any] = {"job": job_dir.name, "status": "ok" if summary else "failed"}
+    ok = summary is not None and summary.get("status") != "failed"
+    record: dict[str, Any] = {"job": job_dir.name, "status": "ok" if ok else "failed"}
     record.update(override_items(job_overrides(job_dir, summary)))
     for key in RESULT_KEYS:
         record[key] = summary.get(summary_key(key)) if summary else None
