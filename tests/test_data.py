@@ -435,8 +435,8 @@ def test_a_corrupt_image_met_while_streaming_is_a_one_line_error(tmp_path):
     "cfg, message",
     [
         (
-            {"name": "mnist"},
-            "unknown data set 'mnist': choose one of cifar10, cifar100, imagefolder",
+            {"name": "svhn"},
+            "unknown data set 'svhn': choose one of cifar10, cifar100, imagefolder",
         ),
         ({"name": "synthetic", "val_split": 1.0}, "val_split must be in"),
         ({"name": "synthetic", "train_size": 0}, "train_size must be positive"),

@@ -101,6 +101,24 @@ def _loader(
     return StreamLoader(DecodingDataset(split), schedule, normalize, device, num_workers)
 
 
+def _run_splits(
+    settings: DataConfig, spec: DatasetSpec, source: Source, split_seed: int
+) -> tuple[Split, Split | None, Split, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """(train, val, test) as a run uses them, and the normalisation (mean, std): val first,
+    from the full train split, then the subsets; decoded into memory where they fit."""
+    train, test = source.train, source.test
+    val = None
+    if settings.val_split > 0:  # from the full train split: the same val images for any subset
+        train, val = _hold_out(train, settings.val_split, len(source.class_names), split_seed)
+    stats = _mean_std(settings, spec, train)  # of all images a run may train on
+    train = _balanced(
+        train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
+    )
+    test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed)
+    placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
+    return placed["train"], placed["val"], placed["test"], stats
+
+
 def build_data(
     cfg: DataConfig | Mapping,
     *,
@@ -127,18 +145,8 @@ def build_data(
     split_seed = seed if settings.split_seed is None else settings.split_seed
     source = spec.load(settings)
     check_classes(settings.name, source.class_names)
-    train, test = source.train, source.test
     num_classes = len(source.class_names)
-    val = None
-    if settings.val_split > 0:  # from the full train split: the same val images for any subset
-        train, val = _hold_out(train, settings.val_split, num_classes, split_seed)
-    mean, std = _mean_std(settings, spec, train)  # of all images a run may train on
-    train = _balanced(
-        train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
-    )
-    test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed)
-    placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
-    train, val, test = placed["train"], placed["val"], placed["test"]
+    train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed)
     normalize = Normalizer(mean, std, device, channels_last)
     shard = {"rank": rank, "world_size": world_size}
     pad = spec.augment_pad if settings.augment else None
