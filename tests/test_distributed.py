@@ -32,6 +32,7 @@ RUN = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
 ACC_POINTS = 5.0
 LOSS_ABS = 0.05
 CONTRACT = {
+    ".kdlab.lock",
     ".hydra/config.yaml",
     ".hydra/hydra.yaml",
     ".hydra/overrides.yaml",

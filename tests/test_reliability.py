@@ -50,7 +50,7 @@ from kdlab.run_dir import guard_run_dir
 from kdlab.run_logger import RunLogger, read_metrics
 from test_cli import assert_one_line_error
 
-STEPS_PER_EPOCH = 8  # TINY: 256 train images (320 less the 20% val split) in batches of 32
+STEPS_PER_EPOCH = 10  # TINY: 320 train images in batches of 32
 
 
 # --- running, killing, comparing ------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from kdlab.distributed import is_main
+from kdlab.paths import RUN_LOCK
 
 SUMMARY = "summary.json"
 
@@ -43,7 +44,7 @@ def error_line(error: BaseException) -> str:
 
 
 def _only_hydras_record(run_dir: Path, command: str) -> bool:
-    return {p.name for p in run_dir.iterdir()} <= {".hydra", f"{command}.log"}
+    return {p.name for p in run_dir.iterdir()} <= {".hydra", f"{command}.log", RUN_LOCK}
 
 
 def _trained(run_dir: Path) -> bool:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# In a run dir: flock-ed by the one process writing the run (kdlab.run_dir), holds its pid.
+RUN_LOCK = ".kdlab.lock"
+
 
 def config_dir() -> Path:
     """The `conf/` directory: shipped inside the wheel, or the checkout's top-level one."""

@@ -20,10 +20,11 @@ from kdlab.checkpoint import Checkpoint, remove_stale_temp_files
 from kdlab.config import RunConfig
 from kdlab.distributed import is_main
 from kdlab.errors import KdlabError
+from kdlab.paths import RUN_LOCK
 
 log = logging.getLogger("kdlab")
 
-LOCK_FILE = ".kdlab.lock"  # flock-ed by the one process writing the run; holds its pid
+
 
 # The settings a resumed run may change: where and how it runs and reports, not what it
 # trains. Every other key of the resolved config must equal the run's (Checkpoint.config).
@@ -141,7 +142,7 @@ def lock_run_dir(run_dir: Path, create: bool = True) -> None:
     only records the pid. With `create=False` a dir without a lock file is left untouched
     (the pre-flight's first look, before the dir is checked) and nothing is written.
     """
-    key, path = run_dir.absolute(), run_dir.absolute() / LOCK_FILE
+    key, path = run_dir.absolute(), run_dir.absolute() / RUN_LOCK
     if not is_main() or (not create and not path.is_file()):
         return
     if key not in _HELD:
