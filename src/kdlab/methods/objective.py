@@ -1,0 +1,37 @@
+"""Build a run's objective from `loss=`, and say where the teacher's logits come from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kdlab.config import DistillConfig
+from kdlab.methods.base import MethodContext
+from kdlab.methods.registry import method
+from kdlab.objectives import FrozenTeacher, Objective
+
+
+def build_objective(
+    cfg: DistillConfig, teacher: FrozenTeacher | None, student: Any, image_size: int
+) -> Objective:
+    """The objective of `cfg.loss` (its shapes checked now, by one dummy forward each side)."""
+    context = MethodContext(
+        teacher=teacher,
+        student=student,
+        T=cfg.T,
+        alpha=cfg.alpha,
+        image_size=image_size,
+        label_smoothing=cfg.trainer.label_smoothing,
+    )
+    return method(cfg.loss.name).build(cfg.loss, context)
+
+
+def uses_logit_cache(cfg: DistillConfig) -> bool:
+    """The cache serves exactly the methods that read only the teacher's logits."""
+    return cfg.teacher.cache and method(cfg.loss.name).taps == "logits"
+
+
+def cache_off_reason(cfg: DistillConfig) -> str:
+    """Why summary.json's teacher.logit_cache is null."""
+    if not cfg.teacher.cache:
+        return "teacher.cache=false"
+    return f"loss={cfg.loss.name} taps the teacher's features: it runs every step"
