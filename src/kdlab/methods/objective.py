@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from kdlab.config import DistillConfig
-from kdlab.methods.base import MethodContext
+from kdlab.methods.base import LossConfig, MethodContext
 from kdlab.methods.registry import method
 from kdlab.objectives import FrozenTeacher, Objective
 
 
+class DistillSettings(Protocol):
+    """What this module reads of a `config.DistillConfig` (config is a layer above)."""
+
+    loss: LossConfig
+    T: float
+    alpha: float
+    trainer: Any  # label_smoothing
+    teacher: Any  # cache
+
+
 def build_objective(
-    cfg: DistillConfig, teacher: FrozenTeacher | None, student: Any, image_size: int
+    cfg: DistillSettings, teacher: FrozenTeacher | None, student: Any, image_size: int
 ) -> Objective:
     """The objective of `cfg.loss` (its shapes checked now, by one dummy forward each side)."""
     context = MethodContext(
@@ -25,12 +34,12 @@ def build_objective(
     return method(cfg.loss.name).build(cfg.loss, context)
 
 
-def uses_logit_cache(cfg: DistillConfig) -> bool:
+def uses_logit_cache(cfg: DistillSettings) -> bool:
     """The cache serves exactly the methods that read only the teacher's logits."""
     return cfg.teacher.cache and method(cfg.loss.name).taps == "logits"
 
 
-def cache_off_reason(cfg: DistillConfig) -> str:
+def cache_off_reason(cfg: DistillSettings) -> str:
     """Why summary.json's teacher.logit_cache is null."""
     if not cfg.teacher.cache:
         return "teacher.cache=false"
