@@ -7,6 +7,9 @@ import json
 import pytest
 
 from conftest import TINY, read_summary, run_kdlab
+from kdlab.report import find_runs
+from kdlab.report.curves import curves_figures
+from kdlab.report.plotting import report_colours
 from test_cli import assert_one_line_error
 
 TEACHER = "resnet8"
@@ -95,6 +98,23 @@ def test_a_sweep_runs_one_job_per_method(workdir):
     assert proc.returncode == 0, proc.stderr
     names = sorted(read_summary(s.parent)["loss_name"] for s in out.rglob("summary.json"))
     assert names == ["dkd", "sp"]
+    header = (out / "summary.md").read_text().split("\n\n")[-1].splitlines()[0]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert {"loss", "dkd", "sp", "hard"} <= set(columns)  # the method column and its parts
+
+
+def test_the_curves_show_each_methods_own_part(workdir):
+    """The report knows no method by name: dkd's and sp's parts get panels of their own."""
+    out = workdir / "report"
+    proc = run_kdlab("report", str(workdir / "sweep"), "--curves", "--out", str(out), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    runs = find_runs([workdir / "sweep"])
+    parts = curves_figures(runs, report_colours(runs))["curves_loss_parts"]
+    titles = [ax.get_title() for ax in parts.axes]
+    assert titles[0].startswith("Distillation objective")
+    assert any(t.startswith("dkd loss part") for t in titles)
+    assert any(t.startswith("sp loss part") for t in titles)
+    assert (out / "curves_loss_parts.png").is_file()
 
 
 @pytest.mark.parametrize(

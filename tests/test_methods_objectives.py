@@ -122,3 +122,23 @@ def test_the_loss_group_is_the_registry():
     cfg = compose_config("distill", ["loss=dkd", "loss.beta=2", "loss.warmup=5"])
     assert (cfg.loss.name, cfg.loss.beta, cfg.loss.warmup, cfg.loss.alpha) == ("dkd", 2, 5, 1)
     assert {"ce", "kd", "dkd", "dist", "at", "nst", "sp", "pkt", "rkd", "hint"} <= set(METHODS)
+
+
+def test_kd_standardize_zscores_the_soft_terms_logits_only(pair):
+    """Sun et al. 2024: each row's logits z-scored (unbiased std + 1e-7) before T; the hard
+    term keeps the raw logits."""
+    student, teacher = pair
+    objective = objective_for("loss=kd", "loss.standardize=true", student=student, teacher=teacher)
+    student.eval()
+    x, y = batch()
+    out = objective(student, x, y)
+    z_s, z_t = out.logits.detach().numpy(), teacher.eval()(x).detach().numpy()
+
+    def zscore(z):
+        return (z - z.mean(axis=1, keepdims=True)) / (z.std(axis=1, ddof=1, keepdims=True) + 1e-7)
+
+    p = np.exp(log_softmax_np(zscore(z_t) / 4))
+    soft = -(p * log_softmax_np(zscore(z_s) / 4)).sum(axis=1).mean()
+    hard = -log_softmax_np(z_s)[np.arange(len(y)), y.numpy()].mean()
+    assert out.losses["loss_soft"].item() == pytest.approx(soft, rel=1e-5)
+    assert out.losses["loss_hard"].item() == pytest.approx(hard, rel=1e-5)

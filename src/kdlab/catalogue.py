@@ -203,7 +203,7 @@ CATALOGUE = [
     BadInput(
         "`kdlab distill loss=nosuch`",
         static("distill", "loss=nosuch"),
-        ("unknown loss 'nosuch'", "ce, kd", "(loss=NAME)"),
+        ("unknown loss 'nosuch'", "ce, dist, dkd", "rkd, sp", "(loss=NAME)"),
     ),
     BadInput(
         "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"
@@ -229,6 +229,26 @@ CATALOGUE = [
         "`kdlab distill alpha=1.5`",
         static("distill", "alpha=1.5"),
         ("alpha must be in [0, 1]", "got 1.5"),
+    ),
+    BadInput(
+        "`kdlab distill loss=at loss.beta=-1`",
+        static("distill", "loss=at", "loss.beta=-1"),
+        ("loss.beta must be >= 0 for loss=at, got -1.0",),
+    ),
+    BadInput(
+        "`kdlab distill loss=dkd loss.warmup=-1`",
+        static("distill", "loss=dkd", "loss.warmup=-1"),
+        ("loss.warmup must be >= 0 for loss=dkd, got -1",),
+    ),
+    BadInput(
+        "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
+        static("distill", "loss=at", "model=torchvision", "model.name=vit_b_16"),
+        ("loss=at taps 3 feature point(s) of the student", "has 2 (conv_proj, encoder)"),
+    ),
+    BadInput(
+        "`kdlab fitnet loss=at`",
+        static("fitnet", "loss=at"),
+        ("stage two takes a logit method, not loss=at", "kd, dkd, dist"),
     ),
     BadInput(
         "`kdlab train trainer.epochs=0`",

@@ -80,7 +80,7 @@ class Method:
     config: type[LossConfig]
     build: Callable[[Any, MethodContext], Objective]
     taps: str
-    summary: str  # what it transfers, and its paper
+    summary: str  # what it transfers, and its paper (logged when a run starts)
 
     @property
     def needs_teacher(self) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from kdlab.methods.base import LossConfig, MethodContext
 from kdlab.methods.registry import method
 from kdlab.objectives import FrozenTeacher, Objective
+
+log = logging.getLogger("kdlab")
 
 
 class DistillSettings(Protocol):
@@ -31,7 +34,10 @@ def build_objective(
         image_size=image_size,
         label_smoothing=cfg.trainer.label_smoothing,
     )
-    return method(cfg.loss.name).build(cfg.loss, context)
+    chosen = method(cfg.loss.name)
+    objective = chosen.build(cfg.loss, context)
+    log.info("loss=%s: %s", cfg.loss.name, chosen.summary)
+    return objective
 
 
 def uses_logit_cache(cfg: DistillSettings) -> bool:
