@@ -103,8 +103,8 @@ def test_a_sweep_runs_one_job_per_method(workdir):
     assert {"loss", "dkd", "sp", "hard"} <= set(columns)  # the method column and its parts
 
 
-def test_the_curves_show_each_methods_own_part(workdir):
-    """The report knows no method by name: dkd's and sp's parts get panels of their own."""
+def test_the_report_shows_each_methods_own_part(workdir):
+    """The report knows no method by name: dkd's and sp's parts get panels and columns."""
     out = workdir / "report"
     proc = run_kdlab("report", str(workdir / "sweep"), "--curves", "--out", str(out), cwd=workdir)
     assert proc.returncode == 0, proc.stderr
@@ -115,6 +115,9 @@ def test_the_curves_show_each_methods_own_part(workdir):
     assert any(t.startswith("dkd loss part") for t in titles)
     assert any(t.startswith("sp loss part") for t in titles)
     assert (out / "curves_loss_parts.png").is_file()
+    table = (out / "report.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| run"))
+    assert {"method", "dkd", "sp"} <= {cell.strip() for cell in header.strip("|").split("|")}
 
 
 @pytest.mark.parametrize(
