@@ -212,7 +212,7 @@ CATALOGUE = [
     BadInput(
         "`kdlab distill loss=nosuch`",
         static("distill", "loss=nosuch"),
-        ("unknown loss 'nosuch'", "ce, kd", "(loss=NAME)"),
+        ("unknown loss 'nosuch'", "ce, dist, dkd", "rkd, sp", "(loss=NAME)"),
     ),
     BadInput(
         "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"
@@ -238,6 +238,11 @@ CATALOGUE = [
         "`kdlab distill alpha=1.5`",
         static("distill", "alpha=1.5"),
         ("alpha must be in [0, 1]", "got 1.5"),
+    ),
+    BadInput(
+        "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
+        static("distill", "loss=at", "model=torchvision", "model.name=vit_b_16"),
+        ("loss=at taps 3 feature point(s) of the student", "has 2 (conv_proj, encoder)"),
     ),
     BadInput(
         "`kdlab train trainer.epochs=0`",
@@ -361,7 +366,7 @@ CATALOGUE = [
 
 
 CATALOGUE += [
-    BadInput(f"`kdlab {c} {o}`", static(c, o), (f,), preflight=True) for c, o, f in RANGES
+    BadInput(f"`kdlab {c} {o}`", static(c, *o.split()), (f,), preflight=True) for c, o, f in RANGES
 ]
 CATALOGUE += [
     BadInput(

@@ -5,7 +5,7 @@ table, kept apart so the catalogue module stays the size of one job."""
 from __future__ import annotations
 
 # Values out of their range (kdlab.validation's table), refused by the pre-flight:
-# (command, override, what the line must say).
+# (command, overrides separated by spaces, what the line must say).
 RANGES: list[tuple[str, str, str]] = [
     ("train", "trainer.device=cuda:abc", "unknown trainer.device 'cuda:abc'"),
     ("train", "trainer.device=cuda:99", "trainer.device=cuda:99 but this machine has"),
@@ -25,4 +25,7 @@ RANGES: list[tuple[str, str, str]] = [
     ("distill", "T=inf", "T must be a finite number, got inf"),
     ("distill", "teacher.model=nosuch", "unknown teacher.model 'nosuch'"),
     ("fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"),
+    ("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
+    ("distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"),
+    ("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
 ]

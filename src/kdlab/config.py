@@ -20,10 +20,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from kdlab.data import DataConfig
 from kdlab.data.registry import group_options as data_options
 from kdlab.errors import KdlabError
+from kdlab.methods.base import LossConfig
+from kdlab.methods.registry import group_options as loss_options
 from kdlab.models import group_options as model_options
 from kdlab.optim import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig
 
-LOSSES = ("ce", "kd")
 STAGE2_MODES = ("frozen", "finetune")
 
 
@@ -68,11 +69,6 @@ class RunConfig:
 
 
 @dataclass
-class LossConfig:
-    name: str = "kd"  # kd | ce
-
-
-@dataclass
 class TeacherConfig:
     ckpt: str | None = None  # a checkpoint file or run dir; null = newest finished teacher run
     model: str = "resnet_teacher"  # with ckpt=null: which `kdlab train` runs count as teachers
@@ -85,9 +81,10 @@ class TeacherConfig:
 
 @dataclass
 class DistillConfig(RunConfig):
-    """`kdlab distill`: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (alpha: hard term)."""
+    """`kdlab distill`: loss=kd is L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (alpha:
+    hard term); every other method is one `loss=` option (kdlab.methods.registry)."""
 
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=LossConfig)  # each method's own subclass
     T: float = 4.0
     alpha: float = 0.1  # weight of the hard (label) term
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -133,7 +130,7 @@ def register_configs() -> None:
         "data": data_options(),
         "optim": OPTIMIZERS,
         "sched": SCHEDULES,
-        "loss": {name: LossConfig(name=name) for name in LOSSES},
+        "loss": loss_options(),
         "stage2": {mode: Stage2Config(mode=mode) for mode in STAGE2_MODES},
     }
     for group, options in groups.items():

@@ -12,6 +12,8 @@ Conventions (documented in the README):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,11 +34,25 @@ def kl_divergence(student_logits: Tensor, teacher_logits: Tensor, T: float) -> T
 
 
 def kd_losses(
-    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, T: float, alpha: float
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    T: float,
+    alpha: float,
+    soft_transform: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Hinton's distillation loss and its parts: loss, loss_soft, loss_hard, loss_kl."""
-    soft = soft_cross_entropy(student_logits, teacher_logits, T)
+    """Hinton's distillation loss and its parts: loss, loss_soft, loss_hard, loss_kl.
+
+    `soft_transform` (e.g. logit standardisation) maps both sides' logits before the
+    temperature in the soft and KL terms; the hard term keeps the raw logits.
+    """
     hard = F.cross_entropy(student_logits.float(), labels)
+    if soft_transform is not None:
+        student_logits, teacher_logits = (
+            soft_transform(student_logits),
+            soft_transform(teacher_logits),
+        )
+    soft = soft_cross_entropy(student_logits, teacher_logits, T)
     with torch.no_grad():
         kl = kl_divergence(student_logits, teacher_logits, T)
     loss = (1.0 - alpha) * T * T * soft + alpha * hard

@@ -6,6 +6,7 @@ the teacher's forward pass under `torch.inference_mode`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,14 @@ class Objective(nn.Module):
     """Base: subclasses define forward(model, x, y[, teacher_logits]) -> StepOutput.
 
     `teacher_logits`, where a batch carries them (the logit cache), are the teacher's logits
-    for exactly `x`; objectives that need no teacher logits ignore them.
+    for exactly `x`; objectives that need no teacher logits ignore them. The engine calls
+    `set_epoch` before each epoch of a stage (counted from 1), for epoch-dependent weights.
     """
+
+    epoch: int = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def forward(
         self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
@@ -87,11 +94,18 @@ class CrossEntropy(Objective):
 class Distillation(Objective):
     """Hinton KD: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard against a frozen teacher."""
 
-    def __init__(self, teacher: FrozenTeacher, T: float, alpha: float) -> None:
+    def __init__(
+        self,
+        teacher: FrozenTeacher,
+        T: float,
+        alpha: float,
+        soft_transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.teacher = teacher
         self.T = T
         self.alpha = alpha
+        self.soft_transform = soft_transform  # e.g. logit standardisation (loss.standardize)
 
     def forward(
         self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
@@ -99,10 +113,14 @@ class Distillation(Objective):
         if teacher_logits is None:
             teacher_logits = self.teacher.logits(x)
         logits = model(x)
-        return StepOutput(logits, kd_losses(logits, teacher_logits, y, self.T, self.alpha))
+        losses = kd_losses(logits, teacher_logits, y, self.T, self.alpha, self.soft_transform)
+        return StepOutput(logits, losses)
 
     def summary_fields(self) -> dict[str, Any]:
-        return {"T": self.T, "alpha": self.alpha}
+        fields: dict[str, Any] = {"T": self.T, "alpha": self.alpha}
+        if self.soft_transform is not None:
+            fields["standardize"] = True
+        return fields
 
 
 class Hint(Objective):

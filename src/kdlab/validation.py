@@ -35,10 +35,11 @@ import math
 
 import torch
 
-from kdlab.config import LOSSES, STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
+from kdlab.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
 from kdlab.data import check_data_settings
 from kdlab.distributed import world_size
 from kdlab.errors import KdlabError
+from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
 from kdlab.models import check_model_choice, model_names
 from kdlab.optim import OPTIMIZERS, SCHEDULES
 
@@ -93,6 +94,8 @@ def validate(cfg: RunConfig) -> None:
     if isinstance(cfg, FitnetRunConfig):
         check_fitnet(cfg)
     check_model_choice(cfg.model)
+    if isinstance(cfg, DistillConfig):
+        check_student_taps(cfg.loss, cfg.model)
 
 
 def check_trainer(cfg: RunConfig) -> None:
@@ -170,7 +173,7 @@ def check_schedule(cfg: RunConfig) -> None:
 
 
 def check_distillation(cfg: DistillConfig) -> None:
-    choice(cfg.loss.name, LOSSES, "loss")
+    check_loss_settings(cfg.loss)
     finite(cfg.T, "T")
     require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
     require(
@@ -183,6 +186,7 @@ def check_distillation(cfg: DistillConfig) -> None:
 def check_fitnet(cfg: FitnetRunConfig) -> None:
     f = cfg.fitnet
     choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
+    check_stage2_loss(cfg.loss)
     choice(f.regressor, REGRESSORS, "fitnet.regressor")
     positive(f.stage1_lr, "fitnet.stage1_lr")
     if f.stage1_epochs is not None:

@@ -1,4 +1,5 @@
-"""`kdlab distill`: a student against a frozen teacher (loss=kd), or the baseline (loss=ce)."""
+"""`kdlab distill`: a student against a frozen teacher with any registered method (`loss=`),
+or the baseline (`loss=ce`)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,33 @@ from typing import Any
 from kdlab.config import DistillConfig
 from kdlab.engine import Stage, run_stages
 from kdlab.logit_cache import CachedLogitLoader
-from kdlab.objectives import CrossEntropy, Distillation, Objective
+from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
+from kdlab.methods.registry import method
+from kdlab.objectives import FrozenTeacher
 from kdlab.session import build_model_to_train, open_session, test_selected
 from kdlab.summary import write_summary
 from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
 
 
 def run(cfg: DistillConfig) -> dict[str, Any]:
-    checkpoint = read_teacher(cfg) if cfg.loss.name == "kd" else None
+    needs_teacher = method(cfg.loss.name).needs_teacher
+    checkpoint = read_teacher(cfg) if needs_teacher else None
     session = open_session(cfg)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
-    objective: Objective = CrossEntropy(cfg.trainer.label_smoothing)
+    teacher: FrozenTeacher | None = None
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
     if checkpoint is not None:
         teacher, extra["teacher"] = prepare_teacher(checkpoint, session)
-        objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
-        batches = teacher_batches(teacher, checkpoint, session)
     model = build_model_to_train(session)
+    objective = build_objective(cfg, teacher, model, session.data.image_size)
+    if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
+        batches = teacher_batches(teacher, checkpoint, session)
     trainer = session.trainer(model)
     stage = Stage(
         name="distill",
         objective=objective,
-        param_groups=[{"params": list(model.parameters())}],
+        # the method's own parameters (a hint regressor) train with the student
+        param_groups=[{"params": [*model.parameters(), *objective.parameters()]}],
         epochs=cfg.trainer.epochs,
         train=batches,
     )
@@ -36,5 +42,7 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     test = test_selected(session, trainer)
     if checkpoint is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
+        if batches is None:
+            extra["teacher"]["logit_cache_off"] = cache_off_reason(cfg)
     extra.update(objective.summary_fields())
     return write_summary(session, trainer, results, test, extra)

@@ -17,9 +17,10 @@ from torch import nn
 from kdlab.config import FitnetRunConfig
 from kdlab.data import BatchLoader
 from kdlab.engine import Stage, run_stages
+from kdlab.methods.objective import build_objective
 from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
-from kdlab.objectives import Distillation, FrozenTeacher, Hint
+from kdlab.objectives import FrozenTeacher, Hint
 from kdlab.session import build_model_to_train, open_session, test_selected
 from kdlab.summary import write_summary
 from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
@@ -74,12 +75,14 @@ def kd_stage(
     student: nn.Module,
     prefix: list[nn.Module],
     batches: BatchLoader | None = None,
+    image_size: int = 32,
 ) -> Stage:
-    """Stage two: KD on the rest (frozen) or on all of it (finetune, optional lr scale);
-    `batches` carry cached teacher logits (None: the teacher runs every step)."""
+    """Stage two: the logit method `loss=` (kd by default) on the rest (frozen) or on all of
+    it (finetune, optional lr scale); `batches` carry cached teacher logits (None: the
+    teacher runs every step)."""
     prefix_ids = {id(p) for p in parameters_of(prefix)}
     rest = [p for p in student.parameters() if id(p) not in prefix_ids]
-    objective = Distillation(teacher, T=cfg.T, alpha=cfg.alpha)
+    objective = build_objective(cfg, teacher, student, image_size)
     if cfg.stage2.mode == "frozen":
         groups = [{"params": rest}]
         return Stage("stage2", objective, groups, cfg.trainer.epochs, prefix, train=batches)
@@ -98,11 +101,12 @@ def run(cfg: FitnetRunConfig) -> dict[str, Any]:
     trainer = session.trainer(student)
     stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
     batches = teacher_batches(teacher, checkpoint, session)
-    stage2 = kd_stage(cfg, teacher, student, prefix, batches)
+    stage2 = kd_stage(cfg, teacher, student, prefix, batches, session.data.image_size)
     results = run_stages(trainer, [stage1, stage2], session.resume_state)
     test = test_selected(session, trainer)
     teacher_info["logit_cache"] = batches.stats() if batches is not None else None
     extra = {
+        "loss_name": cfg.loss.name,
         "stage2": cfg.stage2.mode,
         "regressor": cfg.fitnet.regressor,
         "teacher": teacher_info,

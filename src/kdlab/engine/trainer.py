@@ -174,6 +174,7 @@ class Trainer:
     ) -> None:
         """Train one epoch, evaluate, log, save; `p` moves on to this epoch."""
         train.set_epoch(epoch)
+        stage.objective.set_epoch(p.stage_epoch + 1)  # epoch-dependent weights (a warm-up)
         tic = time.perf_counter()
         metrics = self._train_epoch(stage, train, loop, epoch)
         broadcast_buffers(self.model)  # evaluate (and save) rank 0's BatchNorm statistics

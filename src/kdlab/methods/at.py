@@ -6,10 +6,15 @@ of Convolutional Neural Networks via Attention Transfer" (ICLR).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype, match_spatial
+from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.points import feature_method
 
 
 def _attention(f: Tensor, p: int) -> Tensor:
@@ -26,3 +31,30 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Ten
     """
     f_s, f_t = match_spatial(*in_compute_dtype(student_feature, teacher_feature))
     return (_attention(f_s, p) - _attention(f_t, p)).pow(2).mean()
+
+
+@dataclass
+class AtConfig(FeatureConfig):
+    """RepDistiller scripts/run_cifar_distill.sh (-b 1000), AttentionTransfer(p=2): f1-f3."""
+
+    name: str = "at"
+    beta: float = 1000.0
+    p: int = 2
+
+
+class AtObjective(MethodObjective):
+    """Sum over the tapped layers of `at_loss`; the larger map is pooled to the smaller."""
+
+    part = "at"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        p = self.settings.p
+        return sum(at_loss(s, t, p) for s, t in zip(student[1], teacher[1], strict=True))
+
+
+METHOD = feature_method(
+    AtConfig,
+    AtObjective,
+    "stages",
+    "attention maps of the last three stages (Zagoruyko & Komodakis 2017)",
+)

@@ -7,9 +7,13 @@ intra-class relation: of each class's probabilities across the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
+from kdlab.methods.base import CombinedConfig, Method, MethodContext, MethodObjective, Taps
 
 
 def _mean_pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
@@ -35,3 +39,31 @@ def dist_loss(
     inter = 1.0 - _mean_pearson(y_s, y_t)
     intra = 1.0 - _mean_pearson(y_s.t(), y_t.t())
     return T * T * (beta * inter + gamma * intra)
+
+
+@dataclass
+class DistConfig(CombinedConfig):
+    """Official DIST configs/strategies/distill/dist_cifar.yaml: dist_t4 (T 4, the top-level T;
+    beta = gamma = 1), kd_loss_weight 2, CE 1."""
+
+    name: str = "dist"
+    beta: float = 1.0  # inter-class relation weight
+    gamma: float = 1.0  # intra-class relation weight
+    weight: float = 2.0
+
+
+class DistObjective(MethodObjective):
+    part = "dist"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        c = self.settings
+        return dist_loss(student[0], teacher[0], c.beta, c.gamma, self.T)
+
+
+def build(cfg: DistConfig, context: MethodContext) -> DistObjective:
+    return DistObjective(cfg, context, Taps(), cfg.weight)
+
+
+METHOD = Method(
+    DistConfig, build, "logits", "Pearson relations of the class probabilities (Huang et al. 2022)"
+)

@@ -7,10 +7,15 @@ squared MMD between the student's and the teacher's channel distributions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype, match_spatial
+from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.points import feature_method
 
 
 def _mean_kernel(a: Tensor, b: Tensor) -> Tensor:
@@ -27,3 +32,28 @@ def nst_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     s = F.normalize(f_s.flatten(2), dim=2)
     t = F.normalize(f_t.flatten(2), dim=2)
     return _mean_kernel(t, t) + _mean_kernel(s, s) - 2 * _mean_kernel(s, t)
+
+
+@dataclass
+class NstConfig(FeatureConfig):
+    """RepDistiller scripts/run_cifar_distill.sh (-b 50), NSTLoss: f1-f3."""
+
+    name: str = "nst"
+    beta: float = 50.0
+
+
+class NstObjective(MethodObjective):
+    """Sum over the tapped layers of `nst_loss`; the larger map is pooled to the smaller."""
+
+    part = "nst"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        return sum(nst_loss(s, t) for s, t in zip(student[1], teacher[1], strict=True))
+
+
+METHOD = feature_method(
+    NstConfig,
+    NstObjective,
+    "stages",
+    "neuron-selectivity MMD of the last three stages (Huang & Wang 2017)",
+)

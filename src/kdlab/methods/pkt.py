@@ -7,9 +7,14 @@ each sample's neighbours in embedding space.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
+from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.points import feature_method
 
 
 def _neighbour_probabilities(x: Tensor, eps: float) -> Tensor:
@@ -29,3 +34,28 @@ def pkt_loss(student_embedding: Tensor, teacher_embedding: Tensor, eps: float = 
     p_s = _neighbour_probabilities(x_s, eps)
     p_t = _neighbour_probabilities(x_t, eps)
     return (p_t * ((p_t + eps) / (p_s + eps)).log()).mean()
+
+
+@dataclass
+class PktConfig(FeatureConfig):
+    """RepDistiller scripts/run_cifar_distill.sh (-b 30000), PKT: f4 (the pooled embedding)."""
+
+    name: str = "pkt"
+    beta: float = 30000.0
+
+
+class PktObjective(MethodObjective):
+    """`pkt_loss` of the pooled embeddings (their widths may differ)."""
+
+    part = "pkt"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        return pkt_loss(student[1][0], teacher[1][0])
+
+
+METHOD = feature_method(
+    PktConfig,
+    PktObjective,
+    "embedding",
+    "probabilistic knowledge transfer of the embedding (Passalis & Tefas 2018)",
+)

@@ -6,11 +6,16 @@ teacher's pairwise distances (up to scale) and the angles of its triplets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
+from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.points import feature_method
 
 
 def _relations(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -49,3 +54,31 @@ def rkd_loss(
     loss_d = F.smooth_l1_loss(d_s, d_t, beta=1.0)
     loss_a = F.smooth_l1_loss(a_s, a_t, beta=1.0)
     return distance_weight * loss_d + angle_weight * loss_a
+
+
+@dataclass
+class RkdConfig(FeatureConfig):
+    """RepDistiller scripts/run_cifar_distill.sh (-b 1), RKDLoss(w_d=25, w_a=50): f4."""
+
+    name: str = "rkd"
+    beta: float = 1.0
+    distance_weight: float = 25.0
+    angle_weight: float = 50.0
+
+
+class RkdObjective(MethodObjective):
+    """`rkd_loss` of the pooled embeddings (their widths may differ)."""
+
+    part = "rkd"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        c = self.settings
+        return rkd_loss(student[1][0], teacher[1][0], c.distance_weight, c.angle_weight)
+
+
+METHOD = feature_method(
+    RkdConfig,
+    RkdObjective,
+    "embedding",
+    "relational distances and angles of the embedding (Park et al. 2019)",
+)

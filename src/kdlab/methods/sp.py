@@ -6,10 +6,15 @@ the teacher's batch similarity matrix, whatever the feature shapes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
+from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.points import feature_method
 
 
 def _similarity(f: Tensor) -> Tensor:
@@ -23,3 +28,28 @@ def sp_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     f_s, f_t = in_compute_dtype(student_feature, teacher_feature)
     n = f_s.shape[0]
     return (_similarity(f_t) - _similarity(f_s)).pow(2).sum() / (n * n)
+
+
+@dataclass
+class SpConfig(FeatureConfig):
+    """RepDistiller scripts/run_cifar_distill.sh (-b 3000), Similarity: f3 (feat[-2])."""
+
+    name: str = "sp"
+    beta: float = 3000.0
+
+
+class SpObjective(MethodObjective):
+    """`sp_loss` of the last stage (batch similarities: no spatial alignment needed)."""
+
+    part = "sp"
+
+    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
+        return sum(sp_loss(s, t) for s, t in zip(student[1], teacher[1], strict=True))
+
+
+METHOD = feature_method(
+    SpConfig,
+    SpObjective,
+    "last",
+    "similarity-preserving batch Gram matrices of the last stage (Tung & Mori 2019)",
+)

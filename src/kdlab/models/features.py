@@ -22,6 +22,8 @@ from kdlab.models.channels import input_channels
 # Top-level children that start a torchvision classifier's head (resnet: avgpool/fc,
 # vgg/efficientnet/convnext: avgpool/classifier, vit: heads, swin: head).
 HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads"})
+# The pseudo-point of the pooled embedding: the input of the model's final Linear layer.
+EMBEDDING = "embedding"
 
 
 def middle_point(points: Sequence[str]) -> str:
@@ -56,8 +58,23 @@ def default_feature_point(model: nn.Module) -> str:
     return middle_point(points)
 
 
+def embedding_module(model: nn.Module) -> nn.Linear:
+    """The model's final Linear layer, whose input is the pooled embedding (every zoo model's
+    classifier ends in one)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise KdlabError(
+            f"model {type(model).__name__} has no final Linear layer, so no pooled embedding: "
+            "pick a model with a linear classifier"
+        )
+    return linears[-1]
+
+
 def check_feature_point(model: nn.Module, name: str) -> None:
     """Raise a KdlabError naming the valid points if `name` is not one of them."""
+    if name == EMBEDDING:
+        embedding_module(model)
+        return
     points = feature_points(model)
     if name not in points:
         raise KdlabError(
@@ -83,6 +100,8 @@ class FeatureTap:
     >>> with FeatureTap(model, ["layer2"]) as tap:
     ...     logits = model(x)
     >>> tap.features["layer2"]  # the tensor itself, still in the autograd graph
+
+    The point `embedding` records the input of the final Linear layer (the pooled features).
     """
 
     def __init__(self, model: nn.Module, points: Sequence[str]) -> None:
@@ -96,11 +115,19 @@ class FeatureTap:
     def _record(self, point: str, module: nn.Module, inputs: Any, output: Tensor) -> None:
         self.features[point] = output
 
+    def _record_input(self, point: str, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        self.features[point] = inputs[0]
+
     def __enter__(self) -> FeatureTap:
         self.features = {}
         for point in self.points:
-            child = self.model.get_submodule(point)
-            self._handles.append(child.register_forward_hook(partial(self._record, point)))
+            if point == EMBEDDING:  # a pre-hook: the final Linear's input
+                linear = embedding_module(self.model)
+                hook = linear.register_forward_pre_hook(partial(self._record_input, point))
+            else:
+                child = self.model.get_submodule(point)
+                hook = child.register_forward_hook(partial(self._record, point))
+            self._handles.append(hook)
         return self
 
     def __exit__(
@@ -114,28 +141,35 @@ class FeatureTap:
         self._handles.clear()
 
 
-def feature_shape(model: nn.Module, point: str, image_size: int = 32) -> torch.Size:
-    """(C, H, W) of `point` for square inputs, found by one dummy forward (sizes regressors).
-
-    The input has as many channels as the model's first conv takes. Runs in eval mode
-    without grad on the model's own device; every module's mode is restored.
-    """
+def tapped_shapes(
+    model: nn.Module, points: Sequence[str], image_size: int = 32
+) -> dict[str, tuple[int, ...]]:
+    """The shape (without the batch) of each point's output for square inputs, found by one
+    dummy forward. The input has as many channels as the model's first conv takes. Runs in
+    eval mode without grad on the model's own device; every module's mode is restored."""
     modes = {module: module.training for module in model.modules()}
     param = next(model.parameters())
     shape = (1, input_channels(model), image_size, image_size)
     x = torch.zeros(shape, device=param.device, dtype=param.dtype)
     model.eval()
     try:
-        with torch.no_grad(), FeatureTap(model, [point]) as tap:
+        with torch.no_grad(), FeatureTap(model, points) as tap:
             model(x)
     finally:
         for module, training in modes.items():
             module.training = training
-    out = tap.features[point]
-    if not isinstance(out, Tensor) or out.dim() != 4:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    return {
+        point: tuple(out.shape[1:]) if isinstance(out, Tensor) else (type(out).__name__,)
+        for point, out in tap.features.items()
+    }
+
+
+def feature_shape(model: nn.Module, point: str, image_size: int = 32) -> torch.Size:
+    """(C, H, W) of `point` for square inputs, found by one dummy forward (sizes regressors)."""
+    got = tapped_shapes(model, [point], image_size)[point]
+    if len(got) != 3 or isinstance(got[0], str):
         raise KdlabError(
             f"feature point '{point}' of model {type(model).__name__} gives {got}, not an "
             "(N, C, H, W) map: choose a convolutional stage"
         )
-    return out.shape[1:]
+    return torch.Size(got)

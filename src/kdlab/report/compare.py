@@ -18,7 +18,7 @@ from kdlab.report.epochs import train_figures
 from kdlab.report.groups import IGNORED_KEYS, RunGroup, Stat, group_by_seed, override_items
 from kdlab.report.runs import Run, display_path, natural_key
 from kdlab.report.sweep import shared_overrides
-from kdlab.report.tables import ACC_KEYS, Table, best_first
+from kdlab.report.tables import ACC_KEYS, Table, best_first, is_loss_part
 
 COLUMNS = [
     "run",
@@ -109,6 +109,18 @@ def run_figures(run: Run) -> dict[str, Any]:
     return figures | train_figures(run)
 
 
+def other_parts(runs: Sequence[Run]) -> list[str]:
+    """The loss parts the runs logged beyond the fixed columns (a method's own `loss_dkd`)."""
+    return list(
+        dict.fromkeys(
+            key
+            for run in runs
+            for key, value in run.summary.items()
+            if is_loss_part(key) and key not in POOLED_KEYS and isinstance(value, int | float)
+        )
+    )
+
+
 def group_record(
     group: RunGroup, section: Section, baseline: RunGroup | None, teachers: Collection[Path]
 ) -> dict[str, Any]:
@@ -124,6 +136,9 @@ def group_record(
     figures = [run_figures(run) for run in group.runs]
     for key in POOLED_KEYS:
         stat = Stat.of([f[key] for f in figures])
+        record[key], record[f"{key}_std"] = stat.mean, stat.std
+    for key in other_parts(section.runs):  # their last epoch's, from summary.json
+        stat = Stat.of([run.get(key) for run in group.runs])
         record[key], record[f"{key}_std"] = stat.mean, stat.std
     for key in ("val_acc", "test_acc"):
         base = baseline.stat(key).mean if baseline else None
@@ -150,8 +165,10 @@ def comparison_records(
 
 
 def comparison_table(records: Sequence[dict[str, Any]], section: Section) -> Table:
-    """The section's columns: its swept overrides after the run, then COLUMNS."""
-    return Table.from_records(records, ["run", *section.swept, *COLUMNS[1:]])
+    """The section's columns: its swept overrides after the run, then COLUMNS, with the
+    other loss parts its runs logged before the time."""
+    columns = [*COLUMNS[1:-1], *other_parts(section.runs), COLUMNS[-1]]
+    return Table.from_records(records, ["run", *section.swept, *columns])
 
 
 def footnote(records: Sequence[dict[str, Any]], section: Section, baseline: RunGroup | None) -> str:
@@ -165,6 +182,8 @@ def footnote(records: Sequence[dict[str, Any]], section: Section, baseline: RunG
     )
     if any(record["loss_fit"] is not None for record in records):
         notes.append("fit: FitNet stage 1's last epoch")
+    if other_parts(section.runs):
+        notes.append("other loss parts: each run's last epoch")
     if section.shared:
         fixed = ", ".join(f"{key}={value}" for key, value in section.shared.items())
         notes.append(f"shared by every job: {fixed}")

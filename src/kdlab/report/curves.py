@@ -2,7 +2,7 @@
 
 curves_loss.png is the hard-label cross-entropy of every run (a plain run's loss, a KD
 run's hard part: one scale); curves_acc.png the top-1 accuracy; curves_loss_parts.png
-the distillation runs' own objectives, soft losses and FitNet hint losses, a panel each.
+the distillation runs' own objectives and each loss part they logged, a panel each.
 Train is solid with filled dots, val dashed with open squares (told apart even in a
 one-epoch run); a dotted vertical line marks where a FitNet run's stage two starts.
 """
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from kdlab.errors import KdlabError
-from kdlab.report.epochs import cross_entropy, objective
+from kdlab.report.epochs import cross_entropy, objective, parts
 from kdlab.report.groups import group_by_seed
 from kdlab.report.plotting import (
     LEGEND_PT,
@@ -54,11 +54,31 @@ class Panel:
 
 LOSS = Panel(cross_entropy, "Cross-entropy on the labels per epoch", "cross-entropy")
 ACC = Panel(_key("acc"), "Top-1 accuracy per epoch", "top-1 accuracy (%)")
-PARTS = [
-    Panel(objective, "Distillation objective (1-α)·T²·soft + α·hard", "objective"),
-    Panel(_key("loss_soft"), "Soft loss: cross-entropy to the teacher at T", "soft loss"),
-    Panel(_key("loss_fit"), "FitNet hint (fit) loss", "fit loss"),
-]
+OBJECTIVE = Panel(objective, "Distillation objective (each run's own loss)", "objective")
+# Parts with a title of their own; any other part a run logged gets a panel named after it.
+DESCRIBED = {
+    "loss_soft": Panel(
+        _key("loss_soft"), "Soft loss: cross-entropy to the teacher at T", "soft loss"
+    ),
+    "loss_fit": Panel(_key("loss_fit"), "FitNet hint (fit) loss", "fit loss"),
+}
+# Parts drawn elsewhere: the hard-label CE is curves_loss.png; KD's KL is its soft loss
+# minus the teacher's entropy, the soft panel's curve shifted.
+ELSEWHERE = ("loss_hard", "loss_kl")
+
+
+def part_panels(curves: Sequence[Curves]) -> list[Panel]:
+    """The objective, then a panel per loss part any run logged (described ones first)."""
+    logged = dict.fromkeys(
+        part for run in curves for r in run.records for s in SPLITS for part in parts(r, s)
+    )
+    named = [DESCRIBED[p] for p in DESCRIBED if p in logged]
+    others = [
+        Panel(_key(p), f"{p.removeprefix('loss_')} loss part per epoch", p.removeprefix("loss_"))
+        for p in logged
+        if p not in DESCRIBED and p not in ELSEWHERE
+    ]
+    return [OBJECTIVE, *named, *others]
 
 
 @dataclass(frozen=True)
@@ -170,9 +190,9 @@ def curves_figures(runs: Sequence[Run], colours: Mapping[Run, Any]) -> dict[str,
     if not curves:
         raise KdlabError("none of the runs has a metrics.jsonl: curves need the per-epoch log")
     figures = {"curves_loss": _figure(curves, [LOSS]), "curves_acc": _figure(curves, [ACC])}
-    parts = [panel for panel in PARTS if any(run.has(panel.value) for run in curves)]
-    if parts:
-        figures["curves_loss_parts"] = _figure(curves, parts)
+    shown = [panel for panel in part_panels(curves) if any(run.has(panel.value) for run in curves)]
+    if shown:
+        figures["curves_loss_parts"] = _figure(curves, shown)
     return figures
 
 

@@ -51,6 +51,8 @@ def _kd_settings(run: Run) -> str:
 def method(run: Run, teachers: Collection[Path] = ()) -> str:
     """`CE`, `KD (T=4, α=0.1)`, `FitNet frozen + KD (T=4, α=0.1)`; `(teacher)` if one."""
     loss = run.get("loss_name")
+    if run.get("command") == "fitnet" and loss not in (None, "kd"):
+        return f"FitNet {run.get('stage2')} + {loss}"  # stage two with another logit method
     if run.get("command") == "fitnet":
         return f"FitNet {run.get('stage2')} + KD ({_kd_settings(run)})"
     if loss == "kd" and run.get("T") is not None:

@@ -2,7 +2,8 @@
 
 A KD run's `loss` is its objective, (1-α)·T²·soft + α·hard (~30 at T=4), a plain run's is
 the cross-entropy (~2): the comparable figure is the hard-label cross-entropy, which is
-the KD objective's hard part and a plain run's whole loss. A FitNet hint epoch has none.
+the objective's `loss_hard` part (every distillation method logs it) and a plain run's
+whole loss. A FitNet hint epoch has none. A loss with any `loss_*` part is an objective.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from typing import Any
 
 from kdlab.report.runs import Run
 
-PARTS = ("loss_soft", "loss_fit")  # a loss with one of these is not a plain cross-entropy
+
+def parts(record: dict[str, Any], split: str) -> list[str]:
+    """The `loss_*` parts the epoch logged on `split`, by name (`loss_hard`, `loss_dkd`)."""
+    prefix = f"{split}/loss_"
+    return [key.removeprefix(f"{split}/") for key in record if key.startswith(prefix)]
 
 
 def cross_entropy(record: dict[str, Any], split: str) -> float | None:
@@ -19,14 +24,16 @@ def cross_entropy(record: dict[str, Any], split: str) -> float | None:
     hard = record.get(f"{split}/loss_hard")
     if hard is not None:
         return hard
-    if any(record.get(f"{split}/{part}") is not None for part in PARTS):
+    if parts(record, split):
         return None
     return record.get(f"{split}/loss")
 
 
 def objective(record: dict[str, Any], split: str) -> float | None:
-    """The epoch's distillation objective (a loss with a soft part); None for plain CE."""
-    return record.get(f"{split}/loss") if record.get(f"{split}/loss_soft") is not None else None
+    """The epoch's distillation objective (a loss with a hard part and others); None for plain
+    CE and for a FitNet hint epoch (its loss is the fit part alone)."""
+    logged = parts(record, split)
+    return record.get(f"{split}/loss") if "loss_hard" in logged and len(logged) > 1 else None
 
 
 def best_epoch_record(run: Run) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from kdlab.report.tables import (
     LOSS_KEYS,
     Table,
     best_first,
+    is_loss_part,
     summary_key,
     write_csv,
     write_text,
@@ -43,7 +44,14 @@ def job_record(job_dir: Path) -> dict[str, Any]:
     record.update(override_items(job_overrides(job_dir, summary)))
     for key in RESULT_KEYS:
         record[key] = summary.get(summary_key(key)) if summary else None
+    for key, value in (summary or {}).items():  # every other loss part the job's method logged
+        if is_loss_part(key) and key not in record and isinstance(value, int | float):
+            record[key] = value
     return record
+
+
+def is_result(key: str) -> bool:
+    return key in RESULT_KEYS or is_loss_part(key)
 
 
 def aggregate_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -72,7 +80,7 @@ def shared_overrides(records: list[dict[str, Any]]) -> dict[str, Any]:
     if len(records) < 2:
         return {}
     keys = dict.fromkeys(key for record in records for key in record)
-    candidates = [key for key in keys if key not in (*RESULT_KEYS, "job", "status")]
+    candidates = [key for key in keys if not is_result(key) and key not in ("job", "status")]
     first = records[0]
     return {k: first.get(k) for k in candidates if all(r.get(k) == first.get(k) for r in records)}
 
@@ -81,8 +89,9 @@ def sweep_text(records: list[dict[str, Any]], *, markdown: bool) -> str:
     """The fixed settings in one line, then the table of what varied and the results."""
     shared = shared_overrides(records)
     keys = dict.fromkeys(key for record in records for key in record)
-    leading = [key for key in keys if key not in RESULT_KEYS and key not in shared]
-    table = Table.from_records(records, [*leading, *RESULT_KEYS])
+    leading = [key for key in keys if not is_result(key) and key not in shared]
+    parts = [key for key in keys if is_result(key) and key not in RESULT_KEYS]
+    table = Table.from_records(records, [*leading, *RESULT_KEYS, *parts])
     fixed = ", ".join(f"{key}={value}" for key, value in shared.items())
     head = f"shared by every job: {fixed}\n\n" if fixed else ""
     return head + (table.markdown() if markdown else table.text()) + "\n"

@@ -36,6 +36,12 @@ TITLES = {
     "wall_time_s": "time",
 }
 MISSING = "-"
+
+
+def is_loss_part(key: str) -> bool:
+    """A loss part a run logged (`loss_<part>`: whatever its method names it)."""
+    return key.startswith("loss_") and key != "loss_name"
+
 # A number as formatted here: 93.05, +0.76, 1.35M, 12m03s, 33/47, 91.33±1.53.
 _NUMBER = re.compile(r"^[-+]?[\d./]+(e[-+]?\d+)?([KM]|s|m\d+s|h\d+m)?(±.+)?$")
 
@@ -78,7 +84,7 @@ def format_value(key: str, value: Any, std: float | None = None) -> str:
         return text if std is None else f"{text}±{format_duration(std)}"
     if key.startswith("d_"):
         return f"{value:+.2f}"
-    if key in ACC_KEYS or key in LOSS_KEYS or key == "train_ce":
+    if key in ACC_KEYS or key in LOSS_KEYS or is_loss_part(key) or key == "train_ce":
         digits = 2 if key in ACC_KEYS else 3
         return f"{value:.{digits}f}" if std is None else f"{value:.{digits}f}±{std:.{digits}f}"
     return str(value)
@@ -102,7 +108,7 @@ class Table:
             for record in records
         ]
         keep = [i for i in range(len(keys)) if any(row[i] != MISSING for row in rows)]
-        headers = [TITLES.get(keys[i], keys[i]) for i in keep]
+        headers = [TITLES.get(keys[i], keys[i].removeprefix("loss_")) for i in keep]
         return cls(headers, [[row[i] for i in keep] for row in rows])
 
     def _right_aligned(self) -> list[bool]:

@@ -1,0 +1,51 @@
+"""The checks of `loss=` settings that need the registry, run by kdlab.validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import torch
+
+from kdlab.errors import KdlabError
+from kdlab.methods.base import LossConfig
+from kdlab.methods.points import chosen_points
+from kdlab.methods.registry import METHODS, method
+from kdlab.models import build_model
+
+
+def check_loss_settings(loss: LossConfig) -> None:
+    """A known method whose numbers (weights, warm-up, p) are all >= 0."""
+    method(loss.name)
+    for f in fields(loss):
+        value = getattr(loss, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value < 0:
+            raise KdlabError(
+                f"loss.{f.name} must be >= 0 for loss={loss.name}, got {value} "
+                f"(set loss.{f.name}=N with N >= 0)"
+            )
+
+
+def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
+    """A feature method's student has the points it taps (built on the meta device: no
+    memory, no cost); the teacher's are checked when it is loaded."""
+    kind = method(loss.name).taps
+    if kind in ("none", "logits"):
+        return
+    options = {k: v for k, v in model_cfg.items() if k != "arch"}
+    with torch.device("meta"):
+        student = build_model(str(model_cfg["arch"]), 10, **options)
+    chosen_points(student, kind, loss.name, "student", loss.student_points)
+
+
+def check_stage2_loss(loss: LossConfig) -> None:
+    """`kdlab fitnet`'s stage two distils the logits: any method that taps only them."""
+    logit_methods = [name for name, m in METHODS.items() if m.taps == "logits"]
+    if loss.name not in logit_methods:
+        raise KdlabError(
+            f"kdlab fitnet's stage two takes a logit method, not loss={loss.name}: choose one "
+            f"of {', '.join(logit_methods)} (loss=NAME)"
+        )

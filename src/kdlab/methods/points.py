@@ -1,0 +1,108 @@
+"""Which feature points a method taps on each model, checked by one dummy forward at start.
+
+The references' choices, named generically so every zoo model has them: `stages` = the last
+three feature points (f1, f2, f3 of a 3-stage ResNet or WRN), `last` = the last one (f3),
+`middle` = the model's default point (FitNets' hint layer, f2), `embedding` = the pooled
+features fed to the classifier (f4). `loss.student_points` / `loss.teacher_points` override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from kdlab.errors import KdlabError
+from kdlab.methods.base import FeatureConfig, Method, MethodContext, MethodObjective, Taps
+from kdlab.models import check_feature_point, default_feature_point, feature_points
+from kdlab.models.features import EMBEDDING, tapped_shapes
+
+STAGES = 3  # the references tap the three residual stages
+
+
+def _listing(model: nn.Module) -> str:
+    return ", ".join(feature_points(model)) or "none"
+
+
+def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple[str, ...]:
+    """The points of `kind` on `model`; a one-line error listing its points when it lacks them."""
+    points = feature_points(model)
+    if kind == "embedding":
+        return (EMBEDDING,)
+    if kind == "middle":
+        return (default_feature_point(model),)
+    wanted = STAGES if kind == "stages" else 1
+    if len(points) < wanted:
+        raise KdlabError(
+            f"loss={method} taps {wanted} feature point(s) of the {side}, model "
+            f"{type(model).__name__} has {len(points)} ({_listing(model)}): pick a "
+            f"convolutional model or set loss.{side}_points=[...]"
+        )
+    return tuple(points[-wanted:])
+
+
+def chosen_points(
+    model: nn.Module, kind: str, method: str, side: str, given: Sequence[str] | None
+) -> tuple[str, ...]:
+    """`given` (loss.<side>_points) checked against the model, else the default points."""
+    if not given:
+        return default_points(model, kind, method, side)
+    for point in given:
+        try:
+            check_feature_point(model, point)
+        except KdlabError as error:
+            raise KdlabError(f"loss.{side}_points: {error}") from None
+    return tuple(given)
+
+
+def check_shapes(
+    model: nn.Module, points: tuple[str, ...], kind: str, side: str, size: int
+) -> list:
+    """Each point's output shape (no batch); 3-D maps for map methods, vectors for embeddings."""
+    shapes = tapped_shapes(model, points, size)
+    dims = 1 if kind == "embedding" else 3
+    for point, shape in shapes.items():
+        if len(shape) != dims or isinstance(shape[0], str):
+            what = "a (N, D) vector" if dims == 1 else "an (N, C, H, W) map"
+            raise KdlabError(
+                f"{side} feature point '{point}' of model {type(model).__name__} gives {shape}, "
+                f"not {what}: choose among {_listing(model)} (loss.{side}_points=[...])"
+            )
+    return [shapes[p] for p in points]
+
+
+def resolve_taps(
+    context: MethodContext,
+    kind: str,
+    method: str,
+    student_points: Sequence[str] | None = None,
+    teacher_points: Sequence[str] | None = None,
+) -> Taps:
+    """Both sides' points, paired in order, with their shapes from one dummy forward each."""
+    assert context.teacher is not None
+    teacher = context.teacher.model
+    s_points = chosen_points(context.student, kind, method, "student", student_points)
+    t_points = chosen_points(teacher, kind, method, "teacher", teacher_points)
+    if len(s_points) != len(t_points):
+        raise KdlabError(
+            f"loss={method} pairs student and teacher points in order, got {len(s_points)} "
+            f"student ({', '.join(s_points)}) and {len(t_points)} teacher points "
+            f"({', '.join(t_points)}): give as many of each"
+        )
+    size = context.image_size
+    s_shapes = check_shapes(context.student, s_points, kind, "student", size)
+    t_shapes = check_shapes(teacher, t_points, kind, "teacher", size)
+    return Taps(s_points, t_points, tuple(s_shapes), tuple(t_shapes))
+
+
+def feature_method(
+    config: type[FeatureConfig], objective: type[MethodObjective], kind: str, summary: str
+) -> Method:
+    """A feature method's registry entry: its factory resolves and checks the taps of `kind`
+    (stages | last | middle | embedding), then builds the objective weighted by `beta`."""
+
+    def build(cfg: FeatureConfig, context: MethodContext) -> MethodObjective:
+        taps = resolve_taps(context, kind, cfg.name, cfg.student_points, cfg.teacher_points)
+        return objective(cfg, context, taps, cfg.beta)
+
+    return Method(config, build, kind, summary)
