@@ -45,7 +45,19 @@ def records(run) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", [*LOGIT_METHODS, *FEATURE_METHODS])
+# Run by default: one logit method (dkd) and a feature method of each kind of tap (stages:
+# at, embedding: rkd, a regressor: hint). The others are marked slow: their objectives are
+# checked step by step in test_methods_objectives.py and their taps are the same as these.
+COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in COVERED_BY_THEIR_KIND else name
+        for name in [*LOGIT_METHODS, *FEATURE_METHODS]
+    ],
+)
 def test_each_method_trains_and_writes_its_loss_parts(workdir, name):
     summary = distill(workdir, name, *ONE_EPOCH, f"loss={name}", f"model={TEACHER}")
     assert summary["loss_name"] == name
@@ -124,14 +136,8 @@ def test_the_report_shows_each_methods_own_part(workdir):
     ("overrides", "fragments"),
     [
         (["loss=nosuch"], ["unknown loss 'nosuch'", "dkd", "rkd", "(loss=NAME)"]),
-        (["loss=at", "loss.beta=-1"], ["loss.beta must be >= 0 for loss=at"]),
         (["loss=dkd", "loss.kd_weight=-0.5"], ["loss.kd_weight must be >= 0"]),
-        (["loss=dkd", "loss.warmup=-1"], ["loss.warmup must be >= 0 for loss=dkd"]),
         (["loss=dist", "T=0"], ["T must be positive"]),
-        (
-            ["loss=at", "model=torchvision", "model.name=vit_b_16"],
-            ["loss=at taps 3 feature point(s) of the student", "(conv_proj, encoder)"],
-        ),
         (
             ["loss=hint", "loss.student_points=[nosuch]"],
             ["loss.student_points: unknown feature point 'nosuch'", "block1, block2"],
@@ -139,6 +145,7 @@ def test_the_report_shows_each_methods_own_part(workdir):
     ],
 )
 def test_bad_method_settings_fail_in_one_line_and_write_nothing(tmp_path, overrides, fragments):
+    """(loss.beta, loss.warmup and a model without feature points are catalogue cases.)"""
     run = tmp_path / "run"
     proc = run_kdlab("distill", *TINY, *overrides, f"hydra.run.dir={run}", cwd=tmp_path)
     assert_one_line_error(proc, *fragments)
