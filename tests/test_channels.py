@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import read_summary
+from kdlab.catalogue import write_image_folder
 from kdlab.checkpoint import Checkpoint
 from kdlab.data import build_data
 from kdlab.data.schedule import TrainSchedule
@@ -61,15 +60,7 @@ def test_the_data_bundle_says_its_channels(tmp_path):
 
 
 def write_folder(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 8), ("test", 4)):
-        for name in ("cat", "dog"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+    return write_image_folder(root, ("cat", "dog"))
 
 
 def test_an_image_folder_decodes_to_the_channels_asked_for(tmp_path):

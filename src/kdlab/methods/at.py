@@ -7,13 +7,12 @@ of Convolutional Neural Networks via Attention Transfer" (ICLR).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype, match_spatial
-from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.base import FeatureConfig, LayerSumObjective
 from kdlab.methods.points import feature_method
 
 
@@ -42,14 +41,13 @@ class AtConfig(FeatureConfig):
     p: int = 2
 
 
-class AtObjective(MethodObjective):
+class AtObjective(LayerSumObjective):
     """Sum over the tapped layers of `at_loss`; the larger map is pooled to the smaller."""
 
     part = "at"
 
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        p = self.settings.p
-        return sum(at_loss(s, t, p) for s, t in zip(student[1], teacher[1], strict=True))
+    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return at_loss(student, teacher, self.settings.p)
 
 
 METHOD = feature_method(

@@ -153,3 +153,16 @@ class MethodObjective(Objective):
             fields["student_features"] = list(self.taps.student)
             fields["teacher_features"] = list(self.taps.teacher)
         return fields
+
+
+class LayerSumObjective(MethodObjective):
+    """A method whose loss is one function of a (student, teacher) feature pair, summed over
+    the tapped pairs (AT, NST and SP over stages; PKT over the one embedding)."""
+
+    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def method_loss(
+        self, student: tuple[Tensor, list[Any]], teacher: tuple[Tensor, list[Any]], y: Tensor
+    ) -> Tensor:
+        return sum(self.layer_loss(s, t) for s, t in zip(student[1], teacher[1], strict=True))

@@ -8,13 +8,12 @@ squared MMD between the student's and the teacher's channel distributions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype, match_spatial
-from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.base import FeatureConfig, LayerSumObjective
 from kdlab.methods.points import feature_method
 
 
@@ -42,13 +41,13 @@ class NstConfig(FeatureConfig):
     beta: float = 50.0
 
 
-class NstObjective(MethodObjective):
+class NstObjective(LayerSumObjective):
     """Sum over the tapped layers of `nst_loss`; the larger map is pooled to the smaller."""
 
     part = "nst"
 
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return sum(nst_loss(s, t) for s, t in zip(student[1], teacher[1], strict=True))
+    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return nst_loss(student, teacher)
 
 
 METHOD = feature_method(

@@ -8,12 +8,11 @@ each sample's neighbours in embedding space.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.base import FeatureConfig, LayerSumObjective
 from kdlab.methods.points import feature_method
 
 
@@ -44,13 +43,13 @@ class PktConfig(FeatureConfig):
     beta: float = 30000.0
 
 
-class PktObjective(MethodObjective):
+class PktObjective(LayerSumObjective):
     """`pkt_loss` of the pooled embeddings (their widths may differ)."""
 
     part = "pkt"
 
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return pkt_loss(student[1][0], teacher[1][0])
+    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return pkt_loss(student, teacher)
 
 
 METHOD = feature_method(

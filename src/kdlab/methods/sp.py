@@ -7,13 +7,12 @@ the teacher's batch similarity matrix, whatever the feature shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodObjective
+from kdlab.methods.base import FeatureConfig, LayerSumObjective
 from kdlab.methods.points import feature_method
 
 
@@ -38,13 +37,13 @@ class SpConfig(FeatureConfig):
     beta: float = 3000.0
 
 
-class SpObjective(MethodObjective):
+class SpObjective(LayerSumObjective):
     """`sp_loss` of the last stage (batch similarities: no spatial alignment needed)."""
 
     part = "sp"
 
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return sum(sp_loss(s, t) for s, t in zip(student[1], teacher[1], strict=True))
+    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return sp_loss(student, teacher)
 
 
 METHOD = feature_method(
