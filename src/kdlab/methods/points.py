@@ -1,9 +1,11 @@
 """Which feature points a method taps on each model, checked by one dummy forward at start.
 
-The references' choices, named generically so every zoo model has them: `stages` = the last
-three feature points (f1, f2, f3 of a 3-stage ResNet or WRN), `last` = the last one (f3),
-`middle` = the model's default point (FitNets' hint layer, f2), `embedding` = the pooled
-features fed to the classifier (f4). `loss.student_points` / `loss.teacher_points` override.
+The references' choices, named generically so every zoo model has them: `stages` = the
+stage outputs after the stem (RepDistiller's `feat[1:-1]`: f1, f2, f3 of a ResNet or WRN, f1..f4
+of a VGG, MobileNetV2 or ResNet-50; the last three feature points of a model that declares no
+stages), `last` = the last stage (`feat[-2]`), `middle` = the model's default point (FitNets'
+hint layer, f2), `embedding` = the pooled features fed to the classifier (`feat[-1]`).
+`loss.student_points` / `loss.teacher_points` override.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from torch import nn
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureConfig, Method, MethodContext, MethodObjective, Taps
-from kdlab.models import check_feature_point, default_feature_point, feature_points
-from kdlab.models.features import EMBEDDING, tapped_shapes
-
-STAGES = 3  # the references tap the three residual stages
+from kdlab.models import check_feature_point, default_feature_point, feature_points, stage_points
+from kdlab.models.features import EMBEDDING, FALLBACK_STAGES, tapped_shapes
 
 
 def _listing(model: nn.Module) -> str:
@@ -26,19 +26,19 @@ def _listing(model: nn.Module) -> str:
 
 def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple[str, ...]:
     """The points of `kind` on `model`; a one-line error listing its points when it lacks them."""
-    points = feature_points(model)
     if kind == "embedding":
         return (EMBEDDING,)
     if kind == "middle":
         return (default_feature_point(model),)
-    wanted = STAGES if kind == "stages" else 1
+    points = stage_points(model)
+    wanted = FALLBACK_STAGES if kind == "stages" else 1
     if len(points) < wanted:
         raise KdlabError(
             f"loss={method} taps {wanted} feature point(s) of the {side}, model "
             f"{type(model).__name__} has {len(points)} ({_listing(model)}): pick a "
             f"convolutional model or set loss.{side}_points=[...]"
         )
-    return tuple(points[-wanted:])
+    return points if kind == "stages" else points[-1:]
 
 
 def chosen_points(
@@ -83,6 +83,11 @@ def resolve_taps(
     teacher = context.teacher.model
     s_points = chosen_points(context.student, kind, method, "student", student_points)
     t_points = chosen_points(teacher, kind, method, "teacher", teacher_points)
+    if not student_points and not teacher_points:
+        # Default stages of unequal count (a 4-stage VGG and a 3-stage ResNet) pair their first
+        # ones, f1..f3, as RepDistiller's zip(g_s, g_t) does.
+        pairs = min(len(s_points), len(t_points))
+        s_points, t_points = s_points[:pairs], t_points[:pairs]
     if len(s_points) != len(t_points):
         raise KdlabError(
             f"loss={method} pairs student and teacher points in order, got {len(s_points)} "

@@ -24,6 +24,8 @@ from kdlab.models.channels import input_channels
 HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads"})
 # The pseudo-point of the pooled embedding: the input of the model's final Linear layer.
 EMBEDDING = "embedding"
+# A model that declares no stage points has its last this many feature points as its stages.
+FALLBACK_STAGES = 3
 
 
 def middle_point(points: Sequence[str]) -> str:
@@ -42,6 +44,16 @@ def feature_points(model: nn.Module) -> tuple[str, ...]:
             break
         points.append(name)
     return tuple(points)
+
+
+def stage_points(model: nn.Module) -> tuple[str, ...]:
+    """The stage outputs the references tap (f1..fK, after the stem f0) as the model declares
+    them; for a model that declares none (torchvision, kdlab's plain students) the last three
+    feature points (layer2..4 of a torchvision ResNet)."""
+    declared = getattr(model, "stage_points", None)
+    if declared is not None:
+        return tuple(declared)
+    return feature_points(model)[-FALLBACK_STAGES:]
 
 
 def default_feature_point(model: nn.Module) -> str:
