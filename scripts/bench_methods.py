@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         m = bench.measure([work for work, _ in works.values()])
     header = [
         device_line(bench.device),
-        settings_line(f"precision {bench.precision}, ", bench.batch_size, "one staged batch", args.quick),
+        settings_line(
+            f"precision {bench.precision}, ", bench.batch_size, "one staged batch", args.quick
+        ),
         f"student {student}, teacher {teacher_name}; every figure: median of "
         f"{bench.plan.rounds} rounds after a warm-up round, each round timing every method's "
         f"step once in turn ({bench.plan.block_steps} steps on one staged batch)",

@@ -1,5 +1,6 @@
 """The benchmarks' only calls into kdlab's run set-up (compose_config, build_data, Trainer,
-a method's objective), one function each, so a change of those APIs is adapted here and nowhere else."""
+a method's objective), one function each, so a change of those APIs is adapted here and
+nowhere else."""
 
 from __future__ import annotations
 
