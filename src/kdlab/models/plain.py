@@ -52,6 +52,11 @@ class PlainCNN(StagedNet):
                 in_ch = width
             stages[f"block{i}"] = nn.Sequential(*layers)
         super().__init__(stages, classifier(in_ch, num_classes), has_stem)
+        # each block's last conv-BN-ReLU: its ReLU and BN (models.preact)
+        self.preact_taps = {
+            f"block{i}": (f"block{i}.{len(stage) - 1}.2", f"block{i}.{len(stage) - 1}.1")
+            for i, stage in enumerate(stages.values(), start=1)
+        }
 
 
 # Blocks at 32, 32 | 16, 16, 16 | 8 px; the middle point block4 is 16x16. ~178K params.

@@ -78,6 +78,11 @@ class CifarResNet(StagedNet):
             stages[f"layer{i}"] = make_stage(block, in_ch, width, n, stride=1 if i == 1 else 2)
             in_ch = width
         super().__init__(stages, classifier(in_ch, num_classes))
+        # each stage's last block: the sum before its ReLU, its second BN (models.preact)
+        self.preact_taps = {
+            f"layer{i}": (f"layer{i}.{n - 1}.relu", f"layer{i}.{n - 1}.body.1.1")
+            for i, n in enumerate(blocks, start=1)
+        }
 
 
 def cifar_resnet(
