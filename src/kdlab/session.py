@@ -139,6 +139,9 @@ def test_selected(session: Session, trainer: Trainer) -> dict[str, Any]:
     used for selection. Both, because published tables differ in which epoch they report."""
     ckpts = session.run_dir / "checkpoints"
     last = Checkpoint.read(ckpts / "last.pt", session.device)
-    last_acc = trainer.test_accuracy(last.model)["acc"]
     best = Checkpoint.read(ckpts / "best.pt", session.device)
+    if (best.stage, best.epoch) == (last.stage, last.epoch):  # the last epoch was the best
+        test = trainer.test_accuracy(best.model)
+        return test | {"last_acc": test["acc"]}
+    last_acc = trainer.test_accuracy(last.model)["acc"]
     return trainer.test_accuracy(best.model) | {"last_acc": last_acc}
