@@ -308,6 +308,12 @@ def test_bad_settings_are_one_line_errors(overrides, message):
     assert "\n" not in str(error.value)
 
 
+def test_crd_refuses_torchrun(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun announces before the group exists
+    with pytest.raises(KdlabError, match="loss=crd keeps one memory bank"):
+        compose_config("distill", ["loss=crd", "trainer.batch_size=32"])
+
+
 def test_reference_defaults():
     crd = compose_config("distill", ["loss=crd"]).loss
     assert (crd.beta, crd.feat_dim, crd.nce_k, crd.nce_t, crd.nce_m) == (0.8, 128, 16384, 0.07, 0.5)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdlab.distributed import world_size
 from kdlab.errors import KdlabError
 from kdlab.methods._common import in_compute_dtype
 from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
@@ -104,6 +105,11 @@ class CrdConfig(FeatureConfig):
     nce_m: float = 0.5  # memory momentum
 
     def check(self) -> None:
+        if world_size() > 1:
+            raise KdlabError(
+                "loss=crd keeps one memory bank of the training samples, which torchrun's "
+                "processes would each update apart: run it in one process"
+            )
         bounds = [
             ("feat_dim", self.feat_dim >= 1, ">= 1"),
             ("nce_k", self.nce_k >= 1, ">= 1"),
