@@ -21,6 +21,9 @@ FEATURE_METHODS = {
     "pkt": ["embedding"],
     "rkd": ["embedding"],
     "hint": ["layer2"],
+    "crd": ["embedding"],
+    "cc": ["embedding"],
+    "vid": ["layer1", "layer2", "layer3"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 

@@ -59,9 +59,13 @@ class Objective(nn.Module):
     `teacher_logits`, where a batch carries them (the logit cache), are the teacher's logits
     for exactly `x`; objectives that need no teacher logits ignore them. The engine calls
     `set_epoch` before each epoch of a stage (counted from 1), for epoch-dependent weights.
+    An objective that sets `uses_indices` (a memory bank of the training samples, CRD) also
+    gets `indices=`, each training sample's int64 index in the training split, with every
+    training batch; evaluation batches carry none (their images are not training samples).
     """
 
     epoch: int = 1
+    uses_indices: bool = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -26,7 +26,8 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     if checkpoint is not None:
         teacher, extra["teacher"] = prepare_teacher(checkpoint, session)
     model = build_model_to_train(session)
-    objective = build_objective(cfg, teacher, model, session.data.image_size)
+    data = session.data
+    objective = build_objective(cfg, teacher, model, data.image_size, data.train_images)
     if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
         batches = teacher_batches(teacher, checkpoint, session)
     trainer = session.trainer(model)

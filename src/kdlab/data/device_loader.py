@@ -43,6 +43,9 @@ class DeviceLoader:
         """The current epoch's batches and views (on the host), as `__iter__` serves them."""
         return self.schedule.plan(self.epoch)
 
+    def batch_indices(self) -> tuple[torch.Tensor, ...]:
+        return self.epoch_plan().to(self.device).indices
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.serve(self.epoch_plan())
 

@@ -63,6 +63,9 @@ class StreamLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def batch_indices(self) -> tuple[torch.Tensor, ...]:
+        return self.schedule.plan(self.epoch).to(self.device).indices
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self.schedule.plan(self.epoch)
         self._batches.indices = plan.indices

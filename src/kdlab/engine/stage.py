@@ -60,8 +60,8 @@ class StepModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, x: Tensor, y: Tensor, *extra: Tensor) -> StepOutput:
-        return self.objective(self.model, x, y, *extra)
+    def forward(self, x: Tensor, y: Tensor, *extra: Tensor, **named: Tensor) -> StepOutput:
+        return self.objective(self.model, x, y, *extra, **named)
 
 
 def buffer_snapshot(*modules: nn.Module) -> Callable[[], None]:

@@ -264,11 +264,13 @@ class Trainer:
             disable=not self.place.show_bars,
         )
         first_step = (epoch - 1) * steps_per_epoch
+        indices = train.batch_indices() if stage.objective.uses_indices else None
         for i, batch in enumerate(bar):
             y = batch[1]
+            named = {} if indices is None else {"indices": indices[i]}
             undo = buffer_snapshot(self.model, stage.objective) if t.skip_nonfinite else None
             with autocast(self.device, self.precision):
-                out = loop.step(*batch)
+                out = loop.step(*batch, **named)
             if undo is not None and not self._finite_step(out.losses):
                 undo()
                 continue

@@ -55,6 +55,9 @@ class CachedLogitLoader:
     def set_epoch(self, epoch: int) -> None:
         self.train.set_epoch(epoch)
 
+    def batch_indices(self) -> tuple[torch.Tensor, ...]:
+        return self.train.batch_indices()
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         plan = self.train.epoch_plan()
         logits = self._epoch_logits(plan)

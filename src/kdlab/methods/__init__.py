@@ -6,6 +6,8 @@ official DIST code) so the published loss weights carry over, and computes in fl
 """
 
 from kdlab.methods.at import at_loss
+from kdlab.methods.cc import cc_loss
+from kdlab.methods.crd import contrast_loss, crd_loss
 from kdlab.methods.dist import dist_loss
 from kdlab.methods.dkd import dkd_loss, dkd_warmup
 from kdlab.methods.hint import ConvReg, hint_mse_loss
@@ -16,11 +18,15 @@ from kdlab.methods.reviewkd import ABF, hcl_loss
 from kdlab.methods.rkd import rkd_loss
 from kdlab.methods.sp import sp_loss
 from kdlab.methods.standardize import standardize_logits
+from kdlab.methods.vid import vid_loss
 
 __all__ = [
     "ABF",
     "ConvReg",
     "at_loss",
+    "cc_loss",
+    "contrast_loss",
+    "crd_loss",
     "dist_loss",
     "dkd_loss",
     "dkd_warmup",
@@ -33,4 +39,5 @@ __all__ = [
     "rkd_loss",
     "sp_loss",
     "standardize_logits",
+    "vid_loss",
 ]

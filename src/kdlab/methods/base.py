@@ -27,6 +27,10 @@ class LossConfig:
 
     name: str = "kd"
 
+    def check(self) -> None:
+        """Bounds of the method's own settings beyond `>= 0` (raise a one-line KdlabError);
+        the pre-flight runs it (kdlab.methods.checks)."""
+
 
 @dataclass
 class CombinedConfig(LossConfig):
@@ -66,6 +70,7 @@ class MethodContext:
     alpha: float
     image_size: int
     label_smoothing: float
+    train_images: int = 0  # the training split's size: what per-sample state is indexed by
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class MethodObjective(Objective):
     def method_loss(
         self, student: tuple[Tensor, list[Any]], teacher: tuple[Tensor, list[Any]], y: Tensor
     ) -> Tensor:
+        """The method's term; with `uses_indices` it also gets `indices=` (None in evaluation)."""
         raise NotImplementedError
 
     def _teacher(self, x: Tensor, cached: Tensor | None) -> tuple[Tensor, list[Any]]:
@@ -134,14 +140,20 @@ class MethodObjective(Objective):
             return run_tapped(self.teacher.model, x, self.taps.teacher)
 
     def forward(
-        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        teacher_logits: Tensor | None = None,
+        indices: Tensor | None = None,
     ) -> StepOutput:
         teacher = self._teacher(x, teacher_logits)
         student = run_tapped(model, x, self.taps.student)
         logits = student[0]
         ce = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         kd = self.T * self.T * kl_divergence(logits, teacher[0], self.T)
-        term = self.method_loss(student, teacher, y)
+        named = {"indices": indices} if self.uses_indices else {}
+        term = self.method_loss(student, teacher, y, **named)
         s = self.settings
         loss = s.ce_weight * ce + s.kd_weight * kd + self.weight * term
         losses = {"loss": loss, "loss_hard": ce, "loss_kd": kd, f"loss_{self.part}": term}

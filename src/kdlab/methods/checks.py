@@ -16,7 +16,7 @@ from kdlab.models import build_model
 
 
 def check_loss_settings(loss: LossConfig) -> None:
-    """A known method whose numbers (weights, warm-up, p) are all >= 0."""
+    """A known method whose numbers (weights, warm-up, p) are all >= 0, and its own bounds."""
     method(loss.name)
     for f in fields(loss):
         value = getattr(loss, f.name)
@@ -27,6 +27,7 @@ def check_loss_settings(loss: LossConfig) -> None:
                 f"loss.{f.name} must be >= 0 for loss={loss.name}, got {value} "
                 f"(set loss.{f.name}=N with N >= 0)"
             )
+    loss.check()
 
 
 def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:

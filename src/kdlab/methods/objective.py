@@ -23,9 +23,14 @@ class DistillSettings(Protocol):
 
 
 def build_objective(
-    cfg: DistillSettings, teacher: FrozenTeacher | None, student: Any, image_size: int
+    cfg: DistillSettings,
+    teacher: FrozenTeacher | None,
+    student: Any,
+    image_size: int,
+    train_images: int = 0,
 ) -> Objective:
-    """The objective of `cfg.loss` (its shapes checked now, by one dummy forward each side)."""
+    """The objective of `cfg.loss` (its shapes checked now, by one dummy forward each side);
+    `train_images` sizes per-sample state (CRD's memory bank)."""
     context = MethodContext(
         teacher=teacher,
         student=student,
@@ -33,6 +38,7 @@ def build_objective(
         alpha=cfg.alpha,
         image_size=image_size,
         label_smoothing=cfg.trainer.label_smoothing,
+        train_images=train_images,
     )
     chosen = method(cfg.loss.name)
     objective = chosen.build(cfg.loss, context)

@@ -8,7 +8,23 @@ reference defaults and their source, objective, `METHOD`), one line here, and it
 from __future__ import annotations
 
 from kdlab.errors import KdlabError
-from kdlab.methods import at, ce, dist, dkd, hint, kd, nst, ofd, pkt, reviewkd, rkd, sp
+from kdlab.methods import (
+    at,
+    cc,
+    ce,
+    crd,
+    dist,
+    dkd,
+    hint,
+    kd,
+    nst,
+    ofd,
+    pkt,
+    reviewkd,
+    rkd,
+    sp,
+    vid,
+)
 from kdlab.methods.base import LossConfig, Method
 
 METHODS: dict[str, Method] = {
@@ -24,6 +40,9 @@ METHODS: dict[str, Method] = {
     "hint": hint.METHOD,
     "ofd": ofd.METHOD,
     "reviewkd": reviewkd.METHOD,
+    "crd": crd.METHOD,
+    "cc": cc.METHOD,
+    "vid": vid.METHOD,
 }
 
 
