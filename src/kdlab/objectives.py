@@ -53,12 +53,25 @@ class FrozenTeacher:
         return out.clone()
 
 
+@dataclass(frozen=True)
+class InitStage:
+    """A stage an objective asks to run before its own (RepDistiller's init stage for AB, FT
+    and FSP): `objective` alone trains `modules` for `epochs`, at `lr_scale` times the lr."""
+
+    objective: Objective
+    modules: tuple[nn.Module, ...]
+    epochs: int
+    lr_scale: float = 1.0
+
+
 class Objective(nn.Module):
     """Base: subclasses define forward(model, x, y[, teacher_logits]) -> StepOutput.
 
     `teacher_logits`, where a batch carries them (the logit cache), are the teacher's logits
     for exactly `x`; objectives that need no teacher logits ignore them. The engine calls
     `set_epoch` before each epoch of a stage (counted from 1), for epoch-dependent weights.
+    An objective may ask for an init stage before its own (`init_stage`) and keep some of its
+    modules fixed while it trains (`fixed_modules`); by default it does neither.
     """
 
     epoch: int = 1
@@ -74,6 +87,14 @@ class Objective(nn.Module):
     def summary_fields(self) -> dict[str, Any]:
         """What summary.json records about this objective's settings (none by default)."""
         return {}
+
+    def init_stage(self, model: nn.Module) -> InitStage | None:
+        """The stage to run on `model` before this objective's own, if any."""
+        return None
+
+    def fixed_modules(self) -> tuple[nn.Module, ...]:
+        """This objective's modules that stay fixed (eval mode, untrained) in its stage."""
+        return ()
 
 
 class CrossEntropy(Objective):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from kdlab.losses import kl_divergence
 from kdlab.models import FeatureTap
-from kdlab.objectives import FrozenTeacher, Objective, StepOutput
+from kdlab.objectives import FrozenTeacher, Objective, StepOutput, run_prefix
 
 
 @dataclass
@@ -56,6 +56,15 @@ class FeatureConfig(CombinedConfig):
     teacher_points: list[str] | None = None
 
 
+@dataclass
+class InitConfig(FeatureConfig):
+    """A method with RepDistiller's init stage (train_student.py --init_epochs 30,
+    helper/pretrain.py: its SGD at the run's lr); `init_epochs=0` skips it."""
+
+    init_epochs: int = 30
+    init_lr_scale: float = 1.0  # the init stage's lr over optim.lr
+
+
 @dataclass(frozen=True)
 class MethodContext:
     """What building an objective may use: the teacher, the student, the run's settings."""
@@ -91,13 +100,16 @@ class Method:
         return self.taps in ("logits", "none")
 
 
-def run_tapped(model: nn.Module, x: Tensor, points: tuple[str, ...]) -> tuple[Tensor, list[Any]]:
-    """One forward of `model`, with the outputs of `points` recorded by hooks on the way."""
-    if not points:
+def run_tapped(
+    model: nn.Module, x: Tensor, tap: FeatureTap, upto: str | None = None
+) -> tuple[Tensor, list[Any]]:
+    """One forward of `model` (or of its children up to point `upto`), with what `tap`
+    records on the way: `(output, [the tapped points' tensors, in order])`."""
+    if not tap.points:
         return model(x), []
-    with FeatureTap(model, points) as tap:
-        logits = model(x)
-    return logits, [tap.features[p] for p in points]
+    with tap:
+        out = model(x) if upto is None else run_prefix(model, upto, x)
+    return out, [tap.features[p] for p in tap.points]
 
 
 class MethodObjective(Objective):
@@ -127,17 +139,27 @@ class MethodObjective(Objective):
     ) -> Tensor:
         raise NotImplementedError
 
-    def _teacher(self, x: Tensor, cached: Tensor | None) -> tuple[Tensor, list[Any]]:
+    def tap(self, model: nn.Module, points: tuple[str, ...]) -> FeatureTap:
+        """What records the tapped points of a forward (the outputs; AB's: pre-activations)."""
+        return FeatureTap(model, points)
+
+    def run_teacher(self, x: Tensor, cached: Tensor | None = None) -> tuple[Tensor, list[Any]]:
         if cached is not None and not self.taps.teacher:
             return cached, []
+        model = self.teacher.model
         with torch.no_grad():  # not inference mode: its outputs enter the losses' graphs
-            return run_tapped(self.teacher.model, x, self.taps.teacher)
+            return run_tapped(model, x, self.tap(model, self.taps.teacher))
+
+    def run_student(
+        self, model: nn.Module, x: Tensor, upto: str | None = None
+    ) -> tuple[Tensor, list[Any]]:
+        return run_tapped(model, x, self.tap(model, self.taps.student), upto)
 
     def forward(
         self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
     ) -> StepOutput:
-        teacher = self._teacher(x, teacher_logits)
-        student = run_tapped(model, x, self.taps.student)
+        teacher = self.run_teacher(x, teacher_logits)
+        student = self.run_student(model, x)
         logits = student[0]
         ce = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         kd = self.T * self.T * kl_divergence(logits, teacher[0], self.T)

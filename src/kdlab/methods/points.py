@@ -3,7 +3,8 @@
 The references' choices, named generically so every zoo model has them: `stages` = the last
 three feature points (f1, f2, f3 of a 3-stage ResNet or WRN), `last` = the last one (f3),
 `middle` = the model's default point (FitNets' hint layer, f2), `embedding` = the pooled
-features fed to the classifier (f4). `loss.student_points` / `loss.teacher_points` override.
+features fed to the classifier (f4), `stem_stages` = the last four points (f0-f3, FSP's).
+`loss.student_points` / `loss.teacher_points` override.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple
         return (EMBEDDING,)
     if kind == "middle":
         return (default_feature_point(model),)
-    wanted = STAGES if kind == "stages" else 1
+    wanted = {"stages": STAGES, "stem_stages": STAGES + 1}.get(kind, 1)
     if len(points) < wanted:
         raise KdlabError(
             f"loss={method} taps {wanted} feature point(s) of the {side}, model "
@@ -99,7 +100,8 @@ def feature_method(
     config: type[FeatureConfig], objective: type[MethodObjective], kind: str, summary: str
 ) -> Method:
     """A feature method's registry entry: its factory resolves and checks the taps of `kind`
-    (stages | last | middle | embedding), then builds the objective weighted by `beta`."""
+    (stages | stem_stages | last | middle | embedding), then builds the objective weighted
+    by `beta`."""
 
     def build(cfg: FeatureConfig, context: MethodContext) -> MethodObjective:
         taps = resolve_taps(context, kind, cfg.name, cfg.student_points, cfg.teacher_points)
