@@ -101,7 +101,9 @@ def count_forwards(model: nn.Module) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("name", ["at", "nst", "sp", "pkt", "rkd", "hint", "dkd", "dist"])
+@pytest.mark.parametrize(
+    "name", ["at", "nst", "sp", "pkt", "rkd", "hint", "dkd", "dist", "ab", "ft", "fsp"]
+)
 def test_one_teacher_and_one_student_forward_per_step(pair, name):
     student, teacher = pair
     objective = objective_for(f"loss={name}", student=student.float(), teacher=teacher.float())

@@ -212,7 +212,7 @@ CATALOGUE = [
     BadInput(
         "`kdlab distill loss=nosuch`",
         static("distill", "loss=nosuch"),
-        ("unknown loss 'nosuch'", "ce, dist, dkd", "rkd, sp", "(loss=NAME)"),
+        ("unknown loss 'nosuch'", "ce, crd, dist, dkd", "rkd, sp, vid", "(loss=NAME)"),
     ),
     BadInput(
         "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"

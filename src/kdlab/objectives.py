@@ -53,6 +53,17 @@ class FrozenTeacher:
         return out.clone()
 
 
+@dataclass(frozen=True)
+class InitStage:
+    """A stage an objective asks to run before its own (RepDistiller's init stage for AB, FT
+    and FSP): `objective` alone trains `modules` for `epochs`, at `lr_scale` times the lr."""
+
+    objective: Objective
+    modules: tuple[nn.Module, ...]
+    epochs: int
+    lr_scale: float = 1.0
+
+
 class Objective(nn.Module):
     """Base: subclasses define forward(model, x, y[, teacher_logits]) -> StepOutput.
 
@@ -62,6 +73,8 @@ class Objective(nn.Module):
     An objective that sets `uses_indices` (a memory bank of the training samples, CRD) also
     gets `indices=`, each training sample's int64 index in the training split, with every
     training batch; evaluation batches carry none (their images are not training samples).
+    An objective may ask for an init stage before its own (`init_stage`) and keep some of its
+    modules fixed while it trains (`fixed_modules`); by default it does neither.
     """
 
     epoch: int = 1
@@ -78,6 +91,14 @@ class Objective(nn.Module):
     def summary_fields(self) -> dict[str, Any]:
         """What summary.json records about this objective's settings (none by default)."""
         return {}
+
+    def init_stage(self, model: nn.Module) -> InitStage | None:
+        """The stage to run on `model` before this objective's own, if any."""
+        return None
+
+    def fixed_modules(self) -> tuple[nn.Module, ...]:
+        """This objective's modules that stay fixed (eval mode, untrained) in its stage."""
+        return ()
 
 
 class CrossEntropy(Objective):

@@ -1,19 +1,37 @@
 """`kdlab distill`: a student against a frozen teacher with any registered method (`loss=`),
-or the baseline (`loss=ce`)."""
+or the baseline (`loss=ce`); a method with an init stage (AB, FT, FSP) runs it first."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from kdlab.config import DistillConfig
-from kdlab.engine import Stage, run_stages
+from kdlab.engine import Stage, parameters_of, run_stages
 from kdlab.logit_cache import CachedLogitLoader
 from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
 from kdlab.methods.registry import method
-from kdlab.objectives import FrozenTeacher
+from kdlab.objectives import FrozenTeacher, Objective
 from kdlab.session import build_model_to_train, open_session, test_selected
 from kdlab.summary import write_summary
 from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
+
+
+def method_stages(
+    objective: Objective, model: nn.Module, epochs: int, batches: CachedLogitLoader | None
+) -> list[Stage]:
+    """The objective's init stage, when it asks for one (AB, FT, FSP), then the distillation
+    stage: the student with the method's own modules (a hint regressor) but its fixed ones."""
+    fixed = objective.fixed_modules()
+    fixed_ids = {id(p) for p in parameters_of(fixed)}
+    trained = [p for p in [*model.parameters(), *objective.parameters()] if id(p) not in fixed_ids]
+    main = Stage("distill", objective, [{"params": trained}], epochs, fixed, train=batches)
+    init = objective.init_stage(model)
+    if init is None:
+        return [main]
+    groups = [{"params": parameters_of(init.modules), "lr_scale": init.lr_scale}]
+    return [Stage("init", init.objective, groups, init.epochs, select="val_loss"), main]
 
 
 def run(cfg: DistillConfig) -> dict[str, Any]:
@@ -31,15 +49,8 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
         batches = teacher_batches(teacher, checkpoint, session)
     trainer = session.trainer(model)
-    stage = Stage(
-        name="distill",
-        objective=objective,
-        # the method's own parameters (a hint regressor) train with the student
-        param_groups=[{"params": [*model.parameters(), *objective.parameters()]}],
-        epochs=cfg.trainer.epochs,
-        train=batches,
-    )
-    results = run_stages(trainer, [stage], session.resume_state)
+    stages = method_stages(objective, model, cfg.trainer.epochs, batches)
+    results = run_stages(trainer, stages, session.resume_state)
     test = test_selected(session, trainer)
     if checkpoint is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None

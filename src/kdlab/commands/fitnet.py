@@ -16,7 +16,7 @@ from torch import nn
 
 from kdlab.config import FitnetRunConfig
 from kdlab.data import BatchLoader
-from kdlab.engine import Stage, run_stages
+from kdlab.engine import Stage, parameters_of, run_stages
 from kdlab.methods.objective import build_objective
 from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
@@ -31,10 +31,6 @@ log = logging.getLogger("kdlab")
 def stage1_epochs(cfg: FitnetRunConfig) -> int:
     """fitnet.stage1_epochs, or by default an eighth of the training budget (at least 1)."""
     return cfg.fitnet.stage1_epochs or math.ceil(cfg.trainer.epochs / 8)
-
-
-def parameters_of(modules: list[nn.Module]) -> list[nn.Parameter]:
-    return [p for m in modules for p in m.parameters()]
 
 
 def hint_stage(

@@ -47,6 +47,11 @@ class StageResult:
         return self.train_images / self.train_time_s if self.train_time_s > 0 else 0.0
 
 
+def parameters_of(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of `modules`, for a stage's parameter groups."""
+    return [p for m in modules for p in m.parameters()]
+
+
 class StepModule(nn.Module):
     """A stage's training step as one module: the objective applied to the model.
 

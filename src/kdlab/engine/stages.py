@@ -1,7 +1,8 @@
 """The multi-stage runner: stages in order, each continuing from the weights the one before
 selected, and resumable in any of them.
 
-FitNets (hint stage, then KD) is two stages; train and distill are one. The runner owns the
+FitNets (hint stage, then KD) is two stages, and so is a method with an init stage (AB,
+FT, FSP); train and distill are one. The runner owns the
 stage history that checkpoints carry and decides, on resume, which stages are done (their
 results come from the checkpoint), which one continues and which start fresh.
 """
@@ -32,20 +33,23 @@ def run_stages(
         offset = sum(result.epochs for result in results)
         results.append(trainer.fit(stage, epoch_offset=offset, resume=own))
         if index < len(stages) - 1:
-            continue_from_selected(trainer, stage.name)
+            continue_from_selected(trainer, stage)
     return results
 
 
-def continue_from_selected(trainer: Trainer, stage_name: str) -> None:
-    """Load the stage's selected weights into the model, keeping them as <stage>.pt.
+def continue_from_selected(trainer: Trainer, stage: Stage) -> None:
+    """Load the stage's selected weights into the model and its objective (modules a later
+    stage keeps using, e.g. an init stage's connectors), keeping them as <stage>.pt.
 
     Once <stage>.pt exists it is the one to start from: a run killed between the next stage's
     best.pt and last.pt saves resumes in this stage, with best.pt already the next one's.
     """
-    selected = trainer.ckpt_dir / f"{stage_name}.pt"
+    selected = trainer.ckpt_dir / f"{stage.name}.pt"
     if not selected.is_file():
         best = trainer.ckpt_dir / "best.pt"
         if is_main():
             copy_checkpoint(best, selected)
         selected = best
-    trainer.model.load_state_dict(Checkpoint.read(selected, trainer.device).model)
+    state = Checkpoint.read(selected, trainer.device)
+    trainer.model.load_state_dict(state.model)
+    stage.objective.load_state_dict(state.objective)

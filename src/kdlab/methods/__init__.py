@@ -2,14 +2,18 @@
 
 Each follows its reference implementation's reduction (RepDistiller, mdistiller, the
 official DIST code) so the published loss weights carry over, and computes in float32
-(float64 inputs stay float64). Feature losses take one layer pair: sum them over layers.
+(float64 inputs stay float64). Feature losses take one layer pair (sum them over layers),
+except AB's and FSP's, which take each side's layers in order (their layers interact).
 """
 
+from kdlab.methods.ab import ab_loss
 from kdlab.methods.at import at_loss
 from kdlab.methods.cc import cc_loss
 from kdlab.methods.crd import contrast_loss, crd_loss
 from kdlab.methods.dist import dist_loss
 from kdlab.methods.dkd import dkd_loss, dkd_warmup
+from kdlab.methods.fsp import fsp_loss, fsp_matrices
+from kdlab.methods.ft import ft_loss
 from kdlab.methods.hint import ConvReg, hint_mse_loss
 from kdlab.methods.nst import nst_loss
 from kdlab.methods.ofd import ofd_loss, ofd_margin
@@ -23,6 +27,7 @@ from kdlab.methods.vid import vid_loss
 __all__ = [
     "ABF",
     "ConvReg",
+    "ab_loss",
     "at_loss",
     "cc_loss",
     "contrast_loss",
@@ -30,6 +35,9 @@ __all__ = [
     "dist_loss",
     "dkd_loss",
     "dkd_warmup",
+    "fsp_loss",
+    "fsp_matrices",
+    "ft_loss",
     "hcl_loss",
     "hint_mse_loss",
     "nst_loss",

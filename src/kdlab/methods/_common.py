@@ -1,4 +1,5 @@
-"""Helpers shared by the method losses: the compute dtype and the references' spatial match."""
+"""Helpers shared by the method losses: the compute dtype, the references' spatial match
+and their spatial attention map (AT, FT)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,11 @@ def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
     if tuple(f_t.shape[2:]) != size:
         f_t = F.adaptive_avg_pool2d(f_t, size)
     return f_s, f_t
+
+
+def attention_map(f: Tensor, p: int) -> Tensor:
+    """l2-normalised (over HW) mean_c f^p of a (B, C, H, W) map, shape (B, H*W).
+
+    f^p, not |f|^p, as in the references: the two differ for odd p on pre-activation maps.
+    """
+    return F.normalize(f.pow(p).mean(dim=1).flatten(1), dim=1)

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype, match_spatial
+from kdlab.methods._common import attention_map, in_compute_dtype, match_spatial
 from kdlab.methods.base import FeatureConfig, LayerSumObjective
 from kdlab.methods.points import feature_method
-
-
-def _attention(f: Tensor, p: int) -> Tensor:
-    """l2-normalised (over HW) mean_c f^p, shape (B, H*W).
-
-    f^p, not |f|^p, as in the references: the two differ for odd p on pre-activation maps.
-    """
-    return F.normalize(f.pow(p).mean(dim=1).flatten(1), dim=1)
 
 
 def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Tensor:
@@ -29,7 +20,7 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Ten
     norm); the larger map is first average-pooled to the smaller's size. Sum it over layers.
     """
     f_s, f_t = match_spatial(*in_compute_dtype(student_feature, teacher_feature))
-    return (_attention(f_s, p) - _attention(f_t, p)).pow(2).mean()
+    return (attention_map(f_s, p) - attention_map(f_t, p)).pow(2).mean()
 
 
 @dataclass

@@ -60,6 +60,15 @@ class FeatureConfig(CombinedConfig):
     teacher_points: list[str] | None = None
 
 
+@dataclass
+class InitConfig(FeatureConfig):
+    """A method with RepDistiller's init stage (train_student.py --init_epochs 30,
+    helper/pretrain.py: its SGD at the run's lr); `init_epochs=0` skips it."""
+
+    init_epochs: int = 30
+    init_lr_scale: float = 1.0  # the init stage's lr over optim.lr
+
+
 @dataclass(frozen=True)
 class MethodContext:
     """What building an objective may use: the teacher, the student, the run's settings."""
@@ -133,11 +142,14 @@ class MethodObjective(Objective):
         """The method's term; with `uses_indices` it also gets `indices=` (None in evaluation)."""
         raise NotImplementedError
 
-    def _teacher(self, x: Tensor, cached: Tensor | None) -> tuple[Tensor, list[Any]]:
+    def run_teacher(self, x: Tensor, cached: Tensor | None = None) -> tuple[Tensor, list[Any]]:
         if cached is not None and not self.taps.teacher:
             return cached, []
         with torch.no_grad():  # not inference mode: its outputs enter the losses' graphs
             return run_tapped(self.teacher.model, x, self.taps.teacher)
+
+    def run_student(self, model: nn.Module, x: Tensor) -> tuple[Tensor, list[Any]]:
+        return run_tapped(model, x, self.taps.student)
 
     def forward(
         self,
@@ -147,8 +159,8 @@ class MethodObjective(Objective):
         teacher_logits: Tensor | None = None,
         indices: Tensor | None = None,
     ) -> StepOutput:
-        teacher = self._teacher(x, teacher_logits)
-        student = run_tapped(model, x, self.taps.student)
+        teacher = self.run_teacher(x, teacher_logits)
+        student = self.run_student(model, x)
         logits = student[0]
         ce = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         kd = self.T * self.T * kl_divergence(logits, teacher[0], self.T)

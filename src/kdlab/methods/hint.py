@@ -42,18 +42,21 @@ def _regressor_conv(s_c: int, s_h: int, s_w: int, t_c: int, t_h: int, t_w: int) 
 
 class ConvReg(nn.Module):
     """The references' regressor: conv3x3 stride 2 when s_H = 2 t_H, convT 4x4 stride 2 when
-    t_H = 2 s_H, else a conv of kernel (1 + s_H - t_H, 1 + s_W - t_W); then BN and ReLU.
+    t_H = 2 s_H, else a conv of kernel (1 + s_H - t_H, 1 + s_W - t_W); then BN and ReLU
+    (`relu=False`: no ReLU, AB's connector, which maps pre-activations).
 
     Shapes are the (N, C, H, W) (or (C, H, W)) shapes of the student and teacher features.
     """
 
-    def __init__(self, student_shape: Sequence[int], teacher_shape: Sequence[int]) -> None:
+    def __init__(
+        self, student_shape: Sequence[int], teacher_shape: Sequence[int], relu: bool = True
+    ) -> None:
         super().__init__()
         s_c, s_h, s_w = student_shape[-3:]
         t_c, t_h, t_w = teacher_shape[-3:]
         self.conv = _regressor_conv(s_c, s_h, s_w, t_c, t_h, t_w)
         self.bn = nn.BatchNorm2d(t_c)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU() if relu else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.conv(x)))

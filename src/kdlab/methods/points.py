@@ -7,7 +7,8 @@ stages), `last` = the last stage (`feat[-2]`), `middle` = the model's default po
 hint layer, f2), `embedding` = the pooled features fed to the classifier (`feat[-1]`),
 `preact` = the last three pre-activation points (before the ReLU, models.preact; OFD),
 `review` = the last three stages and the embedding, the teacher's stages pre-activation
-(ReviewKD). `loss.student_points` / `loss.teacher_points` override.
+(ReviewKD), `stem_stages` = the stem's output and the stages (FSP's `feat[:-1]`).
+`loss.student_points` / `loss.teacher_points` override.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _listing(model: nn.Module) -> str:
 def _uses_preact(kind: str, side: str) -> bool:
     """OFD taps both models before the ReLU; ReviewKD the teacher only (mdistiller)."""
     return kind == "preact" or (kind == "review" and side == "teacher")
+
+
+def _stem(model: nn.Module, stages: tuple[str, ...]) -> tuple[str, ...]:
+    """The feature point just before the first stage (the stem's output), if there is one."""
+    points = feature_points(model)
+    first = points.index(stages[0]) if stages[0] in points else 0
+    return points[first - 1 : first] if first else ()
 
 
 def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple[str, ...]:
@@ -56,6 +64,8 @@ def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple
         )
     if kind == "stages":
         return points
+    if kind == "stem_stages":
+        return (*_stem(model, points), *points)
     picked = tuple(points[-wanted:])
     return (*picked, EMBEDDING) if kind == "review" else picked
 
@@ -123,8 +133,8 @@ def feature_method(
     config: type[FeatureConfig], objective: type[MethodObjective], kind: str, summary: str
 ) -> Method:
     """A feature method's registry entry: its factory resolves and checks the taps of `kind`
-    (stages | last | middle | embedding | preact | review), then builds the objective
-    weighted by `beta`."""
+    (stages | stem_stages | last | middle | embedding | preact | review), then builds the
+    objective weighted by `beta`."""
 
     def build(cfg: FeatureConfig, context: MethodContext) -> MethodObjective:
         taps = resolve_taps(context, kind, cfg.name, cfg.student_points, cfg.teacher_points)

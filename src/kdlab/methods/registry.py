@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from kdlab.errors import KdlabError
 from kdlab.methods import (
+    ab,
     at,
     cc,
     ce,
     crd,
     dist,
     dkd,
+    fsp,
+    ft,
     hint,
     kd,
     nst,
@@ -43,6 +46,9 @@ METHODS: dict[str, Method] = {
     "crd": crd.METHOD,
     "cc": cc.METHOD,
     "vid": vid.METHOD,
+    "ab": ab.METHOD,
+    "ft": ft.METHOD,
+    "fsp": fsp.METHOD,
 }
 
 

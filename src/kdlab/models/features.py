@@ -113,6 +113,19 @@ def modules_up_to(model: nn.Module, point: str) -> list[nn.Module]:
     return prefix
 
 
+def hooked_child(model: nn.Module, point: str) -> str:
+    """The top-level child whose forward records `point`: the point itself, or for
+    `embedding` and `<stage>.preact` the child holding the hooked Linear or ReLU (a WRN
+    stage's pre-activation is the next stage's or the head's)."""
+    if point == EMBEDDING:
+        target: nn.Module = embedding_module(model)
+    elif point.endswith(PREACT):
+        target, _ = preact_modules(model, point)
+    else:
+        return point.split(".")[0]
+    return next(name for name, child in model.named_children() if target in child.modules())
+
+
 class FeatureTap:
     """Records the outputs of named feature points during forward passes inside a `with`.
 
@@ -141,19 +154,20 @@ class FeatureTap:
     def _record_copy(self, point: str, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         self.features[point] = inputs[0].clone()  # the ReLU is in place: keep what it gets
 
+    def _register(self, point: str) -> RemovableHandle:
+        """The hook that records `point`."""
+        if point == EMBEDDING:  # a pre-hook: the final Linear's input
+            linear = embedding_module(self.model)
+            return linear.register_forward_pre_hook(partial(self._record_input, point))
+        if point.endswith(PREACT):  # a pre-hook: the input of the ReLU after the stage
+            relu, _ = preact_modules(self.model, point)
+            return relu.register_forward_pre_hook(partial(self._record_copy, point))
+        child = self.model.get_submodule(point)
+        return child.register_forward_hook(partial(self._record, point))
+
     def __enter__(self) -> FeatureTap:
         self.features = {}
-        for point in self.points:
-            if point == EMBEDDING:  # a pre-hook: the final Linear's input
-                linear = embedding_module(self.model)
-                hook = linear.register_forward_pre_hook(partial(self._record_input, point))
-            elif point.endswith(PREACT):  # a pre-hook: the input of the ReLU after the stage
-                relu, _ = preact_modules(self.model, point)
-                hook = relu.register_forward_pre_hook(partial(self._record_copy, point))
-            else:
-                child = self.model.get_submodule(point)
-                hook = child.register_forward_hook(partial(self._record, point))
-            self._handles.append(hook)
+        self._handles = [self._register(point) for point in self.points]
         return self
 
     def __exit__(
@@ -167,23 +181,29 @@ class FeatureTap:
         self._handles.clear()
 
 
-def tapped_shapes(
-    model: nn.Module, points: Sequence[str], image_size: int = 32
-) -> dict[str, tuple[int, ...]]:
-    """The shape (without the batch) of each point's output for square inputs, found by one
-    dummy forward. The input has as many channels as the model's first conv takes. Runs in
-    eval mode without grad on the model's own device; every module's mode is restored."""
+def dummy_forward(model: nn.Module, image_size: int = 32) -> None:
+    """One forward of a zero image through `model` (as many channels as its first conv
+    takes), in eval mode without grad on its own device; every module's mode is restored."""
     modes = {module: module.training for module in model.modules()}
     param = next(model.parameters())
     shape = (1, input_channels(model), image_size, image_size)
     x = torch.zeros(shape, device=param.device, dtype=param.dtype)
     model.eval()
     try:
-        with torch.no_grad(), FeatureTap(model, points) as tap:
+        with torch.no_grad():
             model(x)
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def tapped_shapes(
+    model: nn.Module, points: Sequence[str], image_size: int = 32
+) -> dict[str, tuple[int, ...]]:
+    """The shape (without the batch) of each point's output for square inputs, found by one
+    `dummy_forward`."""
+    with FeatureTap(model, points) as tap:
+        dummy_forward(model, image_size)
     return {
         point: tuple(out.shape[1:]) if isinstance(out, Tensor) else (type(out).__name__,)
         for point, out in tap.features.items()

@@ -4,7 +4,8 @@ curves_loss.png is the hard-label cross-entropy of every run (a plain run's loss
 run's hard part: one scale); curves_acc.png the top-1 accuracy; curves_loss_parts.png
 the distillation runs' own objectives and each loss part they logged, a panel each.
 Train is solid with filled dots, val dashed with open squares (told apart even in a
-one-epoch run); a dotted vertical line marks where a FitNet run's stage two starts.
+one-epoch run); a dotted vertical line marks where a run's next stage starts (FitNets'
+stage two, the main stage after an init stage).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _legend(figure: Figure, curves: Sequence[Curves]) -> None:
         for split, style in SPLITS.items()
     }
     if any(run.stage_starts() for run in curves):
-        styles["FitNet\nstage 2\nstarts"] = Line2D([], [], color="grey", linestyle=":")
+        styles["next\nstage\nstarts"] = Line2D([], [], color="grey", linestyle=":")
     figure.set_figwidth(figure.get_figwidth() + STYLE_KEY_IN)
     figure.legend(
         styles.values(), styles.keys(), loc="outside right upper", fontsize=LEGEND_PT
