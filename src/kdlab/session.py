@@ -135,6 +135,12 @@ def build_model_to_train(session: Session) -> nn.Module:
 
 def test_selected(session: Session, trainer: Trainer) -> dict[str, Any]:
     """The test split's figures (loss, acc, acc5, confusion) of the selected checkpoint,
-    best.pt: measured once, at the end, never used for selection."""
-    best = Checkpoint.read(session.run_dir / "checkpoints" / "best.pt", session.device)
-    return trainer.test_accuracy(best.model)
+    best.pt, and `last_acc`, the last epoch's (last.pt): measured once, at the end, never
+    used for selection. Papers that report the last epoch are compared with `last_acc`."""
+    checkpoints = session.run_dir / "checkpoints"
+    best = Checkpoint.read(checkpoints / "best.pt", session.device)
+    last = Checkpoint.read(checkpoints / "last.pt", session.device)
+    last_acc = None if last.epoch == best.epoch else trainer.test_accuracy(last.model)["acc"]
+    test = trainer.test_accuracy(best.model)  # last: the trainer's model keeps best's weights
+    test["last_acc"] = test["acc"] if last_acc is None else last_acc
+    return test
