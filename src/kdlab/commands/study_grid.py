@@ -184,6 +184,9 @@ def run_plan(plan: Plan, study_dir: Path, jobs: int) -> list[str]:
         run([job for job in plan.jobs if job.command == "train"])
         ready = set(plan.given) | {j.model for j in plan.jobs if j.is_teacher and finished[j.sub]}
         run([job for job in plan.jobs if job.command != "train" and job.teacher in ready])
+    for job in plan.jobs:
+        if job.command != "train" and job.teacher not in ready:
+            print(f"== {job.sub}: skipped, its teacher did not finish", flush=True)
     return [job.sub for job in plan.jobs if not finished.get(job.sub, False)]
 
 
