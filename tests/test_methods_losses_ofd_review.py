@@ -178,9 +178,16 @@ def test_abf_fuses_with_two_attention_maps_then_resizes_to_the_teacher():
 # --- the pre-activation taps ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["resnet8", "wrn_16_2", "cnn_student"])
+LINEAR_STAGES = ("mobilenetv2", "shufflenetv2")  # no ReLU ends their stages
+
+
+@pytest.mark.parametrize(
+    "arch",
+    ["resnet8", "resnet50", "wrn_16_2", "cnn_student", "shufflenetv1", *LINEAR_STAGES],
+)
 def test_preact_points_are_the_relu_inputs_and_their_bn_feeds_them(arch):
-    """ResNet and plain CNN: ReLU(point) is the stage output; WRN: point = BN(stage output)."""
+    """ResNet, ShuffleNetV1, plain CNN: ReLU(point) is the stage output; WRN: point = BN(stage
+    output); MobileNetV2 and ShuffleNetV2: the point is the stage output itself."""
     torch.manual_seed(0)
     model = build_model(arch, 10).eval()
     points = preact_points(model)
@@ -191,16 +198,21 @@ def test_preact_points_are_the_relu_inputs_and_their_bn_feeds_them(arch):
     for point, stage in zip(points, stages, strict=True):
         pre, out = tap.features[point], tap.features[stage]
         _, bn = preact_modules(model, point)
-        assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == pre.shape[1]
+        if arch == "shufflenetv2":  # two branches shuffled: no one BN describes the output
+            assert bn is None
+        else:
+            assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == pre.shape[1]
         if arch.startswith("wrn"):
             torch.testing.assert_close(pre, bn(out))
+        elif arch in LINEAR_STAGES:
+            torch.testing.assert_close(pre, out)
         else:
             torch.testing.assert_close(pre.relu(), out)
             assert (pre < 0).any()  # a copy taken before the in-place ReLU
 
 
 def test_a_model_without_preact_points_says_so_in_one_line():
-    model = build_model("mobilenetv2", 10)
+    model = build_model("torchvision", 10, name="resnet18")
     assert preact_points(model) == ()
     with pytest.raises(KdlabError, match=r"no pre-activation point 'layer1\.preact'.*none"):
         check_feature_point(model, "layer1.preact")
@@ -330,13 +342,14 @@ def test_ofd_and_reviewkd_train_write_their_part_and_checkpoint_their_modules(
 def test_ofd_on_a_student_without_preact_points_fails_in_one_line_and_writes_nothing(tmp_path):
     run = tmp_path / "run"
     proc = run_kdlab(
-        "distill", *TINY, "loss=ofd", "model=mobilenetv2", f"hydra.run.dir={run}", cwd=tmp_path
-    )
+        "distill", *TINY, "loss=ofd", "model=torchvision", "model.name=resnet18",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
     assert_one_line_error(
         proc,
         "loss=ofd taps 3 pre-activation points",
         "of the student",
         "has 0 (none",
-        "stem, layer1",
+        "conv1, bn1",
     )
     assert not run.exists()

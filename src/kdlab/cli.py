@@ -36,7 +36,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train one model with cross-entropy (teacher or baseline)"),
     "distill": Command("train a student against a frozen teacher (loss=kd T=4 alpha=0.1)"),
     "fitnet": Command("FitNets: hint stage, then KD (stage2=frozen|finetune)"),
-    "study": Command("run a research note's whole study and report it (note1, note2)", hydra=False),
+    "study": Command("a note's study or the CIFAR-100 grid: note1, note2, cifar100", hydra=False),
     "report": Command("tables and figures across finished runs and sweeps", hydra=False),
     "models": Command("list the models with parameter counts and feature points", hydra=False),
 }

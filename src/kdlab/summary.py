@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from kdlab import __version__
 from kdlab.distributed import is_main, world_size
 from kdlab.engine import StageResult, Trainer
 from kdlab.models import count_params, model_label
+from kdlab.provenance import write_record
 from kdlab.run_logger import write_json_atomic
 from kdlab.session import Session
 
@@ -119,7 +121,8 @@ def write_results(session: Session, summary: dict[str, Any], confusion: torch.Te
         f"{summary['test_acc']:.2f}%",
     )
     session.logger.image("test/confusion", png, summary["best_epoch"])
-    write_json_atomic(summary, session.run_dir / "summary.json")
+    write_record(session.run_dir / "checkpoints" / "best.pt", summary, asdict(session.cfg))
+    write_json_atomic(summary, session.run_dir / "summary.json")  # last: marks it finished
     session.logger.hparams(
         run_hparams(summary),
         {f"hparam/{k}": summary[k] for k in ("val_acc", "test_acc", "train_acc")},

@@ -23,6 +23,7 @@ from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
 from kdlab.logit_cache import CachedLogitLoader, cached_logit_loader
 from kdlab.objectives import CrossEntropy, FrozenTeacher
+from kdlab.provenance import HASH_SHOWN, Provenance, far_below_published
 from kdlab.session import Session
 
 log = logging.getLogger("kdlab")
@@ -182,4 +183,29 @@ def prepare_teacher(
         "val" if data.val is not None else "test",
         info["val_acc"],
     )
+    info.update(check_provenance(path, info["model"], state.data, info["val_acc"]))
     return teacher, info
+
+
+def check_provenance(path: Path, arch: str, data: str, measured_acc: float) -> dict[str, Any]:
+    """Log the teacher's record (hash, own test accuracy, recipe, version); warn when the file
+    is not the one its record describes, or the teacher is far below its published accuracy."""
+    provenance = Provenance.of(path)
+    log.info("teacher record: %s", provenance.describe())
+    record = provenance.record or {}
+    if record and not provenance.intact:
+        log.warning(
+            "teacher %s differs from its record (sha256 %s recorded, %s now): the file changed "
+            "after its run wrote it",
+            path,
+            str(record.get("sha256"))[:HASH_SHOWN],
+            provenance.short,
+        )
+    recorded = record.get("test_acc")
+    if recorded is not None:
+        warning = far_below_published(recorded, data, arch, "test, in its own run")
+    else:
+        warning = far_below_published(measured_acc, data, arch, "measured now")
+    if warning:
+        log.warning(warning)
+    return {"sha256": provenance.sha256, "recorded_test_acc": recorded, "intact": provenance.intact}

@@ -70,6 +70,12 @@ def teacher_margins(teacher: nn.Module, points: Sequence[str]) -> list[Tensor]:
             _, bn = preact_modules(teacher, point)
         except KdlabError as error:
             raise KdlabError(f"loss=ofd takes its margins from the teacher's BN: {error}") from None
+        if bn is None:
+            raise KdlabError(
+                f"loss=ofd takes its margins from the teacher's BN, and teacher "
+                f"{type(teacher).__name__} has none before '{point}': pick a CIFAR ResNet, WRN, "
+                "VGG or MobileNetV2 teacher"
+            )
         margins.append(ofd_margin(bn.weight, bn.bias))
     return margins
 

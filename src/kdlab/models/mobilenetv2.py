@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kdlab.models.blocks import classifier, conv_bn
+from kdlab.models.preact import last_bn
 from kdlab.models.staged import StagedNet
 
 # (expansion t, output channels c at width 1.0, blocks n, first stride s) per settings row;
@@ -58,3 +59,10 @@ class MobileNetV2(StagedNet):
             stages[f"layer{i}"] = nn.Sequential(*units)
         head = classifier(LAST_WIDTH, num_classes, conv_bn(in_ch, LAST_WIDTH, 1))
         super().__init__(stages, head)
+        # linear bottlenecks: a stage's output is its pre-activation, taken where it enters
+        # the next stage (or the head), with its last unit's closing BN (models.preact)
+        nexts = [f"layer{i}.0" for i in range(2, len(CIFAR_STAGES) + 1)] + ["head.0"]
+        self.preact_taps = {
+            f"layer{i}": (after, last_bn(self, f"layer{i}.{len(stages[f'layer{i}']) - 1}.body"))
+            for i, after in enumerate(nexts, start=1)
+        }

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from kdlab.models.blocks import BlockFactory, classifier, conv_bn, make_stage
+from kdlab.models.preact import last_bn
 from kdlab.models.staged import StagedNet
 
 BOTTLENECK_EXPANSION = 4  # a bottleneck's output is 4x its inner 3x3 width
@@ -78,9 +79,9 @@ class CifarResNet(StagedNet):
             stages[f"layer{i}"] = make_stage(block, in_ch, width, n, stride=1 if i == 1 else 2)
             in_ch = width
         super().__init__(stages, classifier(in_ch, num_classes))
-        # each stage's last block: the sum before its ReLU, its second BN (models.preact)
+        # each stage's last block: the sum before its ReLU, its last BN (models.preact)
         self.preact_taps = {
-            f"layer{i}": (f"layer{i}.{n - 1}.relu", f"layer{i}.{n - 1}.body.1.1")
+            f"layer{i}": (f"layer{i}.{n - 1}.relu", last_bn(self, f"layer{i}.{n - 1}.body"))
             for i, n in enumerate(blocks, start=1)
         }
 

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from kdlab.models.blocks import classifier, conv_bn, make_stage
+from kdlab.models.preact import last_bn
 from kdlab.models.shufflenetv2 import channel_shuffle
 from kdlab.models.staged import StagedNet
 
@@ -57,3 +58,8 @@ class ShuffleNetV1(StagedNet):
             stages[f"layer{i}"] = make_stage(ShuffleUnitV1, in_ch, width, n, stride=2)
             in_ch = width
         super().__init__(stages, classifier(in_ch, num_classes))
+        # each stage's last unit: the sum before its ReLU, its branch's last BN (models.preact)
+        self.preact_taps = {
+            f"layer{i}": (f"layer{i}.{n - 1}.relu", last_bn(self, f"layer{i}.{n - 1}.branch"))
+            for i, (_, n) in enumerate(STAGES, start=1)
+        }

@@ -63,3 +63,7 @@ class ShuffleNetV2(StagedNet):
             in_ch = width
         head = classifier(LAST_WIDTH, num_classes, conv_bn(in_ch, LAST_WIDTH, 1))
         super().__init__(stages, head)
+        # a unit ends in a shuffle, no ReLU: a stage's output is its pre-activation, taken
+        # where it enters the next stage (or the head); no one BN describes it (models.preact)
+        nexts = [f"layer{i}.0" for i in range(2, len(STAGES) + 1)] + ["head.0"]
+        self.preact_taps = {f"layer{i}": (after, None) for i, after in enumerate(nexts, start=1)}

@@ -7,7 +7,8 @@ so a report can be made at any time after the runs, by the tool or by a script.
 from kdlab.report.compare import Section, comparison_records, split_sections
 from kdlab.report.confusion import plot_confusion, write_confusion_png
 from kdlab.report.curves import write_curves
-from kdlab.report.groups import RunGroup, group_by_seed
+from kdlab.report.groups import RunGroup, Stat, group_by_seed
+from kdlab.report.heatmap import write_difference_heatmap
 from kdlab.report.labels import label_runs
 from kdlab.report.per_class import per_class_records, write_per_class_png
 from kdlab.report.plotting import report_colours
@@ -18,6 +19,7 @@ __all__ = [
     "Run",
     "RunGroup",
     "Section",
+    "Stat",
     "SweepSummary",
     "aggregate_sweep",
     "comparison_records",
@@ -31,5 +33,6 @@ __all__ = [
     "split_sections",
     "write_confusion_png",
     "write_curves",
+    "write_difference_heatmap",
     "write_per_class_png",
 ]

@@ -1,0 +1,1 @@
+"""The CIFAR-100 grid (`kdlab study cifar100`): its plan, costs and report."""
