@@ -43,7 +43,7 @@ PARAM_TARGETS = {
     "mobilenetv2": (100, 810_000, 0.10),
     "shufflenetv2": (100, 1_360_000, 0.10),
 }
-KDLAB_MODELS = [name for name in model_names() if name != "torchvision"]
+KDLAB_MODELS = [name for name in model_names() if name not in ("torchvision", "timm")]
 # Exact counts at 10 classes and 3 input channels, as `kdlab models` printed them before
 # in_channels existed: RGB models must stay exactly what they were.
 RGB_PARAMS = {
@@ -53,6 +53,7 @@ RGB_PARAMS = {
     "resnet8x4": 1_210_410, "resnet32x4": 7_410_730, "wrn_16_2": 691_674,
     "wrn_40_2": 2_243_546, "vgg8": 3_917_386, "vgg13": 9_413_066,
     "mobilenetv2": 697_258, "shufflenetv2": 1_263_854, "torchvision": 11_181_642,
+    "timm": 11_181_642,  # timm's resnet18: the same network
 }  # fmt: skip
 
 
@@ -248,4 +249,5 @@ def test_describe_models_covers_every_model():
     assert by_name["resnet_teacher"].default_feature_point == "layer2"
     assert by_name["cnn_student"].params == 178_026
     assert by_name["torchvision"].params == 11_181_642  # resnet18 at 10 classes
+    assert by_name["timm"].feature_points == ["act1", "layer1", "layer2", "layer3", "layer4"]
     assert all(info.default_feature_point in info.feature_points for info in infos)

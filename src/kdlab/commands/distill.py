@@ -7,6 +7,7 @@ from typing import Any
 
 from kdlab.config import DistillConfig
 from kdlab.engine import Stage, run_stages
+from kdlab.fine_tuning import fine_tuning_stages
 from kdlab.logit_cache import CachedLogitLoader
 from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
 from kdlab.methods.registry import method
@@ -38,7 +39,9 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
         epochs=cfg.trainer.epochs,
         train=batches,
     )
-    results = run_stages(trainer, [stage], session.resume_state)
+    data = session.data
+    stages = fine_tuning_stages(stage, model, cfg.model, data.num_classes, data.in_channels)
+    results = run_stages(trainer, stages, session.resume_state)
     test = test_selected(session, trainer)
     if checkpoint is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
