@@ -30,7 +30,7 @@ NOTES_TARGETS = {
     "cnn_student": (175_000, 0.05),
     "fitnet_student": (306_000, 0.05),
 }
-KDLAB_MODELS = [name for name in model_names() if name != "torchvision"]
+KDLAB_MODELS = [name for name in model_names() if name not in ("torchvision", "timm")]
 # Exact counts at 10 classes and 3 input channels, as `kdlab models` printed them before
 # in_channels existed: RGB models must stay exactly what they were.
 RGB_PARAMS = {
@@ -39,6 +39,7 @@ RGB_PARAMS = {
     "resnet44": 661_338, "resnet56": 855_770, "resnet110": 1_730_714,
     "resnet8x4": 1_210_410, "resnet32x4": 7_410_730, "wrn_16_2": 691_674,
     "wrn_40_2": 2_243_546, "vgg8": 3_917_386, "vgg13": 9_413_066, "torchvision": 11_181_642,
+    "timm": 11_181_642,  # timm's resnet18: the same network
     # Changed on purpose to match RepDistiller: mobilenetv2 keeps the 1x1 expansion at t = 1
     # (was 697_258), shufflenetv2 has a 1x1 stem (was 1_263_854).
     "mobilenetv2": 697_546, "shufflenetv2": 1_263_278,
@@ -284,4 +285,5 @@ def test_describe_models_covers_every_model():
     assert by_name["torchvision"].params == 11_181_642  # resnet18 at 10 classes
     assert by_name["mobilenetv2"].params_100 == 812_836
     assert by_name["mobilenetv2"].published == 0.81 and by_name["cnn_student"].published is None
+    assert by_name["timm"].feature_points == ["act1", "layer1", "layer2", "layer3", "layer4"]
     assert all(info.default_feature_point in info.feature_points for info in infos)

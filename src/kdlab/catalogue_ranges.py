@@ -28,4 +28,18 @@ RANGES: list[tuple[str, str, str]] = [
     ("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
     ("distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"),
     ("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
+    # Pretrained weights and timm names (the workspace's teacher is a resnet8 checkpoint):
+    (
+        "train",
+        "model=torchvision model.name=shufflenet_v2_x0_5 model.weights=IMAGENET1K_V9",
+        "unknown weights 'IMAGENET1K_V9' for torchvision shufflenet_v2_x0_5: choose one of "
+        "DEFAULT, IMAGENET1K_V1",
+    ),
+    (
+        "train",
+        "model=torchvision model.weights=teacher/checkpoints/best.pt",
+        "do not fit torchvision resnet18: 120 missing (first: conv1.weight)",
+    ),
+    ("train", "model=timm model.name=resnet_18", "unknown timm model 'resnet_18' (close: resnet18"),
+    ("train", "model=torchvision model.freeze_epochs=1", "freezes a pretrained backbone"),
 ]

@@ -23,7 +23,7 @@ from torch import nn
 
 from kdlab import __version__
 from kdlab.errors import KdlabError
-from kdlab.models import build_model
+from kdlab.models import build_model, build_options
 
 TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
 
@@ -196,8 +196,10 @@ def _unsafe_part(error: pickle.UnpicklingError) -> str:
 
 def model_from_checkpoint(state: Mapping[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
-    model_cfg = dict(state["config"]["model"])
-    arch = model_cfg.pop("arch")
-    model = build_model(arch, state["num_classes"], state.get("in_channels", 3), **model_cfg)
+    model_cfg = state["config"]["model"]
+    options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
+    model = build_model(
+        model_cfg["arch"], state["num_classes"], state.get("in_channels", 3), **options
+    )
     model.load_state_dict(state["model"])
     return model

@@ -23,7 +23,7 @@ from kdlab.data import DataBundle, build_data
 from kdlab.distributed import is_main, rank, world_size
 from kdlab.engine import RunPlace, Trainer
 from kdlab.execution import resolve_precision, seed_everything, setup_runtime
-from kdlab.models import build_model
+from kdlab.models import build_model, build_options
 from kdlab.run_dir import guard_run_dir
 from kdlab.run_logger import NullLogger, RunLogger, bars_enabled
 
@@ -124,7 +124,8 @@ def build_model_to_train(session: Session) -> nn.Module:
     of `kdlab train model=resnet_teacher`, the student of distill and fitnet."""
     cfg = session.cfg
     seed_everything(cfg.seed)  # the same init whatever was built before (e.g. a teacher)
-    options = {k: v for k, v in cfg.model.items() if k != "arch"}
+    # A resumed run's weights come from its checkpoint: no pretrained weights read (or fetched)
+    options = build_options(cfg.model, pretrained=session.resume_state is None)
     data = session.data
     model = build_model(cfg.model["arch"], data.num_classes, data.in_channels, **options)
     model = model.to(session.device)

@@ -27,6 +27,8 @@ every float must be finite (`inf` and `nan` parse as floats):
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
 | fitnet.stage1_lr | > 0; finetune_lr_scale >= 0; hint/guided_layer: checked against the models |
+| model.* | the model's own options (kdlab.models: names, pretrained weights present and fitting) |
+| model.freeze_epochs | int in [0, trainer.epochs); > 0 only with pretrained weights, not fitnet |
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from kdlab.data import check_data_settings
 from kdlab.distributed import world_size
 from kdlab.errors import KdlabError
 from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
-from kdlab.models import check_model_choice, model_names
+from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.optim import OPTIMIZERS, SCHEDULES
 
 PRECISIONS = ("32", "bf16", "fp16", "auto")
@@ -93,9 +95,26 @@ def validate(cfg: RunConfig) -> None:
         check_distillation(cfg)
     if isinstance(cfg, FitnetRunConfig):
         check_fitnet(cfg)
-    check_model_choice(cfg.model)
+    check_model_choice(cfg.model, pretrained=not cfg.resume)  # resumed: weights from last.pt
+    check_freeze_epochs(cfg)
     if isinstance(cfg, DistillConfig):
         check_student_taps(cfg.loss, cfg.model)
+
+
+def check_freeze_epochs(cfg: RunConfig) -> None:
+    """model.freeze_epochs leaves epochs for the whole model, in a command of one stage."""
+    frozen = freeze_epochs(cfg.model)
+    if not frozen:
+        return
+    require(
+        not isinstance(cfg, FitnetRunConfig),
+        "kdlab fitnet trains its own stages (hint, then KD): drop model.freeze_epochs",
+    )
+    require(
+        frozen < cfg.trainer.epochs,
+        f"model.freeze_epochs={frozen} leaves no epoch to train the whole model: make it "
+        f"smaller than trainer.epochs={cfg.trainer.epochs}",
+    )
 
 
 def check_trainer(cfg: RunConfig) -> None:

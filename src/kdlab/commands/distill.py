@@ -9,6 +9,7 @@ from torch import nn
 
 from kdlab.config import DistillConfig
 from kdlab.engine import Stage, parameters_of, run_stages
+from kdlab.fine_tuning import fine_tuning_stages
 from kdlab.logit_cache import CachedLogitLoader
 from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
 from kdlab.methods.registry import method
@@ -49,7 +50,9 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
         batches = teacher_batches(teacher, checkpoint, session)
     trainer = session.trainer(model)
-    stages = method_stages(objective, model, cfg.trainer.epochs, batches)
+    *init, main = method_stages(objective, model, cfg.trainer.epochs, batches)
+    tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
+    stages = [*init, *tuned]
     results = run_stages(trainer, stages, session.resume_state)
     test = test_selected(session, trainer)
     if checkpoint is not None:

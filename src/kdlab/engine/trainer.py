@@ -117,6 +117,9 @@ class Trainer:
                 f"the training split has {train.num_samples} images, fewer than one batch of "
                 f"{self.settings.batch_size}: lower trainer.batch_size or raise data.train_size"
             )
+        for group in stage.param_groups:  # what this stage trains, though an earlier froze it
+            for param in group["params"]:
+                param.requires_grad_(True)
         for module in stage.frozen:
             module.requires_grad_(False)
         loop = self._loop(stage, train)

@@ -12,7 +12,7 @@ from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
 from kdlab.methods.points import chosen_points
 from kdlab.methods.registry import METHODS, method
-from kdlab.models import build_model
+from kdlab.models import build_model, build_options
 
 
 def check_loss_settings(loss: LossConfig) -> None:
@@ -36,7 +36,7 @@ def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
     kind = method(loss.name).taps
     if kind in ("none", "logits"):
         return
-    options = {k: v for k, v in model_cfg.items() if k != "arch"}
+    options = build_options(model_cfg, pretrained=False)  # the points are the architecture's
     with torch.device("meta"):
         student = build_model(str(model_cfg["arch"]), 10, **options)
     chosen_points(student, kind, loss.name, "student", loss.student_points)

@@ -1,7 +1,8 @@
 """Named feature points: the top-level children of a model whose outputs are feature maps.
 
 FitNets' hint and guided layers, and the prefix its stage one trains, are chosen by these
-names. kdlab networks declare `feature_points` and `default_feature_point`; for any other
+names. kdlab networks declare `feature_points` and `default_feature_point` (timm models:
+the modules of timm's `feature_info`, possibly nested such as `stages.1`); for any other
 model (torchvision) they are the top-level children before the pooling/classifier head.
 """
 
@@ -103,13 +104,19 @@ def check_feature_point(model: nn.Module, name: str) -> None:
 
 
 def modules_up_to(model: nn.Module, point: str) -> list[nn.Module]:
-    """The top-level children from the first up to and including `point`, in forward order."""
+    """The modules that run up to and including `point`, in forward order: the top-level
+    children before it; for a nested point (timm's `stages.1`) the children before its
+    container, then the container's children up to it, and so on down."""
     _check_stage_point(model, point)
+    return _prefix(model, point.split("."))
+
+
+def _prefix(module: nn.Module, path: list[str]) -> list[nn.Module]:
     prefix: list[nn.Module] = []
-    for name, child in model.named_children():
+    for name, child in module.named_children():
+        if name == path[0]:
+            return [*prefix, *(_prefix(child, path[1:]) if len(path) > 1 else [child])]
         prefix.append(child)
-        if name == point:
-            break
     return prefix
 
 

@@ -25,10 +25,12 @@ from kdlab.models.plain import (
     ConvBlock,
     PlainCNN,
 )
+from kdlab.models.pretrained import head_names
 from kdlab.models.published_sizes import REFERENCE_SIZES
 from kdlab.models.resnet import CifarResNet, cifar_resnet, cifar_resnet50
 from kdlab.models.shufflenetv1 import ShuffleNetV1
 from kdlab.models.shufflenetv2 import ShuffleNetV2
+from kdlab.models.timm_models import INSTALL, timm_model
 from kdlab.models.torchvision_models import torchvision_model
 from kdlab.models.wrn import WideResNet
 
@@ -40,6 +42,9 @@ class ModelBuilder:
     make: Callable[..., nn.Module]
     notes: str
     options: tuple[str, ...] = ()  # the config keys (model.KEY) it accepts besides `arch`
+    # Of `options`, those choosing pretrained weights: left out when the weights come from a
+    # checkpoint (a teacher, a resumed run); with them comes model.freeze_epochs.
+    weights: tuple[str, ...] = ()
 
     def __call__(self, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
         return self.make(num_classes, in_channels=in_channels, **kwargs)
@@ -106,9 +111,19 @@ MODELS: dict[str, ModelBuilder] = {
     "torchvision": ModelBuilder(
         torchvision_model,
         "any torchvision classifier: model.name=NAME (shown: resnet18)",
-        options=("name",),
+        options=("name", "weights"),
+        weights=("weights",),
+    ),
+    "timm": ModelBuilder(
+        timm_model,
+        f"any timm model: model.name=NAME (shown: resnet18), {INSTALL}",
+        options=("name", "pretrained", "pretrained_file"),
+        weights=("pretrained", "pretrained_file"),
     ),
 }
+# model.freeze_epochs=N (models with pretrained weights): only the new head trains for the
+# first N epochs (the backbone frozen, BatchNorm statistics too), then the whole model.
+FREEZE = "freeze_epochs"
 
 
 @dataclass(frozen=True)
@@ -155,24 +170,67 @@ def build_model(name: str, num_classes: int, /, in_channels: int = 3, **kwargs: 
 
 def group_options() -> dict[str, dict[str, Any]]:
     """The `model=` config group: `{"arch": NAME, **options}` for every registered model."""
-    return {name: {"arch": name, **b.option_defaults()} for name, b in MODELS.items()}
+    return {
+        name: {"arch": name, **b.option_defaults(), **({FREEZE: 0} if b.weights else {})}
+        for name, b in MODELS.items()
+    }
 
 
-def check_model_choice(model_cfg: Mapping[str, Any]) -> None:
+def build_options(model_cfg: Mapping[str, Any], pretrained: bool = True) -> dict[str, Any]:
+    """The builder's keyword arguments in a `model` node (all but `arch` and freeze_epochs);
+    `pretrained=False` leaves the weights out too: a rebuilt model's come from a checkpoint."""
+    builder = MODELS.get(str(model_cfg.get("arch")))
+    drop = {"arch"}
+    if builder is not None and builder.weights:
+        drop |= {FREEZE} if pretrained else {FREEZE, *builder.weights}
+    return {k: v for k, v in model_cfg.items() if k not in drop}
+
+
+def freeze_epochs(model_cfg: Mapping[str, Any]) -> int:
+    """model.freeze_epochs: the epochs only the head trains (0: none, or not a pretrained
+    model)."""
+    return int(model_cfg.get(FREEZE, 0))
+
+
+def head_parameters(model_cfg: Mapping[str, Any], num_classes: int, in_channels: int) -> set[str]:
+    """The names of the model's classifier-head tensors (those sized by the classes)."""
+    arch, options = str(model_cfg["arch"]), build_options(model_cfg, pretrained=False)
+    return head_names(lambda n: build_model(arch, n, in_channels, **options), num_classes)
+
+
+def check_freeze(model_cfg: Mapping[str, Any]) -> None:
+    """model.freeze_epochs is a count >= 0, and > 0 only with pretrained weights."""
+    builder = MODELS.get(str(model_cfg.get("arch")))
+    value = model_cfg.get(FREEZE, 0)
+    if builder is None or not builder.weights or value == 0:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise KdlabError(f"model.freeze_epochs must be an integer >= 0, got {value}")
+    defaults = builder.option_defaults()
+    if all(model_cfg.get(key) == defaults[key] for key in builder.weights):
+        weights = " or ".join(f"model.{key}=..." for key in builder.weights)
+        raise KdlabError(
+            f"model.freeze_epochs={value} freezes a pretrained backbone, but no pretrained "
+            f"weights are set: set {weights}, or drop model.freeze_epochs"
+        )
+
+
+def check_model_choice(model_cfg: Mapping[str, Any], pretrained: bool = True) -> None:
     """The `model` node names a registered model with options it accepts (checked by building
-    it on the meta device: no memory, no initialisation cost)."""
+    it on the meta device: no memory, no initialisation cost); `pretrained=False` (a resumed
+    run, whose weights are its checkpoint's) leaves the pretrained weights unchecked."""
     arch = model_cfg.get("arch")
     if arch is None:
         raise KdlabError("model has no 'arch': pick one with model=NAME (see kdlab models)")
-    options = {k: v for k, v in model_cfg.items() if k != "arch"}
-    with torch.device("meta"):
-        build_model(str(arch), 10, **options)
+    check_freeze(model_cfg)
+    with torch.device("meta"):  # pretrained weights: named, present (or fetched) and fitting
+        build_model(str(arch), 10, **build_options(model_cfg, pretrained))
 
 
 def model_label(model_cfg: Mapping[str, Any]) -> str:
-    """`resnet_teacher`, or `torchvision:resnet18` for torchvision models."""
-    if model_cfg["arch"] == "torchvision":
-        return f"torchvision:{model_cfg['name']}"
+    """`resnet_teacher`, or `torchvision:resnet18` / `timm:resnet18` for models by name."""
+    if "name" in model_cfg:
+        return f"{model_cfg['arch']}:{model_cfg['name']}"
     return str(model_cfg["arch"])
 
 
@@ -181,8 +239,12 @@ def describe_models() -> list[ModelInfo]:
     init cost), beside the references' published size."""
     infos = []
     for name, builder in MODELS.items():
-        with torch.device("meta"):
-            model, wide = builder(10), builder(100)
+        try:
+            with torch.device("meta"):
+                model, wide = builder(10), builder(100)
+        except KdlabError as error:  # an optional extra that is not installed (timm)
+            infos.append(ModelInfo(name, None, None, None, [], "", f"{builder.notes}; {error}"))
+            continue
         reference = REFERENCE_SIZES.get(name)
         infos.append(
             ModelInfo(
