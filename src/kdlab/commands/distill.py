@@ -7,7 +7,7 @@ from typing import Any
 
 from kdlab.config import DistillConfig
 from kdlab.engine import Stage, run_stages
-from kdlab.logit_cache import CachedLogitLoader
+from kdlab.logit_cache import CachedLogitLoader, cache_refusal
 from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
 from kdlab.methods.registry import method
 from kdlab.objectives import FrozenTeacher
@@ -43,6 +43,8 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     if checkpoint is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
         if batches is None:
-            extra["teacher"]["logit_cache_off"] = cache_off_reason(cfg)
+            train = session.data.train
+            off = cache_refusal(train) if uses_logit_cache(cfg) else cache_off_reason(cfg)
+            extra["teacher"]["logit_cache_off"] = off
     extra.update(objective.summary_fields())
     return write_summary(session, trainer, results, test, extra)
