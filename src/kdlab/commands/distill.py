@@ -19,7 +19,7 @@ from kdlab.teacher import prepare_teacher, read_teacher, teacher_batches
 def run(cfg: DistillConfig) -> dict[str, Any]:
     needs_teacher = method(cfg.loss.name).needs_teacher
     checkpoint = read_teacher(cfg) if needs_teacher else None
-    session = open_session(cfg)
+    session = open_session(cfg, checkpoint.state.config if checkpoint else None)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
     teacher: FrozenTeacher | None = None
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
