@@ -189,8 +189,7 @@ def build_data(
     val split are deterministic in `data.split_seed` (fixed by default, so teachers and
     students of any seed share one split; null = follow `seed`); each epoch's
     batches in (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally
-    long shard. `pretrained`: the model takes ImageNet-normalised inputs (what
-    `data.normalize=auto` follows).
+    long shard. `pretrained`: what `data.normalize=auto` follows (ImageNet statistics).
     """
     settings = data_settings(cfg)
     spec = dataset_spec(settings.name)
@@ -199,9 +198,8 @@ def build_data(
     check_classes(settings.name, source.class_names)
     mode, norm = augment_mode(settings, spec), normalization(settings, pretrained)
     size = spec.image_size or settings.image_size
-    train, val, test, (mean, std) = _run_splits(
-        settings, spec, source, split_seed, mode, norm == "imagenet"
-    )
+    imagenet = norm == "imagenet"
+    train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed, mode, imagenet)
     serving = _Serving(
         Normalizer(mean, std, device, channels_last),
         device,
@@ -209,10 +207,8 @@ def build_data(
         size if mode == "imagenet" else None,
     )
     shard = {"rank": rank, "world_size": world_size}
-    augmentation = train_augmentation(mode, spec, size)
-    epochs = TrainSchedule(
-        train.labels.numel(), batch_size, seed=seed, augmentation=augmentation, **shard
-    )
+    views = train_augmentation(mode, spec, size)
+    epochs = TrainSchedule(train.labels.numel(), batch_size, seed=seed, augmentation=views, **shard)
 
     def evaluated(split: Split) -> BatchLoader:
         return serving.loader(split, EvalSchedule(split.labels.numel(), eval_batch_size, **shard))
