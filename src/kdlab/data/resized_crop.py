@@ -101,19 +101,21 @@ def resample_weights(
 ) -> torch.Tensor:
     """(B, out, size) float32: row i holds the weights output pixel i takes from the `size`
     input pixels when [start, start + length) is resized to `out` pixels by torch's
-    antialiased bilinear interpolation (plain bilinear when enlarging)."""
+    antialiased bilinear interpolation (plain bilinear when enlarging). Computed over each
+    row's window only (at most `taps` pixels, from the shapes alone: no host sync), then
+    scattered into the dense rows."""
+    taps = math.ceil(2 * max(size / out, 1.0)) + 1
     scale = (length.double() / out).view(-1, 1, 1)
     support = scale.clamp_min(1.0)
-    centre = scale * (torch.arange(out, device=start.device, dtype=torch.float64) + 0.5).view(
-        1, -1, 1
-    )
+    steps = torch.arange(out, device=start.device, dtype=torch.float64).view(1, -1, 1)
+    centre = scale * (steps + 0.5)
     first = (centre - support + 0.5).floor().clamp_min(0)
     last = torch.minimum((centre + support + 0.5).floor(), length.double().view(-1, 1, 1))
-    rel = torch.arange(size, device=start.device, dtype=torch.float64).view(1, 1, -1)
-    rel = rel - start.double().view(-1, 1, 1)
-    inside = (rel >= first) & (rel < last)
-    weights = (1 - ((rel - centre + 0.5) / support).abs()).clamp_min(0) * inside
-    return (weights / weights.sum(-1, keepdim=True)).float()
+    rel = first + torch.arange(taps, device=start.device, dtype=torch.float64)  # (B, out, K)
+    weight = (1 - ((rel - centre + 0.5) / support).abs()).clamp_min(0) * (rel < last)
+    index = (rel + start.double().view(-1, 1, 1)).long().clamp_max(size - 1)
+    dense = torch.zeros(len(start), out, size, device=start.device)
+    return dense.scatter_add_(2, index, (weight / weight.sum(-1, keepdim=True)).float())
 
 
 def resized_crops(
@@ -123,12 +125,15 @@ def resized_crops(
     size: int,
 ) -> torch.Tensor:
     """Each (B,C,H,W) uint8 image's box resized to `size` x `size` (mirrored where `flip`),
-    as uint8: torchvision's resized_crop(antialias=True) + hflip, batched."""
+    as uint8: torchvision's resized_crop(antialias=True) + hflip, batched as two bmm."""
     top, left, h, w = boxes
-    rows = resample_weights(top, h, images.shape[-2], size).unsqueeze(1)
-    cols = resample_weights(left, w, images.shape[-1], size)
-    cols = torch.where(flip.view(-1, 1, 1), cols.flip(1), cols).unsqueeze(1)
-    out = rows @ images.float() @ cols.transpose(-1, -2)
+    b, c, height, width = images.shape
+    rows = resample_weights(top, h, height, size)  # (B, size, H)
+    cols = resample_weights(left, w, width, size)  # (B, size, W)
+    cols = torch.where(flip.view(-1, 1, 1), cols.flip(1), cols)
+    across = torch.bmm(images.float().view(b, c * height, width), cols.transpose(1, 2))
+    across = across.view(b, c, height, size).transpose(1, 2).reshape(b, height, c * size)
+    out = torch.bmm(rows, across).view(b, size, c, size).transpose(1, 2)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
