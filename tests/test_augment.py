@@ -26,6 +26,7 @@ from kdlab.data.resized_crop import (
     eval_resize,
     resize_center_crop,
     resized_crops,
+    resized_crops_each,
 )
 from kdlab.data.schedule import TrainSchedule
 from kdlab.data.seeding import seeded_generator
@@ -66,6 +67,8 @@ def test_each_crop_is_torchvisions_resized_crop_of_its_box(height, width):
     got = resized_crops(batch, boxes, draw.flip, 24)
     assert got.shape == (48, 3, 24, 24) and got.dtype == torch.uint8
     floats = resized_crops(batch.float(), boxes, draw.flip, 24)  # no rounding on the way
+    each = resized_crops_each(batch, boxes, draw.flip, 24)  # what a CPU loader runs
+    assert (each.int() - got.int()).abs().max() <= 1
     for i in range(48):
         top, left, h, w = (int(t[i]) for t in boxes)
         assert top >= 0 and top + h <= height and left >= 0 and left + w <= width and h * w > 0

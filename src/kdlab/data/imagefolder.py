@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from omegaconf import MISSING
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from kdlab.data.color import to_rgb
-from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop
+from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.errors import KdlabError
@@ -69,9 +68,8 @@ def decode_crop(path: str, draw: CropDraw, size: int, channels: int = 3) -> torc
     """A training view of one file: its random-resized crop (drawn relative to the whole
     image) resized to `size` and flipped as drawn, as torchvision's RandomResizedCrop."""
     rgb = read_rgb(path)
-    top, left, h, w = (int(t) for t in crop_boxes(draw, rgb.shape[1], rgb.shape[2]))
-    view = TF.resized_crop(rgb, top, left, h, w, [size, size], antialias=True)
-    return to_channels(view.flip(-1) if bool(draw.flip) else view, channels)
+    boxes = crop_boxes(draw, rgb.shape[1], rgb.shape[2])
+    return to_channels(resized_crops_each(rgb[None], boxes, draw.flip, size)[0], channels)
 
 
 @dataclass(frozen=True)
