@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdlab.catalogue import TINY, run_kdlab
 
@@ -27,3 +28,12 @@ def kdlab(tmp_path):
         return run_kdlab(*args, cwd=tmp_path, timeout=timeout)
 
     return call
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """In-process forward passes on shared CPU cores: one thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

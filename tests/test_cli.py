@@ -63,6 +63,12 @@ def test_models_lists_parameter_counts(kdlab):
     assert proc.returncode == 0, proc.stderr
     for name in ("resnet_teacher", "cnn_student", "fitnet_student", "wrn_40_2", "torchvision"):
         assert name in proc.stdout
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()}
+    assert rows["model"][1:4] == ["params@10", "params@100", "published"]
+    for name in ("wrn_16_1", "wrn_40_1", "vgg11", "vgg16", "vgg19", "resnet50", "shufflenetv1"):
+        assert name in rows
+    assert rows["mobilenetv2"][1:4] == ["0.698M", "0.813M", "0.81M"]
+    assert rows["resnet50"][2:4] == ["23.705M", "23.71M"]
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext
 from kdlab.methods.registry import METHODS, method
 from kdlab.models import build_model
 from kdlab.objectives import FrozenTeacher
 from kdlab.preflight import compose_config
 from methods_formulas import ref_at, ref_dkd
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def objective_for(*overrides: str, student: nn.Module, teacher: nn.Module):
@@ -116,6 +119,42 @@ def test_embedding_is_the_input_of_the_final_linear_layer(pair):
     objective = objective_for("loss=pkt", student=student, teacher=teacher)
     assert objective.taps.student == ("embedding",)
     assert objective.taps.student_shapes == ((64,),)
+
+
+VGG_STAGES = ("block2", "block3", "block4", "block5")
+MOBILE_STAGES = RESNET50_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "loss", "student_points", "teacher_points"),
+    [
+        ("vgg8", "vgg13", "at", VGG_STAGES, VGG_STAGES),  # RepDistiller's feat[1:-1]: f1..f4
+        ("mobilenetv2", "resnet50", "nst", MOBILE_STAGES, RESNET50_STAGES),
+        ("vgg8", "resnet8", "at", VGG_STAGES[:3], ("layer1", "layer2", "layer3")),  # zip
+        ("shufflenetv1", "wrn_40_2", "sp", ("layer3",), ("layer3",)),  # feat[-2]
+        ("mobilenetv2", "vgg13", "hint", ("layer2",), ("block3",)),  # hint_layer=2: f2
+    ],
+)
+def test_the_zoo_is_tapped_where_the_references_tap_it(
+    student, teacher, loss, student_points, teacher_points
+):
+    torch.manual_seed(0)
+    s_model, t_model = build_model(student, 10), build_model(teacher, 10)
+    objective = objective_for(f"loss={loss}", student=s_model, teacher=t_model)
+    assert objective.taps.student == student_points
+    assert objective.taps.teacher == teacher_points
+    x, y = batch(2)
+    out = objective(s_model, x.float(), y)
+    out.losses["loss"].backward()
+    assert torch.isfinite(out.losses[f"loss_{loss}"])
+
+
+def test_given_points_of_unequal_count_are_refused(pair):
+    student, teacher = pair
+    with pytest.raises(KdlabError, match=r"got 2 student .* and 3 teacher points"):
+        objective_for(
+            "loss=at", "loss.student_points=[layer1,layer2]", student=student, teacher=teacher
+        )
 
 
 def test_the_loss_group_is_the_registry():

@@ -53,6 +53,9 @@ def test_the_report_table_holds_the_runs_numbers(study):
     pooled = next(r for name, r in by_name.items() if name.startswith("kd"))
     assert float(pooled["test_acc"]) == pytest.approx(sum(kd) / 2, abs=0.01)
     assert "baseline" in proc.stdout and "Δ" in proc.stdout
+    last = [read_summary(out / "kd" / f"seed{s}")["last_test_acc"] for s in (0, 1)]
+    assert float(pooled["last_test_acc"]) == pytest.approx(sum(last) / 2, abs=0.01)
+    assert "test@last" in proc.stdout and "img/s" in proc.stdout
 
 
 def test_the_study_writes_its_figures(study):
@@ -84,3 +87,14 @@ def test_unknown_study_and_bad_overrides_fail_before_running(kdlab, tmp_path):
         proc = kdlab("study", "note1", *args)
         assert_one_line_error(proc, "trainer.epochs must be positive")
         assert not (tmp_path / "s").exists()
+
+
+def test_a_plan_adds_a_runs_preset_args_only_under_that_preset(tmp_path):
+    from kdlab.commands.study import load_study, planned_jobs, with_preset
+
+    _, runs = load_study("note1")
+    for data, teacher_epochs in (("fashion_mnist", ["trainer.epochs=20"]), ("synthetic", [])):
+        shared = with_preset([f"data={data}"])
+        jobs = {sub: args for sub, _, args in planned_jobs(runs, shared, 1, tmp_path, None)}
+        assert [a for a in jobs["teacher"] if a.startswith("trainer.epochs")] == teacher_epochs
+        assert not [a for a in jobs["kd"] if a.startswith("trainer.epochs")]

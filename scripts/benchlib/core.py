@@ -1,5 +1,6 @@
-"""The benchmarks' only calls into kdlab's run set-up (compose_config, build_data, Trainer),
-one function each, so a change of those APIs is adapted here and nowhere else."""
+"""The benchmarks' only calls into kdlab's run set-up (compose_config, build_data, Trainer,
+a method's objective), one function each, so a change of those APIs is adapted here and
+nowhere else."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from kdlab.config import RunConfig
 from kdlab.data import DataBundle, build_data
 from kdlab.engine import RunPlace, Stage, Trainer
 from kdlab.execution import resolve_precision
-from kdlab.objectives import CrossEntropy
+from kdlab.methods.objective import build_objective
+from kdlab.objectives import CrossEntropy, FrozenTeacher, Objective
 from kdlab.preflight import compose_config
 from kdlab.run_logger import RunLogger
 
@@ -80,6 +82,14 @@ def one_epoch_fit(
         epochs=1,
     )
     return lambda: trainer.fit(stage)
+
+
+def method_objective(
+    name: str, teacher: FrozenTeacher, student: nn.Module, image_size: int
+) -> Objective:
+    """`loss=NAME`'s objective with its reference defaults, as `kdlab distill` builds it."""
+    cfg = compose_config("distill", [f"loss={name}", "data=synthetic", "trainer.progress=off"])
+    return build_objective(cfg, teacher, student, image_size)
 
 
 def folder_data(

@@ -148,6 +148,10 @@ def build_model_to_train(session: Session) -> nn.Module:
 
 def test_selected(session: Session, trainer: Trainer) -> dict[str, Any]:
     """The test split's figures (loss, acc, acc5, confusion) of the selected checkpoint,
-    best.pt: measured once, at the end, never used for selection."""
-    best = Checkpoint.read(session.run_dir / "checkpoints" / "best.pt", session.device)
-    return trainer.test_accuracy(best.model)
+    best.pt, plus `last_acc` of the last epoch's (last.pt): measured once, at the end, never
+    used for selection. Both, because published tables differ in which epoch they report."""
+    ckpts = session.run_dir / "checkpoints"
+    last = Checkpoint.read(ckpts / "last.pt", session.device)
+    last_acc = trainer.test_accuracy(last.model)["acc"]
+    best = Checkpoint.read(ckpts / "best.pt", session.device)
+    return trainer.test_accuracy(best.model) | {"last_acc": last_acc}

@@ -66,6 +66,7 @@ def build_summary(
         "test_loss": test.get("loss"),
         "last_train_acc": final.last.get("train/acc"),
         "last_val_acc": final.last.get("val/acc"),
+        "last_test_acc": test.get("last_acc"),
         "wall_time_s": time.perf_counter() - session.started,
         "train_images_per_s": train_images / train_time if train_time > 0 else 0.0,
         "train_images_per_epoch": session.data.train_images - session.data.dropped,

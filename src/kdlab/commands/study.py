@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,10 +26,19 @@ from kdlab.preflight import check_overrides
 
 @dataclass
 class StudyRun:
+    """One run of a plan; `by_preset` adds args under one `experiment=` preset (a teacher's
+    longer budget on Fashion-MNIST: see conf/experiment/fashion.yaml)."""
+
     name: str
     command: str
     args: list[str]
     teacher: bool = False
+    by_preset: dict[str, list[str]] = field(default_factory=dict)
+
+    def args_for(self, shared: list[str]) -> list[str]:
+        """The shared overrides, this run's args, then its preset's (which win)."""
+        preset = next((o.split("=", 1)[1] for o in shared if o.startswith("experiment=")), "")
+        return [*shared, *self.args, *self.by_preset.get(preset, [])]
 
 
 def study_names() -> list[str]:
@@ -82,11 +91,11 @@ def planned_jobs(
     for run in runs:
         if run.teacher:
             if teacher_ckpt is None:
-                jobs.append((run.name, run.command, [*shared, *run.args, "seed=0"]))
+                jobs.append((run.name, run.command, [*run.args_for(shared), "seed=0"]))
             continue
         for seed in range(seeds):
             sub = run.name if seeds == 1 else f"{run.name}/seed{seed}"
-            args = [*shared, *run.args, f"seed={seed}"]
+            args = [*run.args_for(shared), f"seed={seed}"]
             if run.command != "train":
                 args.append(teacher_arg)
             jobs.append((sub, run.command, args))

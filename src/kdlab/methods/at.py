@@ -54,5 +54,5 @@ METHOD = feature_method(
     AtConfig,
     AtObjective,
     "stages",
-    "attention maps of the last three stages (Zagoruyko & Komodakis 2017)",
+    "attention maps of the stages after the stem (Zagoruyko & Komodakis 2017)",
 )

@@ -74,7 +74,7 @@ class Method:
 
     `taps` says what the method reads: `none` (no teacher), `logits` (logits only, so the
     teacher's logits may come from the cache), or feature points of both models: `stages`,
-    `last`, `middle` or `embedding` (kdlab.methods.points).
+    `last`, `middle`, `embedding`, `preact` or `review` (kdlab.methods.points).
     """
 
     config: type[LossConfig]

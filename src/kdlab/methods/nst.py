@@ -54,5 +54,5 @@ METHOD = feature_method(
     NstConfig,
     NstObjective,
     "stages",
-    "neuron-selectivity MMD of the last three stages (Huang & Wang 2017)",
+    "neuron-selectivity MMD of the stages after the stem (Huang & Wang 2017)",
 )

@@ -1,9 +1,13 @@
 """Which feature points a method taps on each model, checked by one dummy forward at start.
 
-The references' choices, named generically so every zoo model has them: `stages` = the last
-three feature points (f1, f2, f3 of a 3-stage ResNet or WRN), `last` = the last one (f3),
-`middle` = the model's default point (FitNets' hint layer, f2), `embedding` = the pooled
-features fed to the classifier (f4). `loss.student_points` / `loss.teacher_points` override.
+The references' choices, named generically so every zoo model has them: `stages` = the
+stage outputs after the stem (RepDistiller's `feat[1:-1]`: f1, f2, f3 of a ResNet or WRN, f1..f4
+of a VGG, MobileNetV2 or ResNet-50; the last three feature points of a model that declares no
+stages), `last` = the last stage (`feat[-2]`), `middle` = the model's default point (FitNets'
+hint layer, f2), `embedding` = the pooled features fed to the classifier (`feat[-1]`),
+`preact` = the last three pre-activation points (before the ReLU, models.preact; OFD),
+`review` = the last three stages and the embedding, the teacher's stages pre-activation
+(ReviewKD). `loss.student_points` / `loss.teacher_points` override.
 """
 
 from __future__ import annotations
@@ -14,31 +18,46 @@ from torch import nn
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureConfig, Method, MethodContext, MethodObjective, Taps
-from kdlab.models import check_feature_point, default_feature_point, feature_points
-from kdlab.models.features import EMBEDDING, tapped_shapes
-
-STAGES = 3  # the references tap the three residual stages
+from kdlab.models import check_feature_point, default_feature_point, feature_points, stage_points
+from kdlab.models.features import EMBEDDING, FALLBACK_STAGES, tapped_shapes
+from kdlab.models.preact import preact_points
 
 
 def _listing(model: nn.Module) -> str:
     return ", ".join(feature_points(model)) or "none"
 
 
+def _uses_preact(kind: str, side: str) -> bool:
+    """OFD taps both models before the ReLU; ReviewKD the teacher only (mdistiller)."""
+    return kind == "preact" or (kind == "review" and side == "teacher")
+
+
 def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple[str, ...]:
     """The points of `kind` on `model`; a one-line error listing its points when it lacks them."""
-    points = feature_points(model)
     if kind == "embedding":
         return (EMBEDDING,)
     if kind == "middle":
         return (default_feature_point(model),)
-    wanted = STAGES if kind == "stages" else 1
+    preact = _uses_preact(kind, side)
+    points = preact_points(model) if preact else stage_points(model)
+    wanted = 1 if kind == "last" else FALLBACK_STAGES
+    if len(points) < wanted and preact:
+        raise KdlabError(
+            f"loss={method} taps {wanted} pre-activation points (a BN before a ReLU) of the "
+            f"{side}, model {type(model).__name__} has {len(points)} "
+            f"({', '.join(points) or 'none'}; its feature points: {_listing(model)}): pick a "
+            f"CIFAR ResNet, WRN or plain CNN/VGG, or set loss.{side}_points=[...]"
+        )
     if len(points) < wanted:
         raise KdlabError(
             f"loss={method} taps {wanted} feature point(s) of the {side}, model "
             f"{type(model).__name__} has {len(points)} ({_listing(model)}): pick a "
             f"convolutional model or set loss.{side}_points=[...]"
         )
-    return tuple(points[-wanted:])
+    if kind == "stages":
+        return points
+    picked = tuple(points[-wanted:])
+    return (*picked, EMBEDDING) if kind == "review" else picked
 
 
 def chosen_points(
@@ -60,8 +79,8 @@ def check_shapes(
 ) -> list:
     """Each point's output shape (no batch); 3-D maps for map methods, vectors for embeddings."""
     shapes = tapped_shapes(model, points, size)
-    dims = 1 if kind == "embedding" else 3
     for point, shape in shapes.items():
+        dims = 1 if kind == "embedding" or (kind == "review" and point == EMBEDDING) else 3
         if len(shape) != dims or isinstance(shape[0], str):
             what = "a (N, D) vector" if dims == 1 else "an (N, C, H, W) map"
             raise KdlabError(
@@ -83,6 +102,11 @@ def resolve_taps(
     teacher = context.teacher.model
     s_points = chosen_points(context.student, kind, method, "student", student_points)
     t_points = chosen_points(teacher, kind, method, "teacher", teacher_points)
+    if not student_points and not teacher_points:
+        # Default stages of unequal count (a 4-stage VGG and a 3-stage ResNet) pair their first
+        # ones, f1..f3, as RepDistiller's zip(g_s, g_t) does.
+        pairs = min(len(s_points), len(t_points))
+        s_points, t_points = s_points[:pairs], t_points[:pairs]
     if len(s_points) != len(t_points):
         raise KdlabError(
             f"loss={method} pairs student and teacher points in order, got {len(s_points)} "
@@ -99,7 +123,8 @@ def feature_method(
     config: type[FeatureConfig], objective: type[MethodObjective], kind: str, summary: str
 ) -> Method:
     """A feature method's registry entry: its factory resolves and checks the taps of `kind`
-    (stages | last | middle | embedding), then builds the objective weighted by `beta`."""
+    (stages | last | middle | embedding | preact | review), then builds the objective
+    weighted by `beta`."""
 
     def build(cfg: FeatureConfig, context: MethodContext) -> MethodObjective:
         taps = resolve_taps(context, kind, cfg.name, cfg.student_points, cfg.teacher_points)

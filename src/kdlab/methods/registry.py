@@ -8,7 +8,7 @@ reference defaults and their source, objective, `METHOD`), one line here, and it
 from __future__ import annotations
 
 from kdlab.errors import KdlabError
-from kdlab.methods import at, ce, dist, dkd, hint, kd, nst, pkt, rkd, sp
+from kdlab.methods import at, ce, dist, dkd, hint, kd, nst, ofd, pkt, reviewkd, rkd, sp
 from kdlab.methods.base import LossConfig, Method
 
 METHODS: dict[str, Method] = {
@@ -22,6 +22,8 @@ METHODS: dict[str, Method] = {
     "pkt": pkt.METHOD,
     "rkd": rkd.METHOD,
     "hint": hint.METHOD,
+    "ofd": ofd.METHOD,
+    "reviewkd": reviewkd.METHOD,
 }
 
 

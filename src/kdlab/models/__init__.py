@@ -7,6 +7,7 @@ from kdlab.models.features import (
     feature_points,
     feature_shape,
     modules_up_to,
+    stage_points,
 )
 from kdlab.models.registry import (
     ModelInfo,
@@ -34,4 +35,5 @@ __all__ = [
     "model_label",
     "model_names",
     "modules_up_to",
+    "stage_points",
 ]

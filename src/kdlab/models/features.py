@@ -18,12 +18,15 @@ from torch.utils.hooks import RemovableHandle
 
 from kdlab.errors import KdlabError
 from kdlab.models.channels import input_channels
+from kdlab.models.preact import PREACT, preact_modules
 
 # Top-level children that start a torchvision classifier's head (resnet: avgpool/fc,
 # vgg/efficientnet/convnext: avgpool/classifier, vit: heads, swin: head).
 HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads"})
 # The pseudo-point of the pooled embedding: the input of the model's final Linear layer.
 EMBEDDING = "embedding"
+# A model that declares no stage points has its last this many feature points as its stages.
+FALLBACK_STAGES = 3
 
 
 def middle_point(points: Sequence[str]) -> str:
@@ -42,6 +45,16 @@ def feature_points(model: nn.Module) -> tuple[str, ...]:
             break
         points.append(name)
     return tuple(points)
+
+
+def stage_points(model: nn.Module) -> tuple[str, ...]:
+    """The stage outputs the references tap (f1..fK, after the stem f0) as the model declares
+    them; for a model that declares none (torchvision, kdlab's plain students) the last three
+    feature points (layer2..4 of a torchvision ResNet)."""
+    declared = getattr(model, "stage_points", None)
+    if declared is not None:
+        return tuple(declared)
+    return feature_points(model)[-FALLBACK_STAGES:]
 
 
 def default_feature_point(model: nn.Module) -> str:
@@ -70,11 +83,7 @@ def embedding_module(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def check_feature_point(model: nn.Module, name: str) -> None:
-    """Raise a KdlabError naming the valid points if `name` is not one of them."""
-    if name == EMBEDDING:
-        embedding_module(model)
-        return
+def _check_stage_point(model: nn.Module, name: str) -> None:
     points = feature_points(model)
     if name not in points:
         raise KdlabError(
@@ -83,9 +92,19 @@ def check_feature_point(model: nn.Module, name: str) -> None:
         )
 
 
+def check_feature_point(model: nn.Module, name: str) -> None:
+    """Raise a KdlabError naming the valid points if `name` is not one FeatureTap records."""
+    if name == EMBEDDING:
+        embedding_module(model)
+    elif name.endswith(PREACT):
+        preact_modules(model, name)
+    else:
+        _check_stage_point(model, name)
+
+
 def modules_up_to(model: nn.Module, point: str) -> list[nn.Module]:
     """The top-level children from the first up to and including `point`, in forward order."""
-    check_feature_point(model, point)
+    _check_stage_point(model, point)
     prefix: list[nn.Module] = []
     for name, child in model.named_children():
         prefix.append(child)
@@ -101,7 +120,8 @@ class FeatureTap:
     ...     logits = model(x)
     >>> tap.features["layer2"]  # the tensor itself, still in the autograd graph
 
-    The point `embedding` records the input of the final Linear layer (the pooled features).
+    The point `embedding` records the input of the final Linear layer (the pooled features);
+    `<stage>.preact` a copy of the input of the ReLU after that stage (models.preact).
     """
 
     def __init__(self, model: nn.Module, points: Sequence[str]) -> None:
@@ -118,12 +138,18 @@ class FeatureTap:
     def _record_input(self, point: str, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         self.features[point] = inputs[0]
 
+    def _record_copy(self, point: str, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        self.features[point] = inputs[0].clone()  # the ReLU is in place: keep what it gets
+
     def __enter__(self) -> FeatureTap:
         self.features = {}
         for point in self.points:
             if point == EMBEDDING:  # a pre-hook: the final Linear's input
                 linear = embedding_module(self.model)
                 hook = linear.register_forward_pre_hook(partial(self._record_input, point))
+            elif point.endswith(PREACT):  # a pre-hook: the input of the ReLU after the stage
+                relu, _ = preact_modules(self.model, point)
+                hook = relu.register_forward_pre_hook(partial(self._record_copy, point))
             else:
                 child = self.model.get_submodule(point)
                 hook = child.register_forward_hook(partial(self._record, point))

@@ -1,7 +1,8 @@
 """Plain CNNs: conv-BN-ReLU blocks and max-pools, no shortcuts.
 
 One class builds kdlab's students (note 1's `cnn_student`, note 2's deeper and thinner
-`fitnet_student`) and the CIFAR VGGs with BatchNorm used in the CRD zoo.
+`fitnet_student`) and the CIFAR VGGs with BatchNorm used in the CRD zoo (RepDistiller's
+`vgg*_bn`, less the conv biases that their BatchNorm cancels).
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ def block(*widths: int, pool: bool = False) -> ConvBlock:
 
 
 class PlainCNN(StagedNet):
-    """`block1..N` as specified, then a global-average-pool + linear `head`."""
+    """`block1..N` as specified, then a global-average-pool + linear `head`.
+
+    `has_stem`: block1 is the references' stem and the others their stages (the VGGs); kdlab's
+    own students have no reference taps (see StagedNet).
+    """
 
     def __init__(
-        self, num_classes: int, blocks: Sequence[ConvBlock], in_channels: int = 3
+        self,
+        num_classes: int,
+        blocks: Sequence[ConvBlock],
+        in_channels: int = 3,
+        has_stem: bool = False,
     ) -> None:
         stages: dict[str, nn.Module] = {}
         in_ch = in_channels
@@ -42,7 +51,12 @@ class PlainCNN(StagedNet):
                 layers.append(conv_bn(in_ch, width))
                 in_ch = width
             stages[f"block{i}"] = nn.Sequential(*layers)
-        super().__init__(stages, classifier(in_ch, num_classes))
+        super().__init__(stages, classifier(in_ch, num_classes), has_stem)
+        # each block's last conv-BN-ReLU: its ReLU and BN (models.preact)
+        self.preact_taps = {
+            f"block{i}": (f"block{i}.{len(stage) - 1}.2", f"block{i}.{len(stage) - 1}.1")
+            for i, stage in enumerate(stages.values(), start=1)
+        }
 
 
 # Blocks at 32, 32 | 16, 16, 16 | 8 px; the middle point block4 is 16x16. ~178K params.
@@ -59,18 +73,16 @@ FITNET_STUDENT = (
     block(80, pool=True), block(96), block(128),
 )  # fmt: skip
 
-# CIFAR VGG as in CRD: five conv groups, pools after the first three and a 4x4 map at the end.
-VGG8 = (
-    block(64),
-    block(128, pool=True),
-    block(256, pool=True),
-    block(512, pool=True),
-    block(512),
-)
-VGG13 = (
-    block(64, 64),
-    block(128, 128, pool=True),
-    block(256, 256, pool=True),
-    block(512, 512, pool=True),
-    block(512, 512),
-)
+
+def cifar_vgg(*groups: tuple[int, ...]) -> tuple[ConvBlock, ...]:
+    """RepDistiller's CIFAR VGG: five conv groups with a max-pool before the 2nd, 3rd and 4th
+    (none before the 5th), so a 32 px input ends at 4x4. Group one's output is its f0 (the
+    stem), groups two to five give f1..f4, each after its last ReLU and before the next pool."""
+    return tuple(block(*widths, pool=0 < i < 4) for i, widths in enumerate(groups))
+
+
+VGG8 = cifar_vgg((64,), (128,), (256,), (512,), (512,))
+VGG11 = cifar_vgg((64,), (128,), (256, 256), (512, 512), (512, 512))
+VGG13 = cifar_vgg((64, 64), (128, 128), (256, 256), (512, 512), (512, 512))
+VGG16 = cifar_vgg((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3)
+VGG19 = cifar_vgg((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)

@@ -14,8 +14,20 @@ from torch import nn
 from kdlab.errors import KdlabError
 from kdlab.models.features import default_feature_point, feature_points
 from kdlab.models.mobilenetv2 import MobileNetV2
-from kdlab.models.plain import CNN_STUDENT, FITNET_STUDENT, VGG8, VGG13, PlainCNN
-from kdlab.models.resnet import CifarResNet, cifar_resnet
+from kdlab.models.plain import (
+    CNN_STUDENT,
+    FITNET_STUDENT,
+    VGG8,
+    VGG11,
+    VGG13,
+    VGG16,
+    VGG19,
+    ConvBlock,
+    PlainCNN,
+)
+from kdlab.models.published_sizes import REFERENCE_SIZES
+from kdlab.models.resnet import CifarResNet, cifar_resnet, cifar_resnet50
+from kdlab.models.shufflenetv1 import ShuffleNetV1
 from kdlab.models.shufflenetv2 import ShuffleNetV2
 from kdlab.models.torchvision_models import torchvision_model
 from kdlab.models.wrn import WideResNet
@@ -42,6 +54,18 @@ def _resnet(depth: int) -> ModelBuilder:
     return ModelBuilder(partial(cifar_resnet, depth=depth), f"CIFAR ResNet-{depth} (16/32/64)")
 
 
+def _wrn(depth: int, widen: int) -> ModelBuilder:
+    return ModelBuilder(
+        partial(WideResNet, depth=depth, widen=widen), f"Wide ResNet {depth}-{widen}"
+    )
+
+
+def _vgg(depth: int, blocks: tuple[ConvBlock, ...]) -> ModelBuilder:
+    return ModelBuilder(
+        partial(PlainCNN, blocks=blocks, has_stem=True), f"CIFAR VGG-{depth} with BN"
+    )
+
+
 MODELS: dict[str, ModelBuilder] = {
     "resnet_teacher": ModelBuilder(
         partial(CifarResNet, blocks=(2, 3, 4), widths=(32, 32, 64, 128)),
@@ -66,11 +90,18 @@ MODELS: dict[str, ModelBuilder] = {
     "resnet32x4": ModelBuilder(
         partial(cifar_resnet, depth=32, widths=(32, 64, 128, 256)), "CIFAR ResNet-32, 4x wide"
     ),
-    "wrn_16_2": ModelBuilder(partial(WideResNet, depth=16, widen=2), "Wide ResNet 16-2"),
-    "wrn_40_2": ModelBuilder(partial(WideResNet, depth=40, widen=2), "Wide ResNet 40-2"),
-    "vgg8": ModelBuilder(partial(PlainCNN, blocks=VGG8), "CIFAR VGG-8 with BN"),
-    "vgg13": ModelBuilder(partial(PlainCNN, blocks=VGG13), "CIFAR VGG-13 with BN"),
+    "resnet50": ModelBuilder(cifar_resnet50, "CIFAR ResNet-50: 3-4-6-3 bottlenecks, 3x3 stem"),
+    "wrn_16_1": _wrn(16, 1),
+    "wrn_16_2": _wrn(16, 2),
+    "wrn_40_1": _wrn(40, 1),
+    "wrn_40_2": _wrn(40, 2),
+    "vgg8": _vgg(8, VGG8),
+    "vgg11": _vgg(11, VGG11),
+    "vgg13": _vgg(13, VGG13),
+    "vgg16": _vgg(16, VGG16),
+    "vgg19": _vgg(19, VGG19),
     "mobilenetv2": ModelBuilder(MobileNetV2, "MobileNetV2 half width (CRD mobile_half)"),
+    "shufflenetv1": ModelBuilder(ShuffleNetV1, "ShuffleNet V1, 3 groups, CIFAR stem"),
     "shufflenetv2": ModelBuilder(ShuffleNetV2, "ShuffleNetV2 1.0x, CIFAR stem"),
     "torchvision": ModelBuilder(
         torchvision_model,
@@ -86,6 +117,8 @@ class ModelInfo:
 
     name: str
     params: int | None  # at 10 classes
+    params_100: int | None  # at 100 classes, the references' setting
+    published: float | None  # millions at 100 classes, as the references print it
     feature_points: list[str]
     default_feature_point: str
     notes: str
@@ -144,15 +177,19 @@ def model_label(model_cfg: Mapping[str, Any]) -> str:
 
 
 def describe_models() -> list[ModelInfo]:
-    """Every registered model at 10 classes, built on the meta device (no memory, no init cost)."""
+    """Every registered model at 10 and 100 classes, built on the meta device (no memory, no
+    init cost), beside the references' published size."""
     infos = []
     for name, builder in MODELS.items():
         with torch.device("meta"):
-            model = builder(10)
+            model, wide = builder(10), builder(100)
+        reference = REFERENCE_SIZES.get(name)
         infos.append(
             ModelInfo(
                 name=name,
                 params=count_params(model),
+                params_100=count_params(wide),
+                published=reference.published if reference else None,
                 feature_points=list(feature_points(model)),
                 default_feature_point=default_feature_point(model),
                 notes=builder.notes,

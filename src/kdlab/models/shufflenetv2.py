@@ -1,4 +1,5 @@
-"""ShuffleNetV2 1.0x (Ma et al. 2018) in CRD's CIFAR form: 3x3 stride-1 stem, no max-pool."""
+"""ShuffleNetV2 1.0x (Ma et al. 2018) in CRD's CIFAR form (RepDistiller's `ShuffleV2`): a 1x1
+stride-1 stem, no max-pool."""
 
 from __future__ import annotations
 
@@ -51,13 +52,14 @@ class ShuffleUnit(nn.Module):
 
 
 class ShuffleNetV2(StagedNet):
-    """`stem`, `layer1..3` (each opens with a stride-2 unit), 1x1 `conv_last`, `head`."""
+    """`stem`, `layer1..3` (each opens with a stride-2 unit), then a `head` of the 1x1 conv to
+    1024, the pool and the linear layer (the embedding is the pooled 1024)."""
 
     def __init__(self, num_classes: int, in_channels: int = 3) -> None:
-        stages: dict[str, nn.Module] = {"stem": conv_bn(in_channels, STEM_WIDTH)}
+        stages: dict[str, nn.Module] = {"stem": conv_bn(in_channels, STEM_WIDTH, 1)}
         in_ch = STEM_WIDTH
         for i, (width, n) in enumerate(STAGES, start=1):
             stages[f"layer{i}"] = make_stage(ShuffleUnit, in_ch, width, n, stride=2)
             in_ch = width
-        stages["conv_last"] = conv_bn(in_ch, LAST_WIDTH, 1)
-        super().__init__(stages, classifier(LAST_WIDTH, num_classes))
+        head = classifier(LAST_WIDTH, num_classes, conv_bn(in_ch, LAST_WIDTH, 1))
+        super().__init__(stages, head)

@@ -26,13 +26,22 @@ def init_weights(model: nn.Module) -> None:
 
 
 class StagedNet(nn.Sequential):
-    """Stages (the feature points, each giving an N,C,H,W map) followed by a classifier `head`."""
+    """Stages (the feature points, each giving an N,C,H,W map) followed by a classifier `head`.
+
+    With `has_stem` the first stage is the references' stem (f0) and the others are the stage
+    outputs they tap (f1..fK, `stage_points`); without it (kdlab's own plain students, which no
+    reference taps) the methods fall back to the last three points.
+    """
 
     feature_points: tuple[str, ...]
+    stage_points: tuple[str, ...] | None
     default_feature_point: str
 
-    def __init__(self, stages: dict[str, nn.Module], head: nn.Module) -> None:
+    def __init__(
+        self, stages: dict[str, nn.Module], head: nn.Module, has_stem: bool = True
+    ) -> None:
         super().__init__(OrderedDict([*stages.items(), ("head", head)]))
         self.feature_points = tuple(stages)
+        self.stage_points = self.feature_points[1:] if has_stem else None
         self.default_feature_point = middle_point(self.feature_points)
         init_weights(self)

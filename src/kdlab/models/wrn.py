@@ -45,3 +45,8 @@ class WideResNet(StagedNet):
             in_ch = width
         head = classifier(in_ch, num_classes, nn.BatchNorm2d(in_ch), nn.ReLU(inplace=True))
         super().__init__(stages, head)
+        # the BN-ReLU after each stage: the next stage's first pre-activation, the head's
+        after = ["layer2.0.preact", "layer3.0.preact", "head"]
+        self.preact_taps = {
+            f"layer{i}": (f"{path}.1", f"{path}.0") for i, path in enumerate(after, start=1)
+        }

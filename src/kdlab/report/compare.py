@@ -34,10 +34,12 @@ COLUMNS = [
     "train_loss",
     "loss_soft",
     "loss_fit",
+    "train_images_per_s",
     "wall_time_s",
 ]
 POOLED_KEYS = (
     *ACC_KEYS,
+    "train_images_per_s",
     "train_ce",
     "train_loss",
     "loss_soft",
@@ -105,7 +107,8 @@ def baseline_group(baseline: Run, runs: Sequence[Run]) -> RunGroup:
 
 def run_figures(run: Run) -> dict[str, Any]:
     """The run's numbers in the table: val/test as tested, train ones of the same epoch."""
-    figures = {key: run.get(key) for key in ("val_acc", "test_acc", "loss_fit", "wall_time_s")}
+    keys = ("val_acc", "test_acc", "last_test_acc", "loss_fit", "train_images_per_s", "wall_time_s")
+    figures = {key: run.get(key) for key in keys}
     return figures | train_figures(run)
 
 

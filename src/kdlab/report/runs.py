@@ -31,6 +31,7 @@ NUMERIC = (
     "test_loss",
     "last_train_acc",
     "last_val_acc",
+    "last_test_acc",
     "wall_time_s",
     "train_images_per_s",
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 from kdlab.errors import KdlabError
 
-ACC_KEYS = ("train_acc", "val_acc", "test_acc")
+ACC_KEYS = ("train_acc", "val_acc", "test_acc", "last_test_acc")
 # The final training loss and its parts. summary.json's `loss` is called `train_loss` in
 # the tables: the config key `loss` (loss=kd) may be a sweep column too.
 LOSS_KEYS = ("train_loss", "loss_soft", "loss_hard", "loss_fit")
@@ -28,6 +28,8 @@ TITLES = {
     "d_val_acc": "Δval",
     "d_test_acc": "Δtest",
     "best_epoch": "best ep",
+    "last_test_acc": "test@last",
+    "train_images_per_s": "img/s",
     "train_ce": "CE",
     "train_loss": "loss",
     "loss_soft": "soft",
@@ -82,6 +84,8 @@ def format_value(key: str, value: Any, std: float | None = None) -> str:
     if key == "wall_time_s":
         text = format_duration(value)
         return text if std is None else f"{text}±{format_duration(std)}"
+    if key == "train_images_per_s":
+        return f"{value:.0f}" if std is None else f"{value:.0f}±{std:.0f}"
     if key.startswith("d_"):
         return f"{value:+.2f}"
     if key in ACC_KEYS or key in LOSS_KEYS or is_loss_part(key) or key == "train_ce":
