@@ -15,7 +15,11 @@ For each model, in one process, at one batch size, on CIFAR-sized (32x32) synthe
 Usage:
   python scripts/bench.py [--quick] [--device cpu|cuda] [--models a,b,c] [--batch-size 128]
                           [--images N] [--precision auto|32|bf16] [--channels-last]
-                          [--threads N] [--out FILE.md]
+                          [--threads N] [--out FILE.md] [--only loader]
+
+--only loader measures the data path alone instead (benchlib/loader.py): kdlab's streamed
+image folder at 224 px against its in-memory path and a torchvision ImageFolder + PIL +
+DataLoader loop, on a generated folder of JPEGs (--images N of them, default 512).
 
 raw, kdlab and KD run in kdlab's default settings (precision auto, channels_last off) unless
 told otherwise; the reference runs as the usual script does (fp32, contiguous).
@@ -35,6 +39,7 @@ from collections.abc import Sequence
 
 import torch
 
+from benchlib.loader import loader_rows
 from benchlib.measures import Row, bench_model
 from benchlib.report import device_line, report, settings_line
 from benchlib.timing import Measurement, base_parser, chosen_plan, parse_with_models
@@ -64,6 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--precision", choices=("auto", "32", "bf16"), default="auto", help="kdlab's default: auto"
     )
     parser.add_argument("--channels-last", action="store_true", help="kdlab's default: off")
+    parser.add_argument("--only", choices=("loader",), help="just this measurement")
     return parse_with_models(parser, argv)
 
 
@@ -136,9 +142,27 @@ def header_lines(bench: Bench, quick: bool) -> list[str]:
     ]
 
 
+def loader_main(args: argparse.Namespace, started: float) -> None:
+    """--only loader: the data paths of an image folder, side by side."""
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rows, settings = loader_rows(args, device)
+    header = [
+        device_line(device),
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {settings}",
+        "every figure: median of the rounds after a warm-up round; a round times each path "
+        "once, in turn, so drift on the machine hits them alike",
+    ]
+    report(header, time.perf_counter() - started, ("path", "img/s", "vs ref"), rows, args.out)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
+    if args.only == "loader":
+        loader_main(args, started)
+        return
     with opened_bench(args, chosen_plan(args), "kdlab-bench-") as bench:
         teacher = None
         if any(name != TEACHER for name in args.models):

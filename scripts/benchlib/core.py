@@ -90,3 +90,31 @@ def method_objective(
     """`loss=NAME`'s objective with its reference defaults, as `kdlab distill` builds it."""
     cfg = compose_config("distill", [f"loss={name}", "data=synthetic", "trainer.progress=off"])
     return build_objective(cfg, teacher, student, image_size)
+
+
+def folder_data(
+    root: Path, image_size: int, batch_size: int, device: torch.device, in_memory: bool
+) -> DataBundle:
+    """The image folder under `root` as `kdlab train data=imagefolder data.augment=imagenet`
+    serves it: decoded into memory first (`in_memory`) or streamed from the files."""
+    cfg = compose_config(
+        "train",
+        [
+            "model=resnet8",  # unused: build_data needs only the data settings
+            "data=imagefolder",
+            f"data.root={root}",
+            f"data.image_size={image_size}",
+            "data.augment=imagenet",
+            "data.val_split=0",
+            f"data.in_memory_max_mb={4096 if in_memory else 0}",
+            f"trainer.device={device.type}",
+        ],
+    )
+    return build_data(
+        cfg.data, batch_size=batch_size, eval_batch_size=batch_size, device=device, seed=0
+    )
+
+
+def streamed_workers(data: DataBundle) -> int:
+    """How many DataLoader workers kdlab's stream loader runs (data.num_workers=auto)."""
+    return data.train._loader.num_workers  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from benchlib.timing import note
 
 
 def device_line(device: torch.device) -> str:
-    """"device: NAME": the GPU's name, or the CPU's model and logical core count."""
+    """ "device: NAME": the GPU's name, or the CPU's model and logical core count."""
     if device.type == "cuda":
         return f"device: {torch.cuda.get_device_name(device)}"
     cpuinfo = Path("/proc/cpuinfo")

@@ -20,6 +20,7 @@ from torch import nn
 from kdlab.checkpoint import Checkpoint
 from kdlab.config import RunConfig
 from kdlab.data import DataBundle, build_data
+from kdlab.data.choices import pretrained, run_normalization
 from kdlab.distributed import is_main, rank, world_size
 from kdlab.engine import RunPlace, Trainer
 from kdlab.execution import resolve_precision, seed_everything, setup_runtime
@@ -61,8 +62,10 @@ def hydra_run_info() -> tuple[Path, list[str], bool]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
 
 
-def open_session(cfg: RunConfig) -> Session:
-    """Guard the run dir, set up the runtime and load the data."""
+def open_session(cfg: RunConfig, teacher_config: dict[str, Any] | None = None) -> Session:
+    """Guard the run dir, set up the runtime and load the data. `data.normalize=auto` gives
+    ImageNet statistics to a pretrained model, and a student its teacher's normalisation
+    (`teacher_config`: the teacher run's resolved config)."""
     run_dir, overrides, multirun = hydra_run_info()
     resume_state = guard_run_dir(run_dir, cfg.resume)
     device = setup_runtime(cfg.trainer, cfg.seed)
@@ -77,7 +80,9 @@ def open_session(cfg: RunConfig) -> Session:
         channels_last=t.channels_last,
         rank=rank(),
         world_size=world_size(),
+        pretrained=imagenet_inputs(cfg, teacher_config),
     )
+    log.info("data: augment %s, normalisation %s", data.augment, data.normalization)
     resume_epoch = resume_state.epoch if resume_state else 0
     logger = RunLogger(run_dir, resume_epoch=resume_epoch) if is_main() else NullLogger()
     log.info(
@@ -107,6 +112,14 @@ def open_session(cfg: RunConfig) -> Session:
         overrides=overrides,
         started=time.perf_counter(),
     )
+
+
+def imagenet_inputs(cfg: RunConfig, teacher_config: dict[str, Any] | None) -> bool:
+    """What data.normalize=auto follows: the teacher's normalisation where there is one (it
+    sees the student's batches), else whether the model is pretrained."""
+    if teacher_config is not None:
+        return run_normalization(teacher_config) == "imagenet"
+    return pretrained(cfg.model)
 
 
 def dropped_note(data: DataBundle, batch_size: int) -> str:

@@ -19,6 +19,7 @@ from torch import nn
 from kdlab.checkpoint import Checkpoint, checkpoint_in
 from kdlab.config import DistillConfig, TeacherConfig
 from kdlab.data import DataBundle
+from kdlab.data.choices import run_normalization
 from kdlab.engine import evaluate
 from kdlab.errors import KdlabError
 from kdlab.logit_cache import CachedLogitLoader, cached_logit_loader
@@ -128,6 +129,12 @@ def load_teacher(
             f"{data.in_channels}: pick a teacher trained on the same images (teacher.ckpt=PATH)"
         )
     check_class_names(path, state.class_names, data.class_names)
+    trained_on = run_normalization(state.config)
+    if trained_on != data.normalization:
+        raise KdlabError(
+            f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
+            f"this run uses {data.normalization}: set data.normalize={trained_on}"
+        )
     model = state.build_model().to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

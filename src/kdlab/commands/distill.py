@@ -10,7 +10,7 @@ from torch import nn
 from kdlab.config import DistillConfig
 from kdlab.engine import Stage, parameters_of, run_stages
 from kdlab.fine_tuning import fine_tuning_stages
-from kdlab.logit_cache import CachedLogitLoader
+from kdlab.logit_cache import CachedLogitLoader, cache_refusal
 from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
 from kdlab.methods.registry import method
 from kdlab.objectives import FrozenTeacher, Objective
@@ -38,7 +38,7 @@ def method_stages(
 def run(cfg: DistillConfig) -> dict[str, Any]:
     needs_teacher = method(cfg.loss.name).needs_teacher
     checkpoint = read_teacher(cfg) if needs_teacher else None
-    session = open_session(cfg)
+    session = open_session(cfg, checkpoint.state.config if checkpoint else None)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
     teacher: FrozenTeacher | None = None
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
@@ -58,6 +58,8 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     if checkpoint is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
         if batches is None:
-            extra["teacher"]["logit_cache_off"] = cache_off_reason(cfg)
+            train = session.data.train
+            off = cache_refusal(train) if uses_logit_cache(cfg) else cache_off_reason(cfg)
+            extra["teacher"]["logit_cache_off"] = off
     extra.update(objective.summary_fields())
     return write_summary(session, trainer, results, test, extra)

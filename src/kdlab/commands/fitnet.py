@@ -91,7 +91,7 @@ def kd_stage(
 
 def run(cfg: FitnetRunConfig) -> dict[str, Any]:
     checkpoint = read_teacher(cfg)
-    session = open_session(cfg)
+    session = open_session(cfg, checkpoint.state.config)
     student = build_model_to_train(session)
     teacher, teacher_info = prepare_teacher(checkpoint, session)
     trainer = session.trainer(student)

@@ -1,4 +1,5 @@
-"""Batched train-time augmentation as tensor ops: pad-and-random-crop plus horizontal flip.
+"""Batched train-time augmentation as tensor ops: pad-and-random-crop plus horizontal flip
+(`data.augment=cifar`), and what every augmentation offers a loader (`Augmentation`).
 
 The view of each image (its crop offsets and flip) can be drawn separately from applying it,
 so a caller that needs to know which view an image got (e.g. a teacher-logit cache) can.
@@ -6,7 +7,8 @@ so a caller that needs to know which view an image got (e.g. a teacher-logit cac
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -73,3 +75,39 @@ def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator)
     """Draw a view per image from `generator` (a CPU generator) and apply it."""
     dy, dx, flip = draw_crop_flip(images.shape[0], pad, generator, images.device)
     return crop_flip(images, dy, dx, flip, pad)
+
+
+class Augmentation(Protocol):
+    """A train-time augmentation as the schedule draws it and the loaders apply it."""
+
+    # distinct views of one image (what a teacher-logit cache needs: finitely many);
+    # None for continuous parameters
+    num_views: int | None
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """`n` views, one per image, as tensors whose first dimension is the image."""
+        ...
+
+    def apply(self, images: torch.Tensor, view: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """uint8 (B,C,H,W) images seen through their drawn views, batched on their device."""
+        ...
+
+
+@dataclass(frozen=True)
+class PadCropFlip:
+    """`data.augment=cifar`: zero-pad `pad`, random crop back to the image size, and flip
+    (unless `flips` is off)."""
+
+    pad: int
+    flips: bool = True
+
+    @property
+    def num_views(self) -> int:
+        return view_count(self.pad)
+
+    def draw(self, n: int, generator: torch.Generator) -> CropFlip:
+        return draw_crop_flip(n, self.pad, generator, flips=self.flips)
+
+    def apply(self, images: torch.Tensor, view: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        dy, dx, flip = view
+        return crop_flip(images, dy, dx, flip, self.pad)

@@ -8,13 +8,22 @@ from dataclasses import dataclass
 import torch
 
 from kdlab.data.batch_loader import BatchLoader
+from kdlab.data.choices import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    augment_mode,
+    normalization,
+    stored_sides,
+    train_augmentation,
+)
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles
 from kdlab.data.normalize import Normalizer, channel_stats
 from kdlab.data.registry import DatasetSpec, channels_of, data_settings, dataset_spec
+from kdlab.data.resized_crop import resize_center_crop
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
-from kdlab.data.settings import DataConfig
+from kdlab.data.settings import DataConfig, worker_count
 from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
@@ -42,6 +51,8 @@ class DataBundle:
     in_channels: int = 3  # of the images: every model is built for it
     train_images: int = 0  # the train split's size (all ranks)
     dropped: int = 0  # of them, left out of every epoch: the last partial batch
+    augment: str = "cifar"  # data.augment resolved: cifar, imagenet or none
+    normalization: str = "dataset"  # data.normalize resolved: dataset or imagenet
 
 
 def _balanced(
@@ -75,12 +86,25 @@ def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Spli
     return {k: s.decode() if isinstance(s, FolderFiles) else s for k, s in splits.items()}
 
 
+def _refit(split: Split | None, sides: tuple[int, int]) -> Split | None:
+    """`split` as Resize(resize) + CenterCrop(crop) where that changes it (image folders are
+    decoded so; images in memory are transformed once, here)."""
+    resize, crop = sides
+    if isinstance(split, FolderFiles):
+        return split.refit(resize, crop)
+    if split is None or split.images.shape[-1] == resize == crop:
+        return split
+    return ImageSet(resize_center_crop(split.images, resize, crop), split.labels)
+
+
 def _mean_std(
-    settings: DataConfig, spec: DatasetSpec, train: Split
+    settings: DataConfig, spec: DatasetSpec, train: Split, imagenet: bool
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Configured stats, else the data set's standard ones, else those of the images left
-    after the val split (before train_size subsets them: the same for every run, so a teacher
-    sees the inputs it trained on in any student's run)."""
+    """ImageNet's stats if asked, configured stats, else the data set's standard ones, else
+    those of the images left after the val split (before train_size subsets them: the same for
+    every run, so a teacher sees the inputs it trained on in any student's run)."""
+    if imagenet:
+        return IMAGENET_MEAN, IMAGENET_STD
     if settings.mean is not None and settings.std is not None:
         return tuple(settings.mean), tuple(settings.std)
     if spec.mean is not None and spec.std is not None:
@@ -93,29 +117,55 @@ def _mean_std(
     return tuple(mean), tuple(std)
 
 
-def _loader(
-    split: Split, schedule: Schedule, normalize: Normalizer, device: torch.device, num_workers: int
-) -> BatchLoader:
-    if isinstance(split, ImageSet):
-        return DeviceLoader(split.images, split.labels, schedule, normalize, device)
-    return StreamLoader(DecodingDataset(split), schedule, normalize, device, num_workers)
+@dataclass(frozen=True)
+class _Serving:
+    """How a run's batches are made: device, workers, and the imagenet crop size (None: the
+    views, if any, are applied on the device)."""
+
+    normalize: Normalizer
+    device: torch.device
+    num_workers: int
+    crop_in_workers: int | None
+
+    def loader(self, split: Split, schedule: Schedule, train: bool = False) -> BatchLoader:
+        if isinstance(split, ImageSet):
+            return DeviceLoader(
+                split.images, split.labels, schedule, normalize=self.normalize, device=self.device
+            )
+        crop = self.crop_in_workers if train else None
+        dataset = DecodingDataset(split, crop_size=crop)
+        return StreamLoader(
+            dataset, schedule, self.normalize, self.device, self.num_workers, crop is not None
+        )
 
 
 def _run_splits(
-    settings: DataConfig, spec: DatasetSpec, source: Source, split_seed: int
+    settings: DataConfig,
+    spec: DatasetSpec,
+    source: Source,
+    split_seed: int,
+    mode: str,
+    imagenet_stats: bool,
 ) -> tuple[Split, Split | None, Split, tuple[tuple[float, ...], tuple[float, ...]]]:
     """(train, val, test) as a run uses them, and the normalisation (mean, std): val first,
-    from the full train split, then the subsets; decoded into memory where they fit."""
+    from the full train split, then the subsets, then the geometry the augmentation `mode`
+    needs; decoded into memory where they fit."""
     train, test = source.train, source.test
     val = None
     if settings.val_split > 0:  # from the full train split: the same val images for any subset
         train, val = _hold_out(train, settings.val_split, len(source.class_names), split_seed)
-    stats = _mean_std(settings, spec, train)  # of all images a run may train on
+    stats = _mean_std(settings, spec, train, imagenet_stats)  # of all images a run may train on
     train = _balanced(
         train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
     )
     test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed)
-    placed = _into_memory({"train": train, "val": val, "test": test}, settings.in_memory_max_mb)
+    train_sides, eval_sides = stored_sides(mode, spec.image_size or settings.image_size)
+    splits = {
+        "train": train if spec.image_size else _refit(train, train_sides),  # fixed: as they are
+        "val": _refit(val, eval_sides),
+        "test": _refit(test, eval_sides),
+    }
+    placed = _into_memory(splits, settings.in_memory_max_mb)
     return placed["train"], placed["val"], placed["test"], stats
 
 
@@ -129,6 +179,7 @@ def build_data(
     channels_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    pretrained: bool = False,
 ) -> DataBundle:
     """Load the data set named in the `data` config and serve its splits on `device`.
 
@@ -138,37 +189,41 @@ def build_data(
     val split are deterministic in `data.split_seed` (fixed by default, so teachers and
     students of any seed share one split; null = follow `seed`); each epoch's
     batches in (`seed`, epoch). With `world_size` > 1 every rank gets a disjoint, equally
-    long shard.
+    long shard. `pretrained`: what `data.normalize=auto` follows (ImageNet statistics).
     """
     settings = data_settings(cfg)
     spec = dataset_spec(settings.name)
     split_seed = seed if settings.split_seed is None else settings.split_seed
     source = spec.load(settings)
     check_classes(settings.name, source.class_names)
-    num_classes = len(source.class_names)
-    train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed)
-    normalize = Normalizer(mean, std, device, channels_last)
-    shard = {"rank": rank, "world_size": world_size}
-    pad = spec.augment_pad if settings.augment else None
-
-    def serve(split: Split, schedule: Schedule) -> BatchLoader:
-        return _loader(split, schedule, normalize, device, settings.num_workers)
-
-    epochs = TrainSchedule(
-        train.labels.numel(), batch_size, seed=seed, augment_pad=pad, flips=spec.flips, **shard
+    mode, norm = augment_mode(settings, spec), normalization(settings, pretrained)
+    size = spec.image_size or settings.image_size
+    imagenet = norm == "imagenet"
+    train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed, mode, imagenet)
+    serving = _Serving(
+        Normalizer(mean, std, device, channels_last),
+        device,
+        worker_count(settings.num_workers, world_size),
+        size if mode == "imagenet" else None,
     )
+    shard = {"rank": rank, "world_size": world_size}
+    views = train_augmentation(mode, spec, size)
+    epochs = TrainSchedule(train.labels.numel(), batch_size, seed=seed, augmentation=views, **shard)
+
+    def evaluated(split: Split) -> BatchLoader:
+        return serving.loader(split, EvalSchedule(split.labels.numel(), eval_batch_size, **shard))
 
     return DataBundle(
         name=settings.name,
-        num_classes=num_classes,
+        num_classes=len(source.class_names),
         class_names=list(source.class_names),
-        image_size=spec.image_size or settings.image_size,
+        image_size=size,
         in_channels=channels_of(settings),
-        train=serve(train, epochs),
-        val=None
-        if val is None
-        else serve(val, EvalSchedule(val.labels.numel(), eval_batch_size, **shard)),
-        test=serve(test, EvalSchedule(test.labels.numel(), eval_batch_size, **shard)),
+        train=serving.loader(train, epochs, train=True),
+        val=None if val is None else evaluated(val),
+        test=evaluated(test),
         train_images=epochs.num_items,
         dropped=epochs.dropped,
+        augment=mode,
+        normalization=norm,
     )

@@ -1,25 +1,29 @@
 """Your own images: `root/train/<class>/*` and `root/test/<class>/*` (or `root/val/`).
 
-Every image is converted to 8-bit RGB (faithfully for 16-bit, float, palette and
-transparent images: see color.py), its shorter side resized to `image_size` and the centre
-square cropped (aspect ratio kept, so nothing is squashed); class names are the train
-folders' names in sorted order.
+Every image is converted to 8-bit RGB (JPEGs decoded by torchvision.io; other formats by
+PIL, faithfully for 16-bit, float, palette and transparent images: see color.py), its
+shorter side resized to `image_size` (antialiased bilinear, as torchvision's Resize) and the
+centre square cropped (aspect ratio kept, so nothing is squashed); class names are the train
+folders' names in sorted order. Under `data.augment=imagenet` build_data asks for other
+geometry (`FolderFiles.refit`), and streamed training images are cropped from the full file.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import MISSING
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from kdlab.data.color import to_rgb
+from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.errors import KdlabError
@@ -27,31 +31,65 @@ from kdlab.errors import KdlabError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def decode_image(path: str, size: int, channels: int = 3) -> torch.Tensor:
-    """One image file as a uint8 (channels, size, size) tensor (shorter side resized, centre
-    crop); one channel is the RGB image's luminance (PIL's ITU-R 601-2 "L")."""
+def read_rgb(path: str) -> torch.Tensor:
+    """One image file, whole, as uint8 (3, H, W): JPEGs by torchvision.io (libjpeg-turbo,
+    no PIL round trip), anything else, or a JPEG it cannot read, by PIL via `to_rgb`."""
+    if path.lower().endswith((".jpg", ".jpeg")):
+        try:
+            return decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass  # e.g. a CMYK or arithmetic-coded JPEG: PIL may read it
     try:
         with Image.open(path) as image:
-            fitted = ImageOps.fit(to_rgb(image), (size, size), Image.Resampling.BILINEAR)
+            pixels = np.array(to_rgb(image))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
-    if channels == 1:
-        return torch.from_numpy(np.array(fitted.convert("L")))[None].contiguous()
-    return torch.from_numpy(np.array(fitted)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
+def to_channels(rgb: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (3, H, W) as `channels` channels: one is the luminance as PIL's "L" computes it
+    (ITU-R 601-2, (19595 R + 38470 G + 7471 B + 2^15) >> 16)."""
+    if channels == 3:
+        return rgb
+    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(3, 1, 1)
+    return ((rgb.int() * weights).sum(0, keepdim=True) + 0x8000).bitwise_right_shift(16).byte()
+
+
+def decode_image(
+    path: str, size: int, channels: int = 3, resize: int | None = None
+) -> torch.Tensor:
+    """One image file as a uint8 (channels, size, size) tensor: shorter side resized to
+    `resize` (default `size`), then the centre `size` square."""
+    return to_channels(resize_center_crop(read_rgb(path), resize or size, size), channels)
+
+
+def decode_crop(path: str, draw: CropDraw, size: int, channels: int = 3) -> torch.Tensor:
+    """A training view of one file: its random-resized crop (drawn relative to the whole
+    image) resized to `size` and flipped as drawn, as torchvision's RandomResizedCrop."""
+    rgb = read_rgb(path)
+    boxes = crop_boxes(draw, rgb.shape[1], rgb.shape[2])
+    return to_channels(resized_crops_each(rgb[None], boxes, draw.flip, size)[0], channels)
 
 
 @dataclass(frozen=True)
 class FolderFiles:
-    """A split as image paths and int64 labels, decoded on demand to `image_size`."""
+    """A split as image paths and int64 labels, decoded on demand to `image_size` (the
+    shorter side resized to `resize`, default `image_size`, then the centre square)."""
 
     paths: tuple[str, ...]
     labels: torch.Tensor
     image_size: int
     channels: int = 3
+    resize: int | None = None
 
     def subset(self, index: torch.Tensor) -> FolderFiles:
         paths = tuple(self.paths[i] for i in index.tolist())
-        return FolderFiles(paths, self.labels[index], self.image_size, self.channels)
+        return replace(self, paths=paths, labels=self.labels[index])
+
+    def refit(self, resize: int, crop: int) -> FolderFiles:
+        """The same files decoded as Resize(resize) + CenterCrop(crop)."""
+        return replace(self, image_size=crop, resize=resize)
 
     @property
     def decoded_bytes(self) -> int:
@@ -63,7 +101,7 @@ class FolderFiles:
         images = torch.empty((len(self.paths), channels, size, size), dtype=torch.uint8)
 
         def decode_into(i: int) -> None:
-            images[i] = decode_image(self.paths[i], size, channels)
+            images[i] = decode_image(self.paths[i], size, channels, self.resize)
 
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             list(pool.map(decode_into, range(len(self.paths))))
@@ -71,22 +109,32 @@ class FolderFiles:
 
 
 class DecodingDataset(Dataset):
-    """`FolderFiles` for a DataLoader: (image, label, problem); see StreamLoader for `problem`."""
+    """`FolderFiles` for a DataLoader: item `i` -> (image, label, problem), see StreamLoader
+    for `problem`; item `(i, view)`, `view` a `CropDraw` row as plain values, -> that
+    training view of image i at `crop_size` (the random-resized crop, in the worker)."""
 
-    def __init__(self, files: FolderFiles) -> None:
+    def __init__(self, files: FolderFiles, crop_size: int | None = None) -> None:
         self.files = files
+        self.crop_size = crop_size or files.image_size
 
     def __len__(self) -> int:
         return len(self.files.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        label = int(self.files.labels[i])
+    def __getitem__(self, item: int | tuple[int, tuple]) -> tuple[torch.Tensor, int, str]:
+        i, view = item if isinstance(item, tuple) else (item, None)
         files = self.files
+        label = int(files.labels[i])
         try:
-            return decode_image(files.paths[i], files.image_size, files.channels), label, ""
+            if view is None:
+                image = decode_image(files.paths[i], files.image_size, files.channels, files.resize)
+            else:
+                *fractions, flip = (torch.tensor([value], dtype=torch.float64) for value in view)
+                draw = CropDraw(*fractions, flip.bool())
+                image = decode_crop(files.paths[i], draw, self.crop_size, files.channels)
+            return image, label, ""
         except KdlabError as err:
-            shape = (files.channels, files.image_size, files.image_size)
-            return torch.zeros(shape, dtype=torch.uint8), label, str(err)
+            size = self.crop_size if view is not None else files.image_size
+            return torch.zeros((files.channels, size, size), dtype=torch.uint8), label, str(err)
 
 
 def _split_files(

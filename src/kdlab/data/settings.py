@@ -7,7 +7,9 @@ the registry names it), so `data.download` exists for CIFAR and not for an image
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -24,17 +26,44 @@ class DataConfig:
     test_size: int | None = None  # class-balanced subset of test; null = all
     val_split: float = 0.1  # stratified fraction of the FULL train split held out (any size)
     split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
-    augment: bool = True  # the data set's train-time augmentation (crop and flip)
+    augment: str = "auto"  # auto|cifar|imagenet|none (true = auto, false = none): README
+    normalize: str = "auto"  # auto|dataset|imagenet: ImageNet stats for pretrained models
     image_size: int = 32  # side length; only data sets without a fixed size resize
-    num_workers: int = 2  # DataLoader workers, for splits streamed from files
+    num_workers: Any = "auto"  # DataLoader workers for streamed files: a count, or auto
     in_memory_max_mb: int = 4096  # decode image files into memory when they fit
     mean: list[float] | None = None  # per-channel; null = the data set's own (or computed)
     std: list[float] | None = None
 
 
+AUGMENTS = ("auto", "cifar", "imagenet", "none")
+NORMALIZATIONS = ("auto", "dataset", "imagenet")
+_AUGMENT_ALIASES = {"true": "auto", "false": "none"}  # data.augment was a bool
+
+
+def augment_choice(value: object) -> str:
+    """data.augment as one of AUGMENTS (the old booleans: true = auto, false = none)."""
+    choice = str(value).lower()
+    choice = _AUGMENT_ALIASES.get(choice, choice)
+    if choice not in AUGMENTS:
+        raise KdlabError(f"data.augment must be one of {', '.join(AUGMENTS)}, got {value}")
+    return choice
+
+
+def worker_count(value: object, world_size: int = 1) -> int:
+    """data.num_workers as a count; auto = the CPUs this process may use, shared among the
+    ranks of the machine, less one for the training process, between 1 and 8."""
+    if str(value).lower() == "auto":
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(8, (cpus or 1) // world_size - 1))
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise KdlabError(f"data.num_workers must be auto or a count >= 0, got {value}")
+    return int(str(value))
+
+
 def check_common(data: DataConfig) -> None:
     """Range and consistency checks of the fields every data set has: val_split in [0, 1);
-    train_size, test_size null or >= 1; image_size >= 1; num_workers, in_memory_max_mb >= 0;
+    train_size, test_size null or >= 1; image_size >= 1; in_memory_max_mb >= 0; num_workers
+    auto or >= 0; augment and normalize among their choices;
     split_seed any int or null; mean and std both null or 3 finite values each, std > 0
     (root: checked when read)."""
     if not 0.0 <= data.val_split < 1.0:
@@ -45,9 +74,14 @@ def check_common(data: DataConfig) -> None:
             raise KdlabError(f"data.{key} must be positive (or null for all), got {value}")
     if data.image_size <= 0:
         raise KdlabError(f"data.image_size must be positive, got {data.image_size}")
-    for key in ("num_workers", "in_memory_max_mb"):
-        if getattr(data, key) < 0:
-            raise KdlabError(f"data.{key} must be >= 0, got {getattr(data, key)}")
+    if data.in_memory_max_mb < 0:
+        raise KdlabError(f"data.in_memory_max_mb must be >= 0, got {data.in_memory_max_mb}")
+    worker_count(data.num_workers)
+    augment_choice(data.augment)
+    if data.normalize not in NORMALIZATIONS:
+        raise KdlabError(
+            f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {data.normalize}"
+        )
     if (data.mean is None) != (data.std is None):
         raise KdlabError("set both data.mean and data.std (one value per channel) or neither")
     if data.mean is not None and data.std is not None:

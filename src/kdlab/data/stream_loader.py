@@ -8,22 +8,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from kdlab.data.normalize import Normalizer
-from kdlab.data.schedule import Schedule
+from kdlab.data.schedule import EpochPlan, Schedule
 from kdlab.errors import KdlabError
 
 
 class _PlanBatches:
-    """DataLoader batch sampler replaying the current epoch plan (read in the main process)."""
+    """DataLoader batch sampler replaying the current epoch plan (read in the main process):
+    sample indices, or (index, view) pairs when the workers apply the views."""
 
     def __init__(self, num_batches: int) -> None:
         self.num_batches = num_batches
-        self.indices: tuple[torch.Tensor, ...] = ()
+        self.plan = EpochPlan(())
+        self.with_views = False
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return (index.tolist() for index in self.indices)
+    def __iter__(self) -> Iterator[list]:
+        views = self.plan.views
+        for step, index in enumerate(self.plan.indices):
+            if not self.with_views or views is None:
+                yield index.tolist()
+            else:  # one row of plain values per sample: cheap to send to a worker
+                rows = zip(*(t.tolist() for t in views[step]), strict=True)
+                yield list(zip(index.tolist(), rows, strict=True))
 
 
 class StreamLoader:
@@ -32,7 +40,9 @@ class StreamLoader:
     `dataset[i]` is `(uint8 (3,S,S) image, label, problem)`: `problem` is "" or a one-line
     reason the image could not be read, raised here as a KdlabError (an exception raised in a
     worker would reach the user wrapped in a multi-line traceback). Batches follow the same
-    schedule and views as the device-resident loader.
+    schedule and views as the device-resident loader: applied on the device to the decoded
+    batch, or with `views_in_workers` by the dataset to each file (the random-resized crops
+    of `data.augment=imagenet`, cut from the whole image rather than a stored square).
     """
 
     def __init__(
@@ -42,6 +52,7 @@ class StreamLoader:
         normalize: Normalizer,
         device: torch.device,
         num_workers: int,
+        views_in_workers: bool = False,
     ) -> None:
         self.schedule = schedule
         self.normalize = normalize
@@ -49,6 +60,7 @@ class StreamLoader:
         self.num_samples = schedule.num_samples
         self.epoch = 0
         self._batches = _PlanBatches(schedule.num_batches)
+        self._batches.with_views = views_in_workers
         self._loader = DataLoader(
             dataset,
             batch_sampler=self._batches,
@@ -68,12 +80,12 @@ class StreamLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self.schedule.plan(self.epoch)
-        self._batches.indices = plan.indices
-        plan = plan.to(self.device)
+        self._batches.plan = plan
+        on_device = EpochPlan(()) if self._batches.with_views else plan.to(self.device)
         for step, (images, labels, problems) in enumerate(self._loader):
             failed = [problem for problem in problems if problem]
             if failed:
                 raise KdlabError(failed[0])
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            yield self.normalize(plan.augment(step, images)), labels
+            yield self.normalize(on_device.augment(step, images)), labels

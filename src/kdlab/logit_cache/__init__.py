@@ -41,7 +41,22 @@ from kdlab.objectives import FrozenTeacher
 
 log = logging.getLogger("kdlab")
 
-__all__ = ["CachedLogitLoader", "LogitStore", "cached_logit_loader"]
+__all__ = ["CachedLogitLoader", "LogitStore", "cache_refusal", "cached_logit_loader"]
+
+
+def cache_refusal(train: BatchLoader) -> str | None:
+    """Why the cache cannot serve these training batches exactly, or None where it can."""
+    if not isinstance(train, DeviceLoader):
+        return (
+            "the logit cache needs the training images in memory; raise data.in_memory_max_mb "
+            "if they fit"
+        )
+    if train.epoch_plan().num_views is None:
+        return (
+            "data.augment=imagenet draws random-resized crops from continuous parameters, so no "
+            "finite set of views can be stored exactly; teacher.cache is off for it"
+        )
+    return None
 
 
 def cached_logit_loader(
@@ -55,11 +70,9 @@ def cached_logit_loader(
 ) -> CachedLogitLoader | None:
     """The training loader with the teacher's logits from the store beside `teacher_path`
     (or under `cache_dir`); None, with the reason logged, where the cache cannot serve."""
-    if not isinstance(train, DeviceLoader):
-        log.info(
-            "teacher logits: computed every step (the logit cache needs the training images "
-            "in memory; raise data.in_memory_max_mb if they fit)"
-        )
+    refusal = cache_refusal(train)
+    if refusal is not None or not isinstance(train, DeviceLoader):
+        log.info("teacher logits: computed every step (%s)", refusal)
         return None
     root = Path(cache_dir) if cache_dir else teacher_path.with_name(f"{teacher_path.stem}.logits")
     try:
