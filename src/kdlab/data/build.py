@@ -11,7 +11,13 @@ from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles
 from kdlab.data.normalize import Normalizer, channel_stats
-from kdlab.data.registry import DatasetSpec, channels_of, data_settings, dataset_spec
+from kdlab.data.registry import (
+    DatasetSpec,
+    channels_of,
+    data_settings,
+    dataset_spec,
+    image_size_of,
+)
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.settings import DataConfig
@@ -42,6 +48,8 @@ class DataBundle:
     in_channels: int = 3  # of the images: every model is built for it
     train_images: int = 0  # the train split's size (all ranks)
     dropped: int = 0  # of them, left out of every epoch: the last partial batch
+    mean: tuple[float, ...] = ()  # the normalisation: (x/255 - mean) / std per channel
+    std: tuple[float, ...] = ()
 
 
 def _balanced(
@@ -75,16 +83,26 @@ def _into_memory(splits: dict[str, Split | None], max_mb: int) -> dict[str, Spli
     return {k: s.decode() if isinstance(s, FolderFiles) else s for k, s in splits.items()}
 
 
-def _mean_std(
-    settings: DataConfig, spec: DatasetSpec, train: Split
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Configured stats, else the data set's standard ones, else those of the images left
-    after the val split (before train_size subsets them: the same for every run, so a teacher
-    sees the inputs it trained on in any student's run)."""
+def _given_mean_std(
+    settings: DataConfig, spec: DatasetSpec
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Configured stats, else the data set's standard ones; None: computed from its images."""
     if settings.mean is not None and settings.std is not None:
         return tuple(settings.mean), tuple(settings.std)
     if spec.mean is not None and spec.std is not None:
         return spec.mean, spec.std
+    return None
+
+
+def _mean_std(
+    settings: DataConfig, spec: DatasetSpec, train: Split
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The given stats, else those of the images left after the val split (before
+    train_size subsets them: the same for every run, so a teacher sees the inputs it trained
+    on in any student's run)."""
+    given = _given_mean_std(settings, spec)
+    if given is not None:
+        return given
     if isinstance(train, FolderFiles):  # estimate from an evenly spread sample
         count = train.labels.numel()
         step = -(-count // STATS_SAMPLE)
@@ -101,15 +119,37 @@ def _loader(
     return StreamLoader(DecodingDataset(split), schedule, normalize, device, num_workers)
 
 
+def _train_and_val(
+    settings: DataConfig, source: Source, split_seed: int
+) -> tuple[Split, Split | None]:
+    """The full train split less the val images, and those (None without a val split)."""
+    if settings.val_split <= 0:
+        return source.train, None
+    return _hold_out(source.train, settings.val_split, len(source.class_names), split_seed)
+
+
+def run_normalization(
+    cfg: DataConfig | Mapping, seed: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) a run of this `data` config and seed normalised with, as build_data
+    computes them (the data set is loaded only when its statistics are computed)."""
+    settings = data_settings(cfg)
+    spec = dataset_spec(settings.name)
+    given = _given_mean_std(settings, spec)
+    if given is not None:
+        return given
+    split_seed = seed if settings.split_seed is None else settings.split_seed
+    train, _ = _train_and_val(settings, spec.load(settings), split_seed)
+    return _mean_std(settings, spec, train)
+
+
 def _run_splits(
     settings: DataConfig, spec: DatasetSpec, source: Source, split_seed: int
 ) -> tuple[Split, Split | None, Split, tuple[tuple[float, ...], tuple[float, ...]]]:
     """(train, val, test) as a run uses them, and the normalisation (mean, std): val first,
     from the full train split, then the subsets; decoded into memory where they fit."""
-    train, test = source.train, source.test
-    val = None
-    if settings.val_split > 0:  # from the full train split: the same val images for any subset
-        train, val = _hold_out(train, settings.val_split, len(source.class_names), split_seed)
+    train, val = _train_and_val(settings, source, split_seed)
+    test = source.test
     stats = _mean_std(settings, spec, train)  # of all images a run may train on
     train = _balanced(
         train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
@@ -162,7 +202,7 @@ def build_data(
         name=settings.name,
         num_classes=num_classes,
         class_names=list(source.class_names),
-        image_size=spec.image_size or settings.image_size,
+        image_size=image_size_of(settings),
         in_channels=channels_of(settings),
         train=serve(train, epochs),
         val=None
@@ -171,4 +211,6 @@ def build_data(
         test=serve(test, EvalSchedule(test.labels.numel(), eval_batch_size, **shard)),
         train_images=epochs.num_items,
         dropped=epochs.dropped,
+        mean=mean,
+        std=std,
     )

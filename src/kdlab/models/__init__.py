@@ -1,5 +1,6 @@
 """Models by name (`model=NAME`) and their named feature points for FitNets."""
 
+from kdlab.models.cost import count_macs, weights_megabytes
 from kdlab.models.features import (
     FeatureTap,
     check_feature_point,
@@ -25,6 +26,7 @@ __all__ = [
     "build_model",
     "check_feature_point",
     "check_model_choice",
+    "count_macs",
     "count_params",
     "default_feature_point",
     "describe_models",
@@ -34,4 +36,5 @@ __all__ = [
     "model_label",
     "model_names",
     "modules_up_to",
+    "weights_megabytes",
 ]
