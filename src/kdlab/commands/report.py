@@ -110,7 +110,7 @@ def add_speed_options(parser: argparse.ArgumentParser) -> None:
         "--speed",
         action="store_true",
         help="also time each run's selected model: images/s at batch 1 and 64 (fp32, "
-        "inference only; about a second a run)",
+        "inference only; a second or a few a run)",
     )
     parser.add_argument(
         "--device",

@@ -14,14 +14,15 @@ from kdlab.deploy.selected import load_selected
 from kdlab.models import count_macs, weights_megabytes
 
 BATCHES = (1, 64)
-WARMUP = 3  # untimed forwards first: allocator, kernel selection, caches
-MIN_SECONDS = 0.25  # per batch size: blocks of BLOCK forwards until this long
-BLOCK = 5
+WARMUP = 2  # untimed forwards first: allocator, kernel selection, caches
+MIN_SECONDS = 0.25  # per batch size: forwards until this long (one at least)
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def images_per_second(
@@ -35,10 +36,9 @@ def images_per_second(
         _sync(device)
         repeats, started = 0, time.perf_counter()
         while repeats == 0 or time.perf_counter() - started < MIN_SECONDS:
-            for _ in range(BLOCK):
-                model(x)
-            _sync(device)  # the clock must see the device's work done, not just queued
-            repeats += BLOCK
+            model(x)
+            _sync(device)  # each batch's answer awaited, as a caller would
+            repeats += 1
         elapsed = time.perf_counter() - started
     return repeats * batch / elapsed
 
