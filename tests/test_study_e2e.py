@@ -55,7 +55,7 @@ def test_the_report_table_holds_the_runs_numbers(study):
     assert "baseline" in proc.stdout and "Δ" in proc.stdout
     last = [read_summary(out / "kd" / f"seed{s}")["last_test_acc"] for s in (0, 1)]
     assert float(pooled["last_test_acc"]) == pytest.approx(sum(last) / 2, abs=0.01)
-    assert "test@last" in proc.stdout and "img/s" in proc.stdout
+    assert "test@last" in proc.stdout and "train img/s" in proc.stdout
 
 
 def test_the_study_writes_its_figures(study):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from kdlab.catalogue_deploy import DEPLOY
 from kdlab.catalogue_ranges import RANGES
 
 # Small enough for seconds on 2 CPU cores, big enough for every split to have full batches.
@@ -368,6 +369,7 @@ CATALOGUE = [
 CATALOGUE += [
     BadInput(f"`kdlab {c} {o}`", static(c, *o.split()), (f,), preflight=True) for c, o, f in RANGES
 ]
+CATALOGUE += [BadInput(shown, args, lines, preflight=True) for shown, args, lines in DEPLOY]
 CATALOGUE += [
     BadInput(
         "`data=imagefolder`, a folder of one class",
@@ -392,6 +394,7 @@ CATALOGUE += [
 def run_bad_input(case: BadInput, ws: Workspace, run_dir: Path) -> subprocess.CompletedProcess:
     """Run the case (into `run_dir` unless it names its own run dir or is not a Hydra app)."""
     args = case.args(ws)
-    if args[0] != "report" and not any(a.startswith("hydra.run.dir=") for a in args):
+    hydra_app = args[0] in ("train", "distill", "fitnet")
+    if hydra_app and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
     return run_kdlab(*args, cwd=ws.root)

@@ -39,6 +39,9 @@ class Checkpoint:
     in_channels: int = 3  # of the images the model takes
     class_names: list[str] = field(default_factory=list)
     data: str = ""  # the data set's name
+    image_size: int = 0  # the side of the square images the model takes; 0 = not recorded
+    mean: list[float] = field(default_factory=list)  # the inputs' normalisation (per channel)
+    std: list[float] = field(default_factory=list)  # empty: not recorded (older files)
     stage: str = ""  # the stage that wrote it (train, distill, stage1, stage2)
     epoch: int = 0  # epochs done, counted over all stages
     stage_epoch: int = 0  # epochs done in `stage`

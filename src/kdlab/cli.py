@@ -39,6 +39,8 @@ COMMANDS: dict[str, Command] = {
     "study": Command("a note's study or the CIFAR-100 grid: note1, note2, cifar100", hydra=False),
     "report": Command("tables and figures across finished runs and sweeps", hydra=False),
     "models": Command("list the models with parameter counts and feature points", hydra=False),
+    "export": Command("a run's model as ONNX, TorchScript or safetensors, checked", hydra=False),
+    "predict": Command("top-k classes of image files by a run's model", hydra=False),
 }
 
 # Hydra flags that only print something; the overrides need no check then.

@@ -19,7 +19,7 @@ import torch
 from kdlab import __version__
 from kdlab.distributed import is_main, world_size
 from kdlab.engine import StageResult, Trainer
-from kdlab.models import count_params, model_label
+from kdlab.models import count_macs, count_params, model_label, weights_megabytes
 from kdlab.provenance import write_record
 from kdlab.run_logger import write_json_atomic
 from kdlab.session import Session
@@ -47,7 +47,7 @@ def build_summary(
 ) -> dict[str, Any]:
     """summary.json's content: the selected (best) and last epochs of the final stage, the
     test figures of the selected checkpoint, the loss parts and `extra` (the method's)."""
-    cfg = session.cfg
+    cfg, data = session.cfg, session.data
     final = stages[-1]
     train_time = sum(s.train_time_s for s in stages)
     train_images = sum(s.train_images for s in stages)
@@ -56,6 +56,8 @@ def build_summary(
         "command": cfg.command,
         "model": model_label(cfg.model),
         "params": count_params(trainer.model),
+        "weights_mb": weights_megabytes(trainer.model),
+        "macs": count_macs(trainer.model, (data.in_channels, data.image_size, data.image_size)),
         "data": session.data.name,
         "num_classes": session.data.num_classes,
         "seed": cfg.seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-class test accuracy of these runs side by side, and its change against "
         "--baseline (default: the first of them); also their confusion heat-maps",
     )
+    add_speed_options(parser)
     parser.add_argument(
         "--sort",
         choices=sorted(SORTS),
@@ -101,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
         "val/test accuracy first (default: notes)",
     )
     return parser
+
+
+def add_speed_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="also time each run's selected model: images/s at batch 1 and 64 (fp32, "
+        "inference only; a second or a few a run)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where --speed times the models: auto (cuda > mps > cpu, the default), cpu, cuda",
+    )
 
 
 def report_tables(
@@ -181,6 +197,25 @@ def gather_runs(
     return label_runs(runs, labels)
 
 
+def timed_runs(runs: Sequence[Run], device_name: str) -> list[Run]:
+    """The runs with their models' images/s on the device (and size and MACs, which runs
+    recorded before summary.json had them lack); a run without a checkpoint says why."""
+    from kdlab.deploy import run_speed
+    from kdlab.execution import pick_device
+
+    device = pick_device(device_name)
+    print(f"timing {len(runs)} run(s) on {device} ...", flush=True)
+    timed = []
+    for run in runs:
+        try:
+            figures = {**run_speed(run.path, device), "speed_device": str(device)}
+        except KdlabError as error:
+            print(f"no speed for {run.label}: {error}")
+            figures = {}
+        timed.append(replace(run, summary={**run.summary, **figures}))
+    return timed
+
+
 def finished_runs(runs: Sequence[Run]) -> list[Run]:
     """The runs the tables compare; the failed ones (summary.json `status: failed`, written
     when a run fails during training) are listed with their error instead."""
@@ -205,16 +240,20 @@ def write_report(
     per_class: Sequence[str] | None = None,
     labels: Mapping[str, str] | None = None,
     sort: str = "notes",
+    speed: str | None = None,
 ) -> list[Path]:
     """The report of the finished runs in `runs` (run dirs, sweep dirs, globs, dirs above
     runs) written into `out` (default: the dir holding them all); returns the files written.
 
     `labels` maps a RUN (run dir, dir above runs, or run name) to what the tables and
-    figures call it; `baseline` and `per_class` name runs by dir, label or name.
+    figures call it; `baseline` and `per_class` name runs by dir, label or name; `speed`
+    names a device that times every run's model (images/s at batch 1 and 64).
     """
     found = finished_runs(
         gather_runs(runs, [*([baseline] if baseline else []), *(per_class or [])], labels)
     )
+    if speed is not None:
+        found = timed_runs(found, speed)
     base = resolve_run(baseline, found) if baseline else None
     out = out or common_parent(run.path for run in found)
     try:
@@ -241,6 +280,7 @@ def main(argv: Sequence[str]) -> None:
         per_class=args.per_class,
         labels=dict(parse_label(text) for text in args.label),
         sort=args.sort,
+        speed=args.device if args.speed else None,
     )
     print_written(written)
 

@@ -9,7 +9,6 @@ continues it. At the end the report table and figures are written into the study
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from kdlab.commands.report import print_written, write_report
+from kdlab.commands.study_jobs import job_command, split_study_args
 from kdlab.data import DATASETS
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.paths import config_dir
@@ -57,20 +57,6 @@ def load_study(name: str) -> tuple[dict, list[StudyRun]]:
     return spec, runs
 
 
-def split_study_args(args: Sequence[str]) -> tuple[int, list[str]]:
-    """`seeds=N` belongs to the study; every other key=value goes to every run."""
-    seeds, rest = 1, []
-    for arg in args:
-        if arg.startswith("seeds="):
-            value = arg.removeprefix("seeds=")
-            if not value.isdigit() or int(value) < 1:
-                raise KdlabError(f"seeds must be a positive integer, got '{value}' (seeds=3)")
-            seeds = int(value)
-        else:
-            rest.append(arg)
-    return seeds, rest
-
-
 def with_preset(overrides: list[str]) -> list[str]:
     """Default to synthetic data and pick the preset that fits the data set."""
     keys = {o.split("=", 1)[0] for o in overrides}
@@ -103,12 +89,6 @@ def planned_jobs(
                 args.append(teacher_arg)
             jobs.append((sub, run.command, args))
     return jobs
-
-
-def job_command(command: str, args: Sequence[str], run_dir: Path) -> list[str]:
-    """The child process of one study run, resumed where a stopped one left off."""
-    resume = ["resume=true"] if (run_dir / "checkpoints" / "last.pt").is_file() else []
-    return [sys.executable, "-m", "kdlab", command, *args, *resume, f"hydra.run.dir={run_dir}"]
 
 
 def run_job(sub: str, command: str, args: list[str], study_dir: Path) -> None:

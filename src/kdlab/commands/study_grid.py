@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kdlab.checkpoint import checkpoint_in
-from kdlab.commands.study import job_command, split_study_args
+from kdlab.commands.study_jobs import job_command, split_study_args
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.grid.plan import (
     OWNED,

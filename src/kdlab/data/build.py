@@ -53,6 +53,8 @@ class DataBundle:
     dropped: int = 0  # of them, left out of every epoch: the last partial batch
     augment: str = "cifar"  # data.augment resolved: cifar, imagenet or none
     normalization: str = "dataset"  # data.normalize resolved: dataset or imagenet
+    mean: tuple[float, ...] = ()  # the normalisation: (x/255 - mean) / std per channel
+    std: tuple[float, ...] = ()
 
 
 def _balanced(
@@ -97,18 +99,28 @@ def _refit(split: Split | None, sides: tuple[int, int]) -> Split | None:
     return ImageSet(resize_center_crop(split.images, resize, crop), split.labels)
 
 
-def _mean_std(
-    settings: DataConfig, spec: DatasetSpec, train: Split, imagenet: bool
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """ImageNet's stats if asked, configured stats, else the data set's standard ones, else
-    those of the images left after the val split (before train_size subsets them: the same for
-    every run, so a teacher sees the inputs it trained on in any student's run)."""
-    if imagenet:
-        return IMAGENET_MEAN, IMAGENET_STD
+def _given_mean_std(
+    settings: DataConfig, spec: DatasetSpec
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Configured stats, else the data set's standard ones; None: computed from its images."""
     if settings.mean is not None and settings.std is not None:
         return tuple(settings.mean), tuple(settings.std)
     if spec.mean is not None and spec.std is not None:
         return spec.mean, spec.std
+    return None
+
+
+def _mean_std(
+    settings: DataConfig, spec: DatasetSpec, train: Split, imagenet: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet's stats if asked, the given stats, else those of the images left after the
+    val split (before train_size subsets them: the same for every run, so a teacher sees the
+    inputs it trained on in any student's run)."""
+    if imagenet:
+        return IMAGENET_MEAN, IMAGENET_STD
+    given = _given_mean_std(settings, spec)
+    if given is not None:
+        return given
     if isinstance(train, FolderFiles):  # estimate from an evenly spread sample
         count = train.labels.numel()
         step = -(-count // STATS_SAMPLE)
@@ -139,6 +151,30 @@ class _Serving:
         )
 
 
+def _train_and_val(
+    settings: DataConfig, source: Source, split_seed: int
+) -> tuple[Split, Split | None]:
+    """The full train split less the val images, and those (None without a val split)."""
+    if settings.val_split <= 0:
+        return source.train, None
+    return _hold_out(source.train, settings.val_split, len(source.class_names), split_seed)
+
+
+def run_mean_std(
+    cfg: DataConfig | Mapping, seed: int, imagenet: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) a run of this `data` config and seed normalised with, as build_data
+    computes them (the data set is loaded only when its statistics are computed)."""
+    settings = data_settings(cfg)
+    spec = dataset_spec(settings.name)
+    given = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else _given_mean_std(settings, spec)
+    if given is not None:
+        return given
+    split_seed = seed if settings.split_seed is None else settings.split_seed
+    train, _ = _train_and_val(settings, spec.load(settings), split_seed)
+    return _mean_std(settings, spec, train, imagenet)
+
+
 def _run_splits(
     settings: DataConfig,
     spec: DatasetSpec,
@@ -150,10 +186,8 @@ def _run_splits(
     """(train, val, test) as a run uses them, and the normalisation (mean, std): val first,
     from the full train split, then the subsets, then the geometry the augmentation `mode`
     needs; decoded into memory where they fit."""
-    train, test = source.train, source.test
-    val = None
-    if settings.val_split > 0:  # from the full train split: the same val images for any subset
-        train, val = _hold_out(train, settings.val_split, len(source.class_names), split_seed)
+    train, val = _train_and_val(settings, source, split_seed)
+    test = source.test
     stats = _mean_std(settings, spec, train, imagenet_stats)  # of all images a run may train on
     train = _balanced(
         train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
@@ -226,4 +260,6 @@ def build_data(
         dropped=epochs.dropped,
         augment=mode,
         normalization=norm,
+        mean=mean,
+        std=std,
     )

@@ -131,6 +131,11 @@ def channels_of(settings: DataConfig) -> int:
     return int(channels if channels is not None else getattr(settings, "channels", 3))
 
 
+def image_size_of(settings: DataConfig) -> int:
+    """The side of the square images a run trains on: the data set's own or data.image_size."""
+    return dataset_spec(settings.name).image_size or settings.image_size
+
+
 def check_data_settings(settings: DataConfig) -> None:
     """Everything about the `data` node that can be checked without reading a file."""
     spec = dataset_spec(settings.name)

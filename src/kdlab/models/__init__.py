@@ -1,5 +1,6 @@
 """Models by name (`model=NAME`) and their named feature points for FitNets."""
 
+from kdlab.models.cost import count_macs, weights_megabytes
 from kdlab.models.features import (
     FeatureTap,
     check_feature_point,
@@ -30,6 +31,7 @@ __all__ = [
     "build_options",
     "check_feature_point",
     "check_model_choice",
+    "count_macs",
     "count_params",
     "default_feature_point",
     "describe_models",
@@ -42,4 +44,5 @@ __all__ = [
     "model_names",
     "modules_up_to",
     "stage_points",
+    "weights_megabytes",
 ]

@@ -20,12 +20,15 @@ from kdlab.report.runs import Run, display_path, natural_key
 from kdlab.report.sweep import shared_overrides
 from kdlab.report.tables import ACC_KEYS, Table, best_first, is_loss_part
 
+# What a run costs (summary.json; the images/s only from `kdlab report --speed`): a
+# config's first seed's, as its model's.
+COST_KEYS = ("params", "weights_mb", "macs", "images_per_s_b1", "images_per_s_b64")
 COLUMNS = [
     "run",
     "method",
     "data",
     "model",
-    "params",
+    *COST_KEYS,
     *ACC_KEYS,
     "d_val_acc",
     "d_test_acc",
@@ -134,7 +137,7 @@ def group_record(
     record |= {key: overrides.get(key) for key in section.swept}
     record |= {"method": method(first, teachers), "command": first.get("command")}
     record |= {"data": data_set(first), "num_classes": first.get("num_classes")}
-    record |= {key: first.get(key) for key in ("model", "params", "epochs")}
+    record |= {key: first.get(key) for key in ("model", *COST_KEYS, "speed_device", "epochs")}
     record["seeds"] = " ".join(group.seeds)
     figures = [run_figures(run) for run in group.runs]
     for key in POOLED_KEYS:
@@ -183,6 +186,11 @@ def footnote(records: Sequence[dict[str, Any]], section: Section, baseline: RunG
         "train acc, CE, loss, soft: the best (tested) epoch's; CE: the hard-label "
         "cross-entropy, comparable across runs; loss: each run's own objective"
     )
+    if any(record.get("macs") is not None for record in records):
+        notes.append("MB: the selected model's weights; MACs: multiply-adds per image")
+    devices = sorted({str(r["speed_device"]) for r in records if r.get("speed_device")})
+    if devices:
+        notes.append(f"img/s b1, b64: inference at batch 1 and 64 on {', '.join(devices)}, fp32")
     if any(record["loss_fit"] is not None for record in records):
         notes.append("fit: FitNet stage 1's last epoch")
     if other_parts(section.runs):

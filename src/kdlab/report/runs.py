@@ -22,6 +22,8 @@ SUMMARY = "summary.json"
 # The figures of summary.json the report computes with: numbers (or null), nothing else.
 NUMERIC = (
     "params",
+    "weights_mb",
+    "macs",
     "epochs",
     "best_epoch",
     "train_acc",

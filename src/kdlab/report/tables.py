@@ -29,14 +29,19 @@ TITLES = {
     "d_test_acc": "Δtest",
     "best_epoch": "best ep",
     "last_test_acc": "test@last",
-    "train_images_per_s": "img/s",
+    "train_images_per_s": "train img/s",
     "train_ce": "CE",
     "train_loss": "loss",
     "loss_soft": "soft",
     "loss_hard": "hard",
     "loss_fit": "fit",
     "wall_time_s": "time",
+    "weights_mb": "MB",
+    "macs": "MACs",
+    "images_per_s_b1": "img/s b1",
+    "images_per_s_b64": "img/s b64",
 }
+COUNT_KEYS = ("params", "macs")  # shown as 175K, 1.35M, 2.10G
 MISSING = "-"
 
 
@@ -44,8 +49,8 @@ def is_loss_part(key: str) -> bool:
     """A loss part a run logged (`loss_<part>`: whatever its method names it)."""
     return key.startswith("loss_") and key != "loss_name"
 
-# A number as formatted here: 93.05, +0.76, 1.35M, 12m03s, 33/47, 91.33±1.53.
-_NUMBER = re.compile(r"^[-+]?[\d./]+(e[-+]?\d+)?([KM]|s|m\d+s|h\d+m)?(±.+)?$")
+# A number as formatted here: 93.05, +0.76, 1.35M, 2.10G, 12m03s, 33/47, 91.33±1.53.
+_NUMBER = re.compile(r"^[-+]?[\d./]+(e[-+]?\d+)?([KMG]|s|m\d+s|h\d+m)?(±.+)?$")
 
 
 def best_first(key: str) -> Callable[[dict[str, Any]], tuple[bool, float]]:
@@ -58,8 +63,10 @@ def summary_key(key: str) -> str:
     return "loss" if key == "train_loss" else key
 
 
-def format_params(count: int) -> str:
-    """175K, 306K, 1.35M: as the notes write them."""
+def format_count(count: int) -> str:
+    """175K, 306K, 1.35M (as the notes write parameters), 2.10G."""
+    if count >= 1_000_000_000:
+        return f"{count / 1e9:.2f}G"
     if count >= 1_000_000:
         return f"{count / 1e6:.2f}M"
     if count >= 1_000:
@@ -79,8 +86,12 @@ def format_value(key: str, value: Any, std: float | None = None) -> str:
     """One cell: accuracies and Δ with 2 decimals, losses with 3, ± std when given."""
     if value is None or value == "":
         return MISSING
-    if key == "params":
-        return format_params(int(value))
+    if key in COUNT_KEYS:
+        return format_count(int(value))
+    if key == "weights_mb":
+        return f"{value:.2f}"
+    if key.startswith("images_per_s"):
+        return f"{value:.0f}"
     if key == "wall_time_s":
         text = format_duration(value)
         return text if std is None else f"{text}±{format_duration(std)}"
