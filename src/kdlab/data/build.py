@@ -16,6 +16,7 @@ from kdlab.data.choices import (
     stored_sides,
     train_augmentation,
 )
+from kdlab.data.device_decode import DeviceFinish, WholeFiles
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles
 from kdlab.data.normalize import Normalizer, channel_stats
@@ -23,7 +24,7 @@ from kdlab.data.registry import DatasetSpec, channels_of, data_settings, dataset
 from kdlab.data.resized_crop import resize_center_crop
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
-from kdlab.data.settings import DataConfig, worker_count
+from kdlab.data.settings import DataConfig, decodes_on_device, worker_count
 from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
@@ -138,6 +139,7 @@ class _Serving:
     device: torch.device
     num_workers: int
     crop_in_workers: int | None
+    decode_on_device: bool = False  # data.decode resolved: streamed files finished on device
 
     def loader(self, split: Split, schedule: Schedule, train: bool = False) -> BatchLoader:
         if isinstance(split, ImageSet):
@@ -145,10 +147,15 @@ class _Serving:
                 split.images, split.labels, schedule, normalize=self.normalize, device=self.device
             )
         crop = self.crop_in_workers if train else None
+        workers, views = self.num_workers, crop is not None
+        if self.decode_on_device:
+            resize = split.resize or split.image_size
+            finish = DeviceFinish(self.device, crop or split.image_size, resize, split.channels)
+            return StreamLoader(
+                WholeFiles(split), schedule, self.normalize, self.device, workers, views, finish
+            )
         dataset = DecodingDataset(split, crop_size=crop)
-        return StreamLoader(
-            dataset, schedule, self.normalize, self.device, self.num_workers, crop is not None
-        )
+        return StreamLoader(dataset, schedule, self.normalize, self.device, workers, views)
 
 
 def _train_and_val(
@@ -239,6 +246,7 @@ def build_data(
         device,
         worker_count(settings.num_workers, world_size),
         size if mode == "imagenet" else None,
+        decodes_on_device(settings.decode, device),
     )
     shard = {"rank": rank, "world_size": world_size}
     views = train_augmentation(mode, spec, size)

@@ -52,7 +52,7 @@ def to_channels(rgb: torch.Tensor, channels: int) -> torch.Tensor:
     (ITU-R 601-2, (19595 R + 38470 G + 7471 B + 2^15) >> 16)."""
     if channels == 3:
         return rgb
-    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(3, 1, 1)
+    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32, device=rgb.device).view(3, 1, 1)
     return ((rgb.int() * weights).sum(0, keepdim=True) + 0x8000).bitwise_right_shift(16).byte()
 
 

@@ -146,7 +146,9 @@ def resized_crops_each(
     """`resized_crops` one image at a time with torchvision's own resized_crop (its uint8
     SIMD kernel): on a CPU, where no device waits, 12x the batched matmuls (2 cores, 224 px
     from 256 px squares); equal to them within 1 grey level."""
-    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    out = torch.empty(
+        (len(images), images.shape[1], size, size), dtype=torch.uint8, device=images.device
+    )
     rows = zip(*(t.tolist() for t in (*boxes, flip)), strict=True)
     for i, (top, left, h, w, mirrored) in enumerate(rows):
         view = TF.resized_crop(images[i], top, left, h, w, [size, size], antialias=True)

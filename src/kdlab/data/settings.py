@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from omegaconf import MISSING
 
 from kdlab.errors import KdlabError
@@ -30,6 +31,7 @@ class DataConfig:
     normalize: str = "auto"  # auto|dataset|imagenet: ImageNet stats for pretrained models
     image_size: int = 32  # side length; only data sets without a fixed size resize
     num_workers: Any = "auto"  # DataLoader workers for streamed files: a count, or auto
+    decode: str = "auto"  # auto|host|device: where streamed JPEGs decode (auto: CUDA = device)
     in_memory_max_mb: int = 4096  # decode image files into memory when they fit
     mean: list[float] | None = None  # per-channel; null = the data set's own (or computed)
     std: list[float] | None = None
@@ -60,10 +62,21 @@ def worker_count(value: object, world_size: int = 1) -> int:
     return int(str(value))
 
 
+DECODES = ("auto", "host", "device")
+
+
+def decodes_on_device(value: str, device: torch.device) -> bool:
+    """data.decode resolved: streamed JPEGs decode on the training device (nvJPEG) with
+    `device`, or on CUDA under auto; else in the DataLoader workers (`host`)."""
+    if value not in DECODES:
+        raise KdlabError(f"data.decode must be one of {', '.join(DECODES)}, got {value}")
+    return value == "device" or (value == "auto" and device.type == "cuda")
+
+
 def check_common(data: DataConfig) -> None:
     """Range and consistency checks of the fields every data set has: val_split in [0, 1);
     train_size, test_size null or >= 1; image_size >= 1; in_memory_max_mb >= 0; num_workers
-    auto or >= 0; augment and normalize among their choices;
+    auto or >= 0; augment, normalize and decode among their choices;
     split_seed any int or null; mean and std both null or 3 finite values each, std > 0
     (root: checked when read)."""
     if not 0.0 <= data.val_split < 1.0:
@@ -78,6 +91,7 @@ def check_common(data: DataConfig) -> None:
         raise KdlabError(f"data.in_memory_max_mb must be >= 0, got {data.in_memory_max_mb}")
     worker_count(data.num_workers)
     augment_choice(data.augment)
+    decodes_on_device(data.decode, torch.device("cpu"))
     if data.normalize not in NORMALIZATIONS:
         raise KdlabError(
             f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {data.normalize}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from kdlab.data.device_decode import collate_payloads
 from kdlab.data.normalize import Normalizer
 from kdlab.data.schedule import EpochPlan, Schedule
 from kdlab.errors import KdlabError
@@ -43,6 +45,9 @@ class StreamLoader:
     schedule and views as the device-resident loader: applied on the device to the decoded
     batch, or with `views_in_workers` by the dataset to each file (the random-resized crops
     of `data.augment=imagenet`, cut from the whole image rather than a stored square).
+    With `finish` (data.decode=device: kdlab.data.device_decode) the dataset yields files'
+    payloads and `finish(payloads, view or None)` decodes them and cuts the views (with
+    `views_in_workers`) on the device.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class StreamLoader:
         device: torch.device,
         num_workers: int,
         views_in_workers: bool = False,
+        finish: Callable[[list[Any], Any], torch.Tensor] | None = None,
     ) -> None:
         self.schedule = schedule
         self.normalize = normalize
@@ -60,10 +66,13 @@ class StreamLoader:
         self.num_samples = schedule.num_samples
         self.epoch = 0
         self._batches = _PlanBatches(schedule.num_batches)
-        self._batches.with_views = views_in_workers
+        self._batches.with_views = views_in_workers and finish is None
+        self.views_before_device = views_in_workers
+        self.finish = finish
         self._loader = DataLoader(
             dataset,
             batch_sampler=self._batches,
+            collate_fn=None if finish is None else collate_payloads,  # payloads vary in size
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -81,11 +90,15 @@ class StreamLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self.schedule.plan(self.epoch)
         self._batches.plan = plan
-        on_device = EpochPlan(()) if self._batches.with_views else plan.to(self.device)
+        on_device = EpochPlan(()) if self.views_before_device else plan.to(self.device)
         for step, (images, labels, problems) in enumerate(self._loader):
             failed = [problem for problem in problems if problem]
             if failed:
                 raise KdlabError(failed[0])
-            images = images.to(self.device, non_blocking=True)
+            if self.finish is None:
+                images = images.to(self.device, non_blocking=True)
+            else:
+                views = plan.views[step] if self.views_before_device and plan.views else None
+                images = self.finish(images, views)
             labels = labels.to(self.device, non_blocking=True)
             yield self.normalize(on_device.augment(step, images)), labels

@@ -1,0 +1,121 @@
+"""Streamed JPEGs decoded on the training device (`data.decode=device`; auto on CUDA).
+
+The DataLoader workers only read each file's bytes (`WholeFiles`); the main process decodes a
+batch's JPEGs in one `torchvision.io.decode_jpeg(..., device=...)` call (nvJPEG on CUDA) and
+cuts each image's view there: the random-resized crop drawn for it (`data.augment=imagenet`,
+from the whole image, as the host path does) or the evaluation resize + centre crop. Files
+that are not JPEGs are decoded by the workers as before and finished the same way. On a CPU
+this path gives exactly the host path's pixels (the same libjpeg-turbo and resize kernels).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+from kdlab.data.color import to_rgb
+from kdlab.data.imagefolder import FolderFiles, read_rgb, to_channels
+from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
+from kdlab.errors import KdlabError
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+RGB = ImageReadMode.RGB
+
+
+# A file as the workers hand it over: its JPEG bytes (1-D uint8) or, for any other format,
+# the image decoded whole (uint8 (3, H, W)); with its path, for errors.
+Payload = tuple[torch.Tensor, str]
+
+
+class WholeFiles(Dataset):
+    """`FolderFiles` for a DataLoader whose images are finished on the device: item `i` ->
+    (payload, label, problem), `problem` as in StreamLoader."""
+
+    def __init__(self, files: FolderFiles) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files.paths)
+
+    def __getitem__(self, i: int) -> tuple[Payload, int, str]:
+        path, label = self.files.paths[i], int(self.files.labels[i])
+        try:
+            data = read_file(path) if path.lower().endswith(JPEG_SUFFIXES) else read_rgb(path)
+        except (KdlabError, RuntimeError) as err:
+            return (
+                (torch.zeros(0, dtype=torch.uint8), path),
+                label,
+                f"cannot read image {path} ({err})",
+            )
+        return (data, path), label, ""
+
+
+def collate_payloads(
+    items: list[tuple[Payload, int, str]],
+) -> tuple[list[Payload], torch.Tensor, list[str]]:
+    """A batch of payloads of different sizes kept as a list (default collation stacks)."""
+    payloads, labels, problems = zip(*items, strict=True)
+    return list(payloads), torch.tensor(labels, dtype=torch.int64), list(problems)
+
+
+def _host_decoded(data: torch.Tensor, path: str) -> torch.Tensor:
+    """A JPEG the device decoder refused (CMYK, arithmetic coding), decoded by PIL."""
+    try:
+        with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+            pixels = np.array(to_rgb(image))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
+def _decoded(payloads: list[Payload], device: torch.device) -> list[torch.Tensor]:
+    """Every payload as uint8 (3, H, W) on `device`: the JPEGs in one decode_jpeg call (one
+    by one, PIL for any it refuses, when the batch call fails)."""
+    jpegs = [i for i, (data, _) in enumerate(payloads) if data.dim() == 1]
+    images = [data.to(device, non_blocking=True) for data, _ in payloads]
+    if not jpegs:
+        return images
+    try:
+        decoded = decode_jpeg([payloads[i][0] for i in jpegs], mode=RGB, device=device)
+    except RuntimeError:
+        decoded = [_one_jpeg(*payloads[i], device) for i in jpegs]
+    for i, image in zip(jpegs, decoded, strict=True):
+        images[i] = image
+    return images
+
+
+def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> torch.Tensor:
+    try:
+        return decode_jpeg(data, mode=RGB, device=device)
+    except RuntimeError:
+        return _host_decoded(data, path).to(device)
+
+
+@dataclass(frozen=True)
+class DeviceFinish:
+    """Turns a batch of payloads into the uint8 (B, channels, size, size) batch on `device`:
+    with a drawn `CropDraw`, each image's random-resized crop (and flip); without one,
+    Resize(resize) + CenterCrop(size), the split's stored geometry."""
+
+    device: torch.device
+    size: int
+    resize: int
+    channels: int
+
+    def __call__(self, payloads: list[Payload], draw: CropDraw | None) -> torch.Tensor:
+        images = _decoded(payloads, self.device)
+        if draw is None:
+            views = [resize_center_crop(image, self.resize, self.size) for image in images]
+        else:
+            views = []
+            for i, image in enumerate(images):
+                row = CropDraw(*(t[i : i + 1].cpu() for t in draw))
+                boxes = crop_boxes(row, image.shape[1], image.shape[2])
+                views.append(resized_crops_each(image[None], boxes, row.flip, self.size)[0])
+        return torch.stack([to_channels(view, self.channels) for view in views])
