@@ -37,6 +37,7 @@ CONTRACT = {
     ".hydra/hydra.yaml",
     ".hydra/overrides.yaml",
     "checkpoints/best.pt",
+    "checkpoints/best.pt.json",
     "checkpoints/last.pt",
     "confusion.csv",
     "confusion.png",
