@@ -170,3 +170,14 @@ def shape_report(top: int = 10) -> str:
 
 if __name__ == "__main__":
     print(shape_report())
+
+
+def test_the_configuration_and_its_checks_do_not_import_torchvision():
+    """torchvision's import (~2.5 s: it loads torch._dynamo) is paid only by what uses it:
+    a command that fails its pre-flight, or trains on tensors in memory, starts without it."""
+    code = (
+        "import sys, kdlab.cli, kdlab.config, kdlab.preflight, kdlab.data, kdlab.models, "
+        "kdlab.engine, kdlab.methods.registry; print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

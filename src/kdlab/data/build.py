@@ -241,13 +241,10 @@ def build_data(
     size = spec.image_size or settings.image_size
     imagenet = norm == "imagenet"
     train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed, mode, imagenet)
-    serving = _Serving(
-        Normalizer(mean, std, device, channels_last),
-        device,
-        worker_count(settings.num_workers, world_size),
-        size if mode == "imagenet" else None,
-        decodes_on_device(settings.decode, device),
-    )
+    normalize = Normalizer(mean, std, device, channels_last)
+    workers = worker_count(settings.num_workers, world_size)
+    crop = size if mode == "imagenet" else None
+    serving = _Serving(normalize, device, workers, crop, decodes_on_device(settings.decode, device))
     shard = {"rank": rank, "world_size": world_size}
     views = train_augmentation(mode, spec, size)
     epochs = TrainSchedule(train.labels.numel(), batch_size, seed=seed, augmentation=views, **shard)

@@ -17,15 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from kdlab.data.color import to_rgb
 from kdlab.data.imagefolder import FolderFiles, read_rgb, to_channels
+from kdlab.data.jpeg import decode_rgb, read_bytes
 from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.errors import KdlabError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-RGB = ImageReadMode.RGB
 
 
 # A file as the workers hand it over: its JPEG bytes (1-D uint8) or, for any other format,
@@ -46,7 +45,7 @@ class WholeFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[Payload, int, str]:
         path, label = self.files.paths[i], int(self.files.labels[i])
         try:
-            data = read_file(path) if path.lower().endswith(JPEG_SUFFIXES) else read_rgb(path)
+            data = read_bytes(path) if path.lower().endswith(JPEG_SUFFIXES) else read_rgb(path)
         except (KdlabError, RuntimeError) as err:
             return (
                 (torch.zeros(0, dtype=torch.uint8), path),
@@ -82,7 +81,7 @@ def _decoded(payloads: list[Payload], device: torch.device) -> list[torch.Tensor
     if not jpegs:
         return images
     try:
-        decoded = decode_jpeg([payloads[i][0] for i in jpegs], mode=RGB, device=device)
+        decoded = decode_rgb([payloads[i][0] for i in jpegs], device)
     except RuntimeError:
         decoded = [_one_jpeg(*payloads[i], device) for i in jpegs]
     for i, image in zip(jpegs, decoded, strict=True):
@@ -92,7 +91,7 @@ def _decoded(payloads: list[Payload], device: torch.device) -> list[torch.Tensor
 
 def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> torch.Tensor:
     try:
-        return decode_jpeg(data, mode=RGB, device=device)
+        return decode_rgb(data, device)
     except RuntimeError:
         return _host_decoded(data, path).to(device)
 

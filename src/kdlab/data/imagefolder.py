@@ -20,9 +20,9 @@ import torch
 from omegaconf import MISSING
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from kdlab.data.color import to_rgb
+from kdlab.data.jpeg import decode_rgb, read_bytes
 from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.data.settings import DataConfig
 from kdlab.data.source import ImageSet, Source, check_classes
@@ -36,7 +36,7 @@ def read_rgb(path: str) -> torch.Tensor:
     no PIL round trip), anything else, or a JPEG it cannot read, by PIL via `to_rgb`."""
     if path.lower().endswith((".jpg", ".jpeg")):
         try:
-            return decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
+            return decode_rgb(read_bytes(path))
         except RuntimeError:
             pass  # e.g. a CMYK or arithmetic-coded JPEG: PIL may read it
     try:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torchvision.transforms.v2.functional as TF
 
 SCALE = (0.08, 1.0)  # area fraction of the image a crop covers
 RATIO = (3 / 4, 4 / 3)  # its aspect ratio (width / height), drawn log-uniformly
@@ -34,6 +33,8 @@ def eval_resize(size: int) -> int:
 def resize_center_crop(images: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
     """(..., C, H, W) uint8: shorter side resized to `resize` (antialiased bilinear), then the
     centre `crop` x `crop` square: torchvision's Resize(resize) + CenterCrop(crop)."""
+    import torchvision.transforms.v2.functional as TF  # on first use: see kdlab.data.jpeg
+
     resized = TF.resize(images, [resize], antialias=True)
     return TF.center_crop(resized, [crop, crop])
 
@@ -146,6 +147,8 @@ def resized_crops_each(
     """`resized_crops` one image at a time with torchvision's own resized_crop (its uint8
     SIMD kernel): on a CPU, where no device waits, 12x the batched matmuls (2 cores, 224 px
     from 256 px squares); equal to them within 1 grey level."""
+    import torchvision.transforms.v2.functional as TF  # on first use: see kdlab.data.jpeg
+
     out = torch.empty(
         (len(images), images.shape[1], size, size), dtype=torch.uint8, device=images.device
     )

@@ -65,12 +65,12 @@ def worker_count(value: object, world_size: int = 1) -> int:
 DECODES = ("auto", "host", "device")
 
 
-def decodes_on_device(value: str, device: torch.device) -> bool:
+def decodes_on_device(value: str, device: torch.device | str) -> bool:
     """data.decode resolved: streamed JPEGs decode on the training device (nvJPEG) with
     `device`, or on CUDA under auto; else in the DataLoader workers (`host`)."""
     if value not in DECODES:
         raise KdlabError(f"data.decode must be one of {', '.join(DECODES)}, got {value}")
-    return value == "device" or (value == "auto" and device.type == "cuda")
+    return value == "device" or (value == "auto" and torch.device(device).type == "cuda")
 
 
 def check_common(data: DataConfig) -> None:

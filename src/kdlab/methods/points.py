@@ -54,7 +54,8 @@ def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple
             f"loss={method} taps {wanted} pre-activation points (a BN before a ReLU) of the "
             f"{side}, model {type(model).__name__} has {len(points)} "
             f"({', '.join(points) or 'none'}; its feature points: {_listing(model)}): pick a "
-            f"CIFAR ResNet, WRN or plain CNN/VGG, or set loss.{side}_points=[...]"
+            f"kdlab zoo model (torchvision and timm models declare none), or set "
+            f"loss.{side}_points=[...]"
         )
     if len(points) < wanted:
         raise KdlabError(
