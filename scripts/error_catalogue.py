@@ -1,7 +1,7 @@
 """Print kdlab's catalogue of bad input as a markdown table, from real runs of the CLI.
 
 Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
-are `CATALOGUE` in kdlab.catalogue, one list for the tests (tests/test_reliability.py) and this
+are `CATALOGUE` in kdlab.catalogue, one list for the tests (tests/test_bad_input.py) and this
 table; building their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
 With --faults it prints the fault catalogue instead (`FAULTS` in kdlab.faults: each fault, what
 kdlab does, the test that checks it), at once: nothing is run.

@@ -4,7 +4,7 @@ The run (resnet8, one epoch on a generated 16x16 PNG folder whose normalisation 
 from its images) is trained once for the module. Every export is read back here by the
 format's own library, apart from kdlab's own check; predictions are recomputed here from the
 PNG files with PIL and the recorded mean/std. Bad inputs are catalogue cases
-(kdlab.catalogue_deploy, run by tests/test_reliability.py).
+(kdlab.catalogue_deploy, run by tests/test_bad_input.py).
 """
 
 from __future__ import annotations

@@ -220,7 +220,13 @@ def final_weights(run) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-@pytest.mark.parametrize(("seed", "epochs"), [(0, 2), (1, 3), (2, 4)])
+# one pair by default; the other two run the same path at other lengths (-m slow)
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("seed", "epochs"), [pytest.param(0, 2, marks=SLOW), (1, 3), pytest.param(2, 4, marks=SLOW)]
+)
 def test_a_cached_run_ends_with_the_online_runs_weights_bit_for_bit(teacher_run, seed, epochs):
     """161 images in batches of 32, unaugmented: every epoch leaves out one image, which a
     later epoch then lacks alone."""

@@ -1,5 +1,5 @@
 """Reliability end to end: kills and resumes, unsafe and damaged files, non-finite losses, a
-full disk, and the catalogue of bad input (each one line on stderr, exit code 2).
+full disk (the catalogue of bad input: tests/test_bad_input.py).
 
 Runs are the real CLI in subprocesses on tiny data. Kills are real SIGKILLs; a full disk is a
 real tmpfs (root only), or a real file-size limit (RLIMIT_FSIZE) which any user can set.
@@ -26,14 +26,10 @@ import torch
 from conftest import read_summary
 from kdlab.catalogue import (
     BLOW_UP,
-    CATALOGUE,
     FAST,
     TINY,
     RunsCode,
-    Workspace,
-    build_workspace,
     resume_one_more_epoch,
-    run_bad_input,
     run_kdlab,
     train_one_epoch,
 )
@@ -501,27 +497,6 @@ def test_an_output_dir_that_refuses_writes_is_one_line(tmp_path):
     with refusing_writes(tmp_path / "locked") as locked:
         proc = run_kdlab("train", *FAST, f"hydra.run.dir={locked / 'run'}", cwd=tmp_path)
     assert_one_line_error(proc, f"cannot write to {locked / 'run'}", "pick another hydra.run.dir")
-
-
-# --- the catalogue of bad input (kdlab.catalogue) ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Workspace:
-    return build_workspace(tmp_path_factory.mktemp("workspace"))
-
-
-@pytest.mark.parametrize(
-    "case",
-    [c for c in CATALOGUE if c.tested_in == "test_reliability.py"],
-    ids=lambda c: c.shown.strip("`"),
-)
-def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path, case):
-    before = files_under(workspace.teacher)
-    proc = run_bad_input(case, workspace, tmp_path / "run")
-    assert_one_line_error(proc, *case.fragments)
-    assert not (tmp_path / "run" / ("" if case.preflight else "checkpoints")).exists()
-    assert files_under(workspace.teacher) == before, "the finished run's files were changed"
 
 
 def files_under(directory: Path) -> dict[Path, bytes]:

@@ -93,10 +93,16 @@ def method_objective(
 
 
 def folder_data(
-    root: Path, image_size: int, batch_size: int, device: torch.device, in_memory: bool
+    root: Path,
+    image_size: int,
+    batch_size: int,
+    device: torch.device,
+    in_memory: bool,
+    decode: str = "host",
 ) -> DataBundle:
     """The image folder under `root` as `kdlab train data=imagefolder data.augment=imagenet`
-    serves it: decoded into memory first (`in_memory`) or streamed from the files."""
+    serves it: decoded into memory first (`in_memory`) or streamed from the files, decoded
+    in the workers or (`decode="device"`) on the training device."""
     cfg = compose_config(
         "train",
         [
@@ -107,6 +113,7 @@ def folder_data(
             "data.augment=imagenet",
             "data.val_split=0",
             f"data.in_memory_max_mb={4096 if in_memory else 0}",
+            f"data.decode={decode}",
             f"trainer.device={device.type}",
         ],
     )

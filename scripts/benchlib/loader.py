@@ -1,5 +1,6 @@
-"""bench.py --only loader: images/s of kdlab's streamed image-folder path at 224 px, against
-its in-memory path and a plain torchvision ImageFolder + PIL + DataLoader loop with the same
+"""bench.py --only loader: images/s of kdlab's streamed image-folder path at 224 px (JPEGs
+decoded in the workers, or by the training process on its device: data.decode=device),
+against its in-memory path and a plain torchvision ImageFolder + PIL + DataLoader loop with the same
 augmentation (RandomResizedCrop + flip, ImageNet normalisation), on a generated folder of
 JPEGs; no model, the batches only, timed in interleaved rounds."""
 
@@ -75,12 +76,14 @@ def loader_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[li
         note(f"writing {count} JPEGs of {SIDE}x{SIDE}")
         root = write_jpegs(Path(tmp), count)
         streamed = folder_data(root, SIZE, args.batch_size, device, in_memory=False)
+        on_device = folder_data(root, SIZE, args.batch_size, device, False, decode="device")
         note("decoding them into memory for the in-memory path")
         memory = folder_data(root, SIZE, args.batch_size, device, in_memory=True)
         workers = streamed_workers(streamed)
         served = streamed.train.num_samples
         works = [
             epoch("kdlab streamed", streamed.train, device, served),
+            epoch("kdlab streamed, decoded on the device", on_device.train, device, served),
             epoch("kdlab in memory", memory.train, device, served),
             epoch(
                 "reference",

@@ -170,7 +170,7 @@ def build_workspace(root: Path) -> Workspace:
     return ws
 
 
-RELIABILITY_TESTS = "test_reliability.py"  # where the rows with fragments are tested
+RELIABILITY_TESTS = "test_bad_input.py"  # where the rows with fragments are tested
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ CATALOGUE = [
     BadInput(
         "`teacher.ckpt=` a file that would run code when unpickled",
         lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.crafted}"],
-        tested_in=f"{RELIABILITY_TESTS}::test_a_checkpoint_that_would_run_code_is_refused",
+        tested_in="test_reliability.py::test_a_checkpoint_that_would_run_code_is_refused",
     ),
     BadInput(
         "`teacher.ckpt=` a teacher of another data set",

@@ -81,7 +81,7 @@ FAULTS = [
     Fault(
         "bad values and files (the bad-input table above)",
         "one line, exit 2, nothing of a finished run overwritten",
-        f"{RELIABILITY}::test_bad_input_is_one_line_exit_2_and_overwrites_nothing",
+        "tests/test_bad_input.py::test_bad_input_is_one_line_exit_2_and_overwrites_nothing",
     ),
     Fault(
         "cached teacher logits, whatever batch composition filled them",

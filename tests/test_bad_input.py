@@ -1,0 +1,30 @@
+"""The catalogue of bad input (kdlab.catalogue), end to end: each case is the real CLI in a
+subprocess, one line on stderr, exit code 2, nothing of a finished run overwritten and no
+run dir left behind. Its own file, so the test runner can run it beside the kill/resume
+tests of test_reliability.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdlab.catalogue import CATALOGUE, RELIABILITY_TESTS, Workspace, build_workspace, run_bad_input
+from test_cli import assert_one_line_error
+from test_reliability import files_under
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Workspace:
+    return build_workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CATALOGUE if c.tested_in == RELIABILITY_TESTS],
+    ids=lambda c: c.shown.strip("`"),
+)
+def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path, case):
+    before = files_under(workspace.teacher)
+    proc = run_bad_input(case, workspace, tmp_path / "run")
+    assert_one_line_error(proc, *case.fragments)
+    assert not (tmp_path / "run" / ("" if case.preflight else "checkpoints")).exists()
+    assert files_under(workspace.teacher) == before, "the finished run's files were changed"
