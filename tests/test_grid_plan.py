@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from kdlab.commands.study_grid import epoch_images
 from kdlab.errors import KdlabError
 from kdlab.grid.cost import forward_flops, job_cost
 from kdlab.grid.plan import (
     CROSS_FAMILY,
     GRID_METHODS,
+    RECIPE,
     SAME_FAMILY,
     Pair,
     build_plan,
@@ -191,3 +193,10 @@ def test_a_record_names_its_checkpoint_by_hash_and_the_far_below_warning(tmp_pat
     assert "12.3 points below the published 72.34%" in warning
     assert far_below_published(69.5, "cifar100", "resnet56", "test") is None  # within 3
     assert far_below_published(10.0, "synthetic", "resnet56", "test") is None
+
+
+def test_the_dry_runs_total_counts_cifar100s_images_only_when_the_runs_train_on_it():
+    assert epoch_images(list(RECIPE)) == 45_000  # 50,000 less the 10% val split
+    assert epoch_images([*RECIPE, "data.val_split=0"]) == 50_000
+    assert epoch_images([*RECIPE, "data=synthetic"]) is None
+    assert epoch_images([*RECIPE, "data.train_size=512"]) is None

@@ -114,6 +114,33 @@ def shown_args(job: Job, shared: Sequence[str], study_dir: Path) -> str:
     return " ".join(a.replace(f"{study_dir}/", "") for a in own)
 
 
+def epoch_images(shared: Sequence[str]) -> int | None:
+    """Training images per epoch when the runs train on CIFAR-100's whole train split less
+    kdlab's val split; None when the overrides change the data."""
+    values = {override_key(o): o.split("=", 1)[1] for o in shared}
+    if values.get("data") != "cifar100" or "data.train_size" in values:
+        return None
+    return round(CIFAR100_TRAIN * (1 - float(values.get("data.val_split", 0.1))))
+
+
+def print_total(
+    plan: Plan, states: dict[str, int], cost: float, work: float, shared: Sequence[str]
+) -> None:
+    done = ", ".join(f"{n} {state}" for state, n in states.items())
+    images = epoch_images(shared)
+    total = (
+        f"x {images:,} images per epoch = {work * images / 1e18:,.1f} EFLOP"
+        if images
+        else "x the images of an epoch"
+    )
+    print(
+        f"total: {len(plan.jobs)} runs ({done}); {cost:,.0f} student-epoch equivalents; "
+        f"{work / 1e12:,.1f} TFLOP per training image ({total})"
+    )
+    print("cost: epochs of the run's model alone, a teacher forward = 1/3 of a student step "
+          "scaled by their FLOPs (README, The CIFAR-100 grid)")  # fmt: skip
+
+
 def print_plan(plan: Plan, study_dir: Path, shared: list[str]) -> None:
     from kdlab.grid.cost import job_cost  # builds models on the meta device: torch
 
@@ -133,14 +160,7 @@ def print_plan(plan: Plan, study_dir: Path, shared: list[str]) -> None:
             f"kdlab {job.command} {shown_args(job, shared, study_dir)}"
         )
     print_unavailable(plan)
-    done = ", ".join(f"{n} {state}" for state, n in states.items())
-    print(
-        f"total: {len(plan.jobs)} runs ({done}); {total_cost:,.0f} student-epoch equivalents; "
-        f"{total_work / 1e12:,.1f} TFLOP per training image (x 45,000 images per CIFAR-100 "
-        f"epoch less the 10% val split = {total_work * 45_000 / 1e18:,.1f} EFLOP)"
-    )
-    print("cost: epochs of the run's model alone, a teacher forward = 1/3 of a student step "
-          "scaled by their FLOPs (README, The CIFAR-100 grid)")  # fmt: skip
+    print_total(plan, states, total_cost, total_work, shared)
 
 
 def print_unavailable(plan: Plan) -> None:
