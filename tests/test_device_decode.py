@@ -18,11 +18,13 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x.clone(), y.clone()) for x, y in loader]
 
 
-@pytest.mark.parametrize("channels", [3, 1])
-def test_device_decoding_gives_the_host_paths_batches_exactly(tmp_path, channels):
+@pytest.mark.parametrize(("channels", "workers"), [(3, 0), (1, 0), (3, 2)])
+def test_device_decoding_gives_the_host_paths_batches_exactly(tmp_path, channels, workers):
+    """Also through DataLoader workers: whole batches of file payloads cross the process
+    boundary (by value: as tensors, each would take a file descriptor)."""
     root = write_jpegs(tmp_path / "f")
     Image.fromarray(np.full((40, 30, 3), 90, np.uint8)).save(root / "train" / "cat" / "x.png")
-    kw = {"in_memory_max_mb": 0, "channels": channels}
+    kw = {"in_memory_max_mb": 0, "channels": channels, "num_workers": workers}
     host, device = folder_data(root, decode="host", **kw), folder_data(root, decode="device", **kw)
     assert host.train.finish is None and device.train.finish is not None
     for split in ("train", "test"):

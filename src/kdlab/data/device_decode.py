@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,16 +21,17 @@ from torch.utils.data import Dataset
 
 from kdlab.data.color import to_rgb
 from kdlab.data.imagefolder import FolderFiles, read_rgb, to_channels
-from kdlab.data.jpeg import decode_rgb, read_bytes
+from kdlab.data.jpeg import decode_rgb
 from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.errors import KdlabError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
-# A file as the workers hand it over: its JPEG bytes (1-D uint8) or, for any other format,
-# the image decoded whole (uint8 (3, H, W)); with its path, for errors.
-Payload = tuple[torch.Tensor, str]
+# A file as the workers hand it over: its JPEG bytes or, for any other format, the image
+# decoded whole (uint8 (3, H, W) as a numpy array); with its path, for errors. Plain bytes
+# and arrays travel by value: a batch of tensors would take a file descriptor each.
+Payload = tuple[bytes | np.ndarray, str]
 
 
 class WholeFiles(Dataset):
@@ -45,13 +47,10 @@ class WholeFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[Payload, int, str]:
         path, label = self.files.paths[i], int(self.files.labels[i])
         try:
-            data = read_bytes(path) if path.lower().endswith(JPEG_SUFFIXES) else read_rgb(path)
-        except (KdlabError, RuntimeError) as err:
-            return (
-                (torch.zeros(0, dtype=torch.uint8), path),
-                label,
-                f"cannot read image {path} ({err})",
-            )
+            jpeg = path.lower().endswith(JPEG_SUFFIXES)
+            data = Path(path).read_bytes() if jpeg else read_rgb(path).numpy()
+        except (KdlabError, OSError) as err:
+            return (b"", path), label, f"cannot read image {path} ({err})"
         return (data, path), label, ""
 
 
@@ -63,10 +62,10 @@ def collate_payloads(
     return list(payloads), torch.tensor(labels, dtype=torch.int64), list(problems)
 
 
-def _host_decoded(data: torch.Tensor, path: str) -> torch.Tensor:
+def _host_decoded(data: bytes, path: str) -> torch.Tensor:
     """A JPEG the device decoder refused (CMYK, arithmetic coding), decoded by PIL."""
     try:
-        with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+        with Image.open(io.BytesIO(data)) as image:
             pixels = np.array(to_rgb(image))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
@@ -76,14 +75,19 @@ def _host_decoded(data: torch.Tensor, path: str) -> torch.Tensor:
 def _decoded(payloads: list[Payload], device: torch.device) -> list[torch.Tensor]:
     """Every payload as uint8 (3, H, W) on `device`: the JPEGs in one decode_jpeg call (one
     by one, PIL for any it refuses, when the batch call fails)."""
-    jpegs = [i for i, (data, _) in enumerate(payloads) if data.dim() == 1]
-    images = [data.to(device, non_blocking=True) for data, _ in payloads]
+    jpegs = [i for i, (data, _) in enumerate(payloads) if isinstance(data, bytes)]
+    images = [
+        torch.empty(0) if isinstance(data, bytes) else torch.from_numpy(data).to(device)
+        for data, _ in payloads
+    ]
     if not jpegs:
         return images
+    encoded = [torch.frombuffer(bytearray(payloads[i][0]), dtype=torch.uint8) for i in jpegs]
     try:
-        decoded = decode_rgb([payloads[i][0] for i in jpegs], device)
+        decoded = decode_rgb(encoded, device)
     except RuntimeError:
-        decoded = [_one_jpeg(*payloads[i], device) for i in jpegs]
+        paths = [payloads[i][1] for i in jpegs]
+        decoded = [_one_jpeg(e, p, device) for e, p in zip(encoded, paths, strict=True)]
     for i, image in zip(jpegs, decoded, strict=True):
         images[i] = image
     return images
@@ -93,7 +97,7 @@ def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> torch.Tens
     try:
         return decode_rgb(data, device)
     except RuntimeError:
-        return _host_decoded(data, path).to(device)
+        return _host_decoded(data.numpy().tobytes(), path).to(device)
 
 
 @dataclass(frozen=True)
