@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from kdlab.data.color import to_rgb
-from kdlab.data.imagefolder import FolderFiles, read_rgb, to_channels
+from kdlab.data.imagefolder import FolderFiles, pil_rgb, read_rgb, to_channels
 from kdlab.data.jpeg import decode_rgb
 from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
 from kdlab.errors import KdlabError
@@ -62,16 +60,6 @@ def collate_payloads(
     return list(payloads), torch.tensor(labels, dtype=torch.int64), list(problems)
 
 
-def _host_decoded(data: bytes, path: str) -> torch.Tensor:
-    """A JPEG the device decoder refused (CMYK, arithmetic coding), decoded by PIL."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            pixels = np.array(to_rgb(image))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-
-
 def _decoded(payloads: list[Payload], device: torch.device) -> list[torch.Tensor]:
     """Every payload as uint8 (3, H, W) on `device`: the JPEGs in one decode_jpeg call (one
     by one, PIL for any it refuses, when the batch call fails)."""
@@ -97,7 +85,8 @@ def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> torch.Tens
     try:
         return decode_rgb(data, device)
     except RuntimeError:
-        return _host_decoded(data.numpy().tobytes(), path).to(device)
+        # a JPEG the device decoder refuses (CMYK, arithmetic coding): PIL
+        return pil_rgb(io.BytesIO(data.numpy().tobytes()), path).to(device)
 
 
 @dataclass(frozen=True)

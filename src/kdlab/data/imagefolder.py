@@ -14,6 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -39,8 +40,14 @@ def read_rgb(path: str) -> torch.Tensor:
             return decode_rgb(read_bytes(path))
         except RuntimeError:
             pass  # e.g. a CMYK or arithmetic-coded JPEG: PIL may read it
+    return pil_rgb(path, path)
+
+
+def pil_rgb(source: str | BinaryIO, path: str) -> torch.Tensor:
+    """An image file (its path, or its bytes as a file) as uint8 (3, H, W) by PIL via
+    `to_rgb`; a one-line KdlabError naming `path` if PIL cannot read it."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             pixels = np.array(to_rgb(image))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise KdlabError(f"cannot read image {path} ({err}): fix or delete the file") from err
