@@ -38,6 +38,7 @@ from kdlab.execution import autocast
 from kdlab.logit_cache.loader import CachedLogitLoader
 from kdlab.logit_cache.store import FORMAT, LogitStore, dtype_name
 from kdlab.objectives import FrozenTeacher
+from kdlab.provenance import sha256_file
 
 log = logging.getLogger("kdlab")
 
@@ -111,7 +112,7 @@ def store_meta(
     return {
         **numerics(train.device),
         "format": FORMAT,
-        "teacher_sha256": file_sha256(teacher_path),
+        "teacher_sha256": sha256_file(teacher_path),
         "images_sha256": tensor_sha256(train.images),
         "images": list(train.images.shape),
         "normalize_scale": train.normalize.scale.flatten().tolist(),
@@ -149,12 +150,6 @@ def device_kind(device: torch.device) -> str:
     return device.type
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
