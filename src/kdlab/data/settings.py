@@ -65,11 +65,15 @@ def worker_count(value: object, world_size: int = 1) -> int:
 DECODES = ("auto", "host", "device")
 
 
+def check_decode(value: str) -> None:
+    if value not in DECODES:
+        raise KdlabError(f"data.decode must be one of {', '.join(DECODES)}, got {value}")
+
+
 def decodes_on_device(value: str, device: torch.device | str) -> bool:
     """data.decode resolved: streamed JPEGs decode on the training device (nvJPEG) with
     `device`, or on CUDA under auto; else in the DataLoader workers (`host`)."""
-    if value not in DECODES:
-        raise KdlabError(f"data.decode must be one of {', '.join(DECODES)}, got {value}")
+    check_decode(value)
     return value == "device" or (value == "auto" and torch.device(device).type == "cuda")
 
 
@@ -91,7 +95,7 @@ def check_common(data: DataConfig) -> None:
         raise KdlabError(f"data.in_memory_max_mb must be >= 0, got {data.in_memory_max_mb}")
     worker_count(data.num_workers)
     augment_choice(data.augment)
-    decodes_on_device(data.decode, torch.device("cpu"))
+    check_decode(data.decode)
     if data.normalize not in NORMALIZATIONS:
         raise KdlabError(
             f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {data.normalize}"
