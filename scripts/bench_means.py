@@ -30,9 +30,9 @@ from benchlib.measures import optimizer_step, training_step
 from benchlib.report import device_line, report, settings_line
 from benchlib.timing import Measurement, Work, base_parser, chosen_plan, note, parse_with_models
 from benchlib.workbench import TEACHER, Bench, kdlab_optimizer, new_model, opened_bench
-from kdlab.compiling import CompiledOrEager
-from kdlab.engine import StepModule
-from kdlab.objectives import CrossEntropy
+from kdlab.engine.compiling import CompiledOrEager
+from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.stage import StepModule
 
 COLUMNS = ("means", "model", "img/s", "vs first of group")
 Row = tuple[str, str, Measurement]

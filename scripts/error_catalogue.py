@@ -1,9 +1,9 @@
 """Print kdlab's catalogue of bad input as a markdown table, from real runs of the CLI.
 
 Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
-are `CATALOGUE` in kdlab.catalogue, one list for the tests (tests/test_bad_input.py) and this
+are `CATALOGUE` in catalogue, one list for the tests (tests/test_bad_input.py) and this
 table; building their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
-With --faults it prints the fault catalogue instead (`FAULTS` in kdlab.faults: each fault, what
+With --faults it prints the fault catalogue instead (`FAULTS` in faults: each fault, what
 kdlab does, the test that checks it), at once: nothing is run.
 
 Usage:
@@ -13,17 +13,20 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from kdlab.catalogue import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the catalogue's home
+
+from catalogue import (
     CATALOGUE,
     build_workspace,
     resume_one_more_epoch,
     run_bad_input,
     train_one_epoch,
 )
-from kdlab.faults import FAULTS
+from faults import FAULTS
 
 DISK_FULL = "a disk that fills up while a checkpoint is saved (here: a file-size limit)"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab.catalogue import TINY, run_kdlab
+from catalogue import TINY, run_kdlab
 
-# The tiny settings and the CLI runner live in kdlab.catalogue (the bad-input catalogue uses
+# The tiny settings and the CLI runner live in catalogue (the bad-input catalogue uses
 # them too); re-exported here for the test files.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
 

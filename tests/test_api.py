@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import kdlab
-from kdlab.catalogue import FAST
-from kdlab.checkpoint import load_checkpoint
+from catalogue import FAST
+from kdlab.engine.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -176,8 +176,9 @@ def test_the_configuration_and_its_checks_do_not_import_torchvision():
     """torchvision's import (~2.5 s: it loads torch._dynamo) is paid only by what uses it:
     a command that fails its pre-flight, or trains on tensors in memory, starts without it."""
     code = (
-        "import sys, kdlab.cli, kdlab.config, kdlab.preflight, kdlab.data, kdlab.models, "
-        "kdlab.engine, kdlab.methods.registry; print('torchvision' in sys.modules)"
+        "import sys, kdlab.cli.main, kdlab.runs.config, kdlab.runs.preflight, kdlab.data, "
+        "kdlab.models, kdlab.engine.trainer, kdlab.methods.registry; "
+        "print('torchvision' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

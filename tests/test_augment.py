@@ -32,7 +32,7 @@ from kdlab.data.schedule import TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.settings import worker_count
 from kdlab.errors import KdlabError
-from kdlab.logit_cache import cache_refusal
+from kdlab.methods.logit_cache import cache_refusal
 
 CPU = torch.device("cpu")
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from catalogue import write_image_folder
 from conftest import read_summary
-from kdlab.catalogue import write_image_folder
-from kdlab.checkpoint import Checkpoint
 from kdlab.data import build_data
 from kdlab.data.schedule import TrainSchedule
+from kdlab.engine.checkpoint import Checkpoint
 from kdlab.errors import KdlabError
 from test_idx_data import write_idx_set
 

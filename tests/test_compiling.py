@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 
-from kdlab.compiling import CompiledOrEager
+from kdlab.engine.compiling import CompiledOrEager
 
 
 def small_model() -> nn.Module:

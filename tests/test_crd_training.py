@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab.checkpoint import Checkpoint
 from kdlab.data import DataBundle
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.normalize import Normalizer
 from kdlab.data.schedule import EvalSchedule, TrainSchedule
-from kdlab.engine import RunPlace, Stage, Trainer
+from kdlab.engine.checkpoint import Checkpoint
+from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.run_logger import NullLogger
+from kdlab.engine.stage import Stage
+from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.methods.objective import build_objective
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.models import build_model
-from kdlab.objectives import CrossEntropy, FrozenTeacher
-from kdlab.preflight import compose_config
-from kdlab.run_logger import NullLogger
+from kdlab.runs.preflight import compose_config
 from test_data import build, device_loader, folder_cfg, read_index, write_folders
 
 CPU = torch.device("cpu")

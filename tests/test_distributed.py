@@ -20,8 +20,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import TINY, read_summary
-from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
-from kdlab.cli import main
+from kdlab.cli.main import main
+from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
 # The same config for both launches: trainer.batch_size=32 is the global batch either way.
 RUN = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
@@ -149,14 +149,14 @@ def test_fitnet_under_torchrun_with_a_single_process_teacher(runs, tmp_path):
 
 def _fitnet_ranks(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     """One rank of both FitNet stages through the engine; saves its weights after each."""
-    from kdlab.commands.fitnet import hint_stage, kd_stage
+    from kdlab.cli.commands.fitnet import hint_stage, kd_stage
     from kdlab.data import build_data
-    from kdlab.engine import RunPlace, Trainer
-    from kdlab.execution import resolve_precision
+    from kdlab.engine.execution import resolve_precision
+    from kdlab.engine.run_logger import NullLogger
+    from kdlab.engine.trainer import RunPlace, Trainer
+    from kdlab.methods.objectives import FrozenTeacher
     from kdlab.models import build_model
-    from kdlab.objectives import FrozenTeacher
-    from kdlab.preflight import compose_config
-    from kdlab.run_logger import NullLogger
+    from kdlab.runs.preflight import compose_config
 
     torch.set_num_threads(1)  # two ranks on two cores
     dist.init_process_group(

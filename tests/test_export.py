@@ -4,7 +4,7 @@ The run (resnet8, one epoch on a generated 16x16 PNG folder whose normalisation 
 from its images) is trained once for the module. Every export is read back here by the
 format's own library, apart from kdlab's own check; predictions are recomputed here from the
 PNG files with PIL and the recorded mean/std. Bad inputs are catalogue cases
-(kdlab.catalogue_deploy, run by tests/test_bad_input.py).
+(catalogue_deploy, run by tests/test_bad_input.py).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import pytest
 import torch
 from PIL import Image
 
-from kdlab.catalogue import FOLDER_RUN, run_kdlab, succeeded, write_image_folder
-from kdlab.checkpoint import Checkpoint, save_checkpoint
-from kdlab.commands import export as export_command
-from kdlab.commands import predict as predict_command
-from kdlab.commands.report import write_report
+from catalogue import FOLDER_RUN, run_kdlab, succeeded, write_image_folder
+from kdlab.cli.commands import export as export_command
+from kdlab.cli.commands import predict as predict_command
+from kdlab.cli.commands.report import write_report
 from kdlab.deploy import FORMATS, ExportMismatch, export_model, load_selected
 from kdlab.deploy.export import compare
 from kdlab.deploy.formats import Loaded
 from kdlab.deploy.selected import run_preprocessing
+from kdlab.engine.checkpoint import Checkpoint, save_checkpoint
 from kdlab.errors import KdlabError
 from kdlab.models import count_macs, weights_megabytes
 

@@ -3,8 +3,8 @@ failed that `kdlab report` lists as failed."""
 
 from __future__ import annotations
 
+from catalogue import BLOW_UP, FAST
 from conftest import read_summary
-from kdlab.catalogue import BLOW_UP, FAST
 from test_cli import assert_one_line_error
 
 

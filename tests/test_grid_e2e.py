@@ -12,7 +12,7 @@ import pytest
 
 from cifar_archive import write_cifar100
 from conftest import TINY, read_summary, run_kdlab
-from kdlab.provenance import HASH_SHOWN, sha256_file
+from kdlab.engine.provenance import HASH_SHOWN, sha256_file
 from test_cli import assert_one_line_error
 
 ONE_EPOCH = [*[a for a in TINY if not a.startswith("trainer.epochs")], "trainer.epochs=1"]

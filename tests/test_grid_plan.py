@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlab.commands.study_grid import epoch_images
+from kdlab.cli.commands.study_grid import epoch_images
+from kdlab.engine.provenance import Provenance, far_below_published, sha256_file, write_record
 from kdlab.errors import KdlabError
 from kdlab.grid.cost import forward_flops, job_cost
 from kdlab.grid.plan import (
@@ -24,7 +25,6 @@ from kdlab.grid.plan import (
     parse_pairs,
 )
 from kdlab.grid.results import cell_result, write_grid_report
-from kdlab.provenance import Provenance, far_below_published, sha256_file, write_record
 from kdlab.published import published, published_accuracy, published_figure, sources
 
 # Cells read off the READMEs (RepDistiller@b84f547 README.md "Benchmark Results on CIFAR-100",

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from conftest import TINY, read_summary, run_kdlab
-from kdlab.checkpoint import load_checkpoint
 from kdlab.data import build_data
 from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_of
-from kdlab.execution import seed_everything
-from kdlab.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
+from kdlab.engine.checkpoint import load_checkpoint
+from kdlab.engine.execution import seed_everything
+from kdlab.methods.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.models import build_model
-from kdlab.objectives import FrozenTeacher
 
 CPU = torch.device("cpu")
 
@@ -148,7 +148,7 @@ def test_a_store_created_by_another_process_first_is_used_not_replaced(tmp_path)
     winner = LogitStore.open(tmp_path, meta, rows=4, num_classes=3, dtype=torch.float32)
     winner.write(np.array([1]), torch.ones(1, 3))
     winner.commit(np.array([1]))
-    from kdlab.logit_cache import store as store_module
+    from kdlab.methods.logit_cache import store as store_module
 
     # The loser of a creation race builds its own copy, then finds the name taken.
     store_module._create(winner.directory, meta, 4, 3, torch.float32)

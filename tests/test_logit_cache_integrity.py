@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdlab.logit_cache import CachedLogitLoader
-from kdlab.logit_cache.integrity import row_checks
+from kdlab.methods.logit_cache import CachedLogitLoader
+from kdlab.methods.logit_cache.integrity import row_checks
 from test_logit_cache import open_loader, teacher_file, tiny_data
 from test_reliability import tmpfs
 

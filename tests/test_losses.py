@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kdlab.losses import hint_loss, kd_losses, kl_divergence, soft_cross_entropy
+from kdlab.methods.losses import hint_loss, kd_losses, kl_divergence, soft_cross_entropy
 
 
 def reference_kd(z, v, y, T, alpha):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import TINY, read_summary, run_kdlab
-from kdlab.checkpoint import load_checkpoint
+from kdlab.engine.checkpoint import load_checkpoint
 from test_methods_e2e import records
 from test_reliability import assert_same_run
 

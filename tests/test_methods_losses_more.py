@@ -17,11 +17,11 @@ from kdlab.methods.base import MethodContext
 from kdlab.methods.cc import CcConfig
 from kdlab.methods.contrast_memory import ContrastMemory, draw_negatives, momentum_rows
 from kdlab.methods.crd import CrdConfig
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import method
 from kdlab.methods.vid import VidHead
 from kdlab.models import FeatureTap, build_model
-from kdlab.objectives import FrozenTeacher
-from kdlab.preflight import compose_config
+from kdlab.runs.preflight import compose_config
 from methods_formulas import pool_np
 from test_methods_losses import approx, gradcheck, randn
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from conftest import TINY, read_summary, run_kdlab
-from kdlab.checkpoint import load_checkpoint
+from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.errors import KdlabError
 from kdlab.methods import ABF, hcl_loss, ofd_loss, ofd_margin
 from kdlab.methods.base import MethodContext
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import method
 from kdlab.models import FeatureTap, build_model, check_feature_point
 from kdlab.models.preact import preact_modules, preact_points
-from kdlab.objectives import FrozenTeacher
 from test_cli import assert_one_line_error
 from test_methods_losses import gradcheck, randn
 

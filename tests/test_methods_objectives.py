@@ -9,10 +9,10 @@ from torch import nn
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import METHODS, method
 from kdlab.models import build_model
-from kdlab.objectives import FrozenTeacher
-from kdlab.preflight import compose_config
+from kdlab.runs.preflight import compose_config
 from methods_formulas import ref_at, ref_dkd
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +72,7 @@ def test_at_combination_is_ce_plus_kd_plus_beta_times_the_layer_sum(pair):
     kd = 9 * (np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean()
     at = sum(ref_at(feats["s", p], feats["t", p], 2) for p in ("layer1", "layer2", "layer3"))
     expected = 0.7 * ce + 0.3 * kd + 500 * at
-    # CE and KD are computed in float32 (kdlab.losses' convention), the method term in float64
+    # CE and KD are computed in float32 (kdlab.methods.losses), the method term in float64
     assert out.losses["loss"].item() == pytest.approx(expected, rel=1e-6)
     assert out.losses["loss_at"].item() == pytest.approx(at, rel=1e-9)
     assert out.losses["loss_hard"].item() == pytest.approx(ce, rel=1e-6)

@@ -23,12 +23,13 @@ import torchvision
 from safetensors.torch import save_file
 
 from conftest import TINY, read_summary, run_kdlab
-from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
-from kdlab.engine import Stage
+from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from kdlab.engine.fine_tuning import backbone_modules, head_first
+from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.stage import Stage
 from kdlab.errors import KdlabError
-from kdlab.fine_tuning import backbone_modules, head_first
+from kdlab.methods.objectives import run_prefix
 from kdlab.models import FeatureTap, build_model, feature_points, head_parameters
-from kdlab.objectives import CrossEntropy, run_prefix
 from test_cli import assert_one_line_error
 from test_reliability import assert_same_run
 

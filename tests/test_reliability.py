@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import read_summary
-from kdlab.catalogue import (
+from catalogue import (
     BLOW_UP,
     FAST,
     TINY,
@@ -33,17 +32,19 @@ from kdlab.catalogue import (
     run_kdlab,
     train_one_epoch,
 )
-from kdlab.checkpoint import load_checkpoint
+from conftest import read_summary
+from faults import FAULTS
 from kdlab.data import DataBundle
-from kdlab.engine import RunPlace, Stage, Trainer
+from kdlab.engine.checkpoint import load_checkpoint
+from kdlab.engine.execution import resolve_precision, seed_everything
+from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.run_logger import RunLogger, read_metrics
+from kdlab.engine.stage import Stage
+from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.errors import KdlabError
-from kdlab.execution import resolve_precision, seed_everything
-from kdlab.faults import FAULTS
 from kdlab.models import build_model
-from kdlab.objectives import CrossEntropy
-from kdlab.preflight import compose_config
-from kdlab.run_dir import guard_run_dir
-from kdlab.run_logger import RunLogger, read_metrics
+from kdlab.runs.preflight import compose_config
+from kdlab.runs.run_dir import guard_run_dir
 from test_cli import assert_one_line_error
 
 STEPS_PER_EPOCH = 10  # TINY: 320 train images in batches of 32
@@ -200,7 +201,7 @@ HAMMERED_WRITER = """
 import sys
 from pathlib import Path
 import torch
-from kdlab.checkpoint import save_checkpoint
+from kdlab.engine.checkpoint import save_checkpoint
 directory = Path(sys.argv[1])
 for i in range(10**9):
     state = {"model": {"w": torch.full((2_000_000,), float(i))}, "config": {}, "epoch": i}
@@ -504,7 +505,7 @@ def files_under(directory: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
 
 
-# --- the fault catalogue (kdlab.faults) ------------------------------------------------------
+# --- the fault catalogue (faults) ------------------------------------------------------
 
 
 def test_every_fault_names_a_test_that_exists():

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from kdlab.commands.report import main as report_main
+from kdlab.cli.commands.report import main as report_main
 from kdlab.errors import KdlabError
 from kdlab.report import (
     SweepSummary,

@@ -10,7 +10,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from kdlab.commands.report import main as report_main
+from kdlab.cli.commands.report import main as report_main
 from kdlab.report import find_runs
 from kdlab.report.confusion import confusion_figure
 from kdlab.report.curves import curves_figures

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kdlab.commands.report import main as report_main
+from kdlab.cli.commands.report import main as report_main
 from kdlab.errors import KdlabError
 from test_report import make_run, make_study, read_csv
 

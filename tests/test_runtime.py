@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab.execution import native_bf16, resolve_precision, rng_state, set_rng_state
+from kdlab.engine.execution import native_bf16, resolve_precision, rng_state, set_rng_state
 
 CPU = torch.device("cpu")
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import TINY
-from kdlab.checkpoint import Checkpoint, load_checkpoint
-from kdlab.config import register_configs
 from kdlab.data import DATASETS, build_data, dataset_names
+from kdlab.engine.checkpoint import Checkpoint, load_checkpoint
 from kdlab.errors import KdlabError
-from kdlab.preflight import checked_config, compose_job
+from kdlab.runs.config import register_configs
+from kdlab.runs.preflight import checked_config, compose_job
 
 
 def test_an_unknown_data_set_lists_every_registered_one():

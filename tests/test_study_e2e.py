@@ -90,7 +90,7 @@ def test_unknown_study_and_bad_overrides_fail_before_running(kdlab, tmp_path):
 
 
 def test_a_plan_adds_a_runs_preset_args_only_under_that_preset(tmp_path):
-    from kdlab.commands.study import load_study, planned_jobs, with_preset
+    from kdlab.cli.commands.study import load_study, planned_jobs, with_preset
 
     _, runs = load_study("note1")
     for data, teacher_epochs in (("fashion_mnist", ["trainer.epochs=20"]), ("synthetic", [])):

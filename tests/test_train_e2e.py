@@ -9,8 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, read_summary
-from kdlab.checkpoint import load_checkpoint, model_from_checkpoint
-from kdlab.execution import resolve_precision
+from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from kdlab.engine.execution import resolve_precision
 
 SUMMARY_KEYS = {
     "command",

@@ -14,14 +14,16 @@ import torch
 from torch import nn
 
 from benchlib.timing import Plan
-from kdlab.config import RunConfig
 from kdlab.data import DataBundle, build_data
-from kdlab.engine import RunPlace, Stage, Trainer
-from kdlab.execution import resolve_precision
+from kdlab.engine.execution import resolve_precision
+from kdlab.engine.objective import CrossEntropy, Objective
+from kdlab.engine.run_logger import RunLogger
+from kdlab.engine.stage import Stage
+from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.methods.objective import build_objective
-from kdlab.objectives import CrossEntropy, FrozenTeacher, Objective
-from kdlab.preflight import compose_config
-from kdlab.run_logger import RunLogger
+from kdlab.methods.objectives import FrozenTeacher
+from kdlab.runs.config import RunConfig
+from kdlab.runs.preflight import compose_config
 
 TEST_IMAGES = 100  # build_data needs a test split; nothing here evaluates it
 

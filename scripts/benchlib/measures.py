@@ -14,14 +14,9 @@ from benchlib.core import one_epoch_fit
 from benchlib.reference import reference_epoch
 from benchlib.timing import Measurement, Work, note
 from benchlib.workbench import Bench, kdlab_model, kdlab_optimizer, new_model
-from kdlab.execution import autocast
-from kdlab.objectives import (
-    CrossEntropy,
-    Distillation,
-    FrozenTeacher,
-    Objective,
-    StepOutput,
-)
+from kdlab.engine.execution import autocast
+from kdlab.engine.objective import CrossEntropy, Objective, StepOutput
+from kdlab.methods.objectives import Distillation, FrozenTeacher
 
 KD_T, KD_ALPHA = 4.0, 0.1
 

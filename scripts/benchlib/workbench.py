@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader
 from benchlib.core import run_config, synthetic_data
 from benchlib.reference import reference_loader
 from benchlib.timing import Measurement, Plan, Work, measure_together, note, repeated
-from kdlab.config import RunConfig
 from kdlab.data import DataBundle
 from kdlab.data.device_loader import DeviceLoader
-from kdlab.execution import resolve_precision, seed_everything, setup_runtime
+from kdlab.engine.execution import resolve_precision, seed_everything, setup_runtime
+from kdlab.engine.optim import build_optimizer
 from kdlab.models import build_model
-from kdlab.optim import build_optimizer
+from kdlab.runs.config import RunConfig
 
 TEACHER = "resnet_teacher"
 

@@ -8,15 +8,14 @@ from importlib import import_module
 from typing import Any
 
 from kdlab.errors import KdlabError
+from kdlab.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["KdlabError", "LoadedRun", "__version__", "load_run", "run"]
 _API = ("LoadedRun", "load_run", "run")
 
 
 def __getattr__(name: str) -> Any:
-    """The API on first use: imported by name at call time, so the package (whose
-    __version__ every module reads) never imports the modules that import it."""
+    """The API on first use: `import kdlab` (and `kdlab --version`) stays cheap."""
     if name in _API:
         return getattr(import_module("kdlab.api"), name)
     raise AttributeError(f"module 'kdlab' has no attribute {name!r}")

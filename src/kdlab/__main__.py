@@ -1,5 +1,5 @@
 """`python -m kdlab` is the `kdlab` command."""
 
-from kdlab.cli import main
+from kdlab.cli.main import main
 
 main()

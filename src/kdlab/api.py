@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from kdlab.checkpoint import Checkpoint, checkpoint_in
+from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.errors import KdlabError
 
 RUN_COMMANDS = ("train", "distill", "fitnet")
@@ -55,7 +55,7 @@ def _key(override: str) -> str:
 def _with_run_dir(command: str, overrides: list[str]) -> tuple[list[str], Path]:
     """The overrides with hydra.run.dir set (resolved here when not given), and that dir:
     where the run writes its summary."""
-    from kdlab.cli import resolved_run_dir
+    from kdlab.cli.main import resolved_run_dir
 
     given = [o.split("=", 1)[1] for o in overrides if _key(o) == "hydra.run.dir"]
     if given:
@@ -70,7 +70,7 @@ def run(command: str, overrides: Sequence[str] = (), *, echo: bool = True) -> di
     Mistakes raise KdlabError with the CLI's one-line message (never SystemExit); the log is
     printed as it comes unless `echo=False`.
     """
-    from kdlab.preflight import compose_config
+    from kdlab.runs.preflight import compose_config
 
     if command not in RUN_COMMANDS:
         raise KdlabError(f"kdlab.run runs {', '.join(RUN_COMMANDS)}, not '{command}'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# In a run dir: flock-ed by the one process writing the run (kdlab.run_dir), holds its pid.
+# In a run dir: flock-ed by the one process writing the run (kdlab.runs.run_dir), holds its pid.
 RUN_LOCK = ".kdlab.lock"
 
 

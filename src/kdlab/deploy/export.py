@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from kdlab.checkpoint import write_atomic
 from kdlab.deploy.formats import ExportFormat
 from kdlab.deploy.selected import SelectedModel
+from kdlab.engine.checkpoint import write_atomic
 from kdlab.errors import KdlabError
 
 CHECK_IMAGES = 8  # the check's batch (the graph is traced at batch 1: this tests the batch axis)

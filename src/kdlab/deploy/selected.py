@@ -15,15 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab import __version__
-from kdlab.checkpoint import Checkpoint, checkpoint_in
 from kdlab.data.build import run_mean_std
 from kdlab.data.choices import augment_mode, run_normalization, stored_sides
 from kdlab.data.imagefolder import decode_image
 from kdlab.data.normalize import Normalizer
 from kdlab.data.registry import data_settings, dataset_spec, image_size_of
+from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.errors import KdlabError
 from kdlab.models import model_label
+from kdlab.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"  # the exported graphs' tensor names
 

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from kdlab.data import BatchLoader
-from kdlab.distributed import all_reduce_sum
-from kdlab.execution import autocast, eval_mode
-from kdlab.objectives import Objective
+from kdlab.engine.distributed import all_reduce_sum
+from kdlab.engine.execution import autocast, eval_mode
+from kdlab.engine.objective import Objective
 
 
 class Accumulator:

@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from kdlab.data import BatchLoader
-from kdlab.objectives import Objective, StepOutput
+from kdlab.engine.objective import Objective, StepOutput
 
 
 @dataclass

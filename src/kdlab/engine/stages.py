@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdlab.checkpoint import Checkpoint, copy_checkpoint
-from kdlab.distributed import is_main
+from kdlab.engine.checkpoint import Checkpoint, copy_checkpoint
+from kdlab.engine.distributed import is_main
 from kdlab.engine.stage import Stage, StageResult
 from kdlab.engine.trainer import Trainer
 

@@ -20,11 +20,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from kdlab.checkpoint import Checkpoint
-from kdlab.compiling import CompiledOrEager
-from kdlab.config import TrainerConfig
 from kdlab.data import BatchLoader, DataBundle
-from kdlab.distributed import (
+from kdlab.engine.checkpoint import Checkpoint
+from kdlab.engine.compiling import CompiledOrEager
+from kdlab.engine.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_buffers,
@@ -32,13 +31,14 @@ from kdlab.distributed import (
     is_main,
     world_size,
 )
+from kdlab.engine.execution import autocast, rng_state, set_rng_state
 from kdlab.engine.metrics import Accumulator, evaluate
+from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.optim import OptimConfig, SchedConfig, build_optimizer, build_scheduler
+from kdlab.engine.run_logger import RunLogger
+from kdlab.engine.settings import TrainerConfig
 from kdlab.engine.stage import Stage, StageResult, StepModule, buffer_snapshot
 from kdlab.errors import KdlabError
-from kdlab.execution import autocast, rng_state, set_rng_state
-from kdlab.objectives import CrossEntropy
-from kdlab.optim import OptimConfig, SchedConfig, build_optimizer, build_scheduler
-from kdlab.run_logger import RunLogger
 
 log = logging.getLogger("kdlab")
 

@@ -19,8 +19,8 @@ from kdlab.methods._common import in_compute_dtype
 from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
 from kdlab.methods.hint import ConvReg
 from kdlab.methods.init_stage import prefix_init_stage
+from kdlab.methods.objectives import InitStage
 from kdlab.methods.points import feature_method
-from kdlab.objectives import InitStage
 
 
 def _boundary_sum(s: Tensor, t: Tensor, margin: float) -> Tensor:

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab.losses import kl_divergence
+from kdlab.engine.objective import Objective, StepOutput
+from kdlab.methods.losses import kl_divergence
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.models import FeatureTap
-from kdlab.objectives import FrozenTeacher, Objective, StepOutput
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdlab.engine.objective import CrossEntropy
 from kdlab.methods.base import LossConfig, Method, MethodContext
-from kdlab.objectives import CrossEntropy
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The checks of `loss=` settings that need the registry, run by kdlab.validation."""
+"""The checks of `loss=` settings that need the registry, run by kdlab.runs.validation."""
 
 from __future__ import annotations
 

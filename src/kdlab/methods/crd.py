@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab.distributed import world_size
+from kdlab.engine.distributed import world_size
 from kdlab.errors import KdlabError
 from kdlab.methods._common import in_compute_dtype
 from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps

@@ -21,8 +21,8 @@ from kdlab.errors import KdlabError
 from kdlab.methods._common import in_compute_dtype, match_spatial
 from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
 from kdlab.methods.init_stage import prefix_init_stage
+from kdlab.methods.objectives import InitStage
 from kdlab.methods.points import feature_method
-from kdlab.objectives import InitStage
 
 
 def fsp_matrices(features: Sequence[Tensor]) -> list[Tensor]:

@@ -15,11 +15,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from kdlab.engine.objective import Objective, StepOutput
 from kdlab.methods._common import attention_map, in_compute_dtype, match_spatial
 from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
 from kdlab.methods.hint import hint_mse_loss
+from kdlab.methods.objectives import InitStage
 from kdlab.methods.points import feature_method
-from kdlab.objectives import InitStage, Objective, StepOutput
 
 RATE = 0.5  # RepDistiller's k: the factors have half the teacher's channels
 

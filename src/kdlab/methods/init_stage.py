@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from kdlab.engine.objective import Objective, StepOutput
 from kdlab.methods.base import InitConfig, MethodObjective
+from kdlab.methods.objectives import InitStage
 from kdlab.models.features import hooked_child
-from kdlab.objectives import InitStage, Objective, StepOutput
 
 
 class PrefixInit(Objective):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdlab.methods.base import LossConfig, Method, MethodContext
+from kdlab.methods.objectives import Distillation
 from kdlab.methods.standardize import standardize_logits
-from kdlab.objectives import Distillation
 
 
 @dataclass

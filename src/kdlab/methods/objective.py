@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from kdlab.engine.objective import Objective
 from kdlab.methods.base import LossConfig, MethodContext
+from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import method
-from kdlab.objectives import FrozenTeacher, Objective
 
 log = logging.getLogger("kdlab")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
-from kdlab.run_logger import read_metrics
 
 SUMMARY = "summary.json"
 # The figures of summary.json the report computes with: numbers (or null), nothing else.

@@ -1,0 +1,208 @@
+"""Checkpoints: one typed record per file, written atomically, loaded safely, self-describing.
+
+`Checkpoint` names every key a checkpoint file holds; kdlab reads and writes them only
+through it. A checkpoint carries its resolved config and data-set facts, so a model (a
+teacher, say) is rebuilt from the file alone. The file is a plain dict of tensors and Python
+values, loaded with `weights_only=True`: a crafted file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+import shutil
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+from torch import nn
+
+from kdlab.errors import KdlabError
+from kdlab.models import build_model, build_options
+from kdlab.version import __version__
+
+TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
+
+
+@dataclass
+class Checkpoint:
+    """What one checkpoint file holds: the weights, the config that rebuilds the model, and
+    (for last.pt/best.pt of a run) the whole training state a resume continues from."""
+
+    model: dict[str, Any]  # the model's state_dict
+    config: dict[str, Any]  # the run's resolved config
+    num_classes: int = 0
+    in_channels: int = 3  # of the images the model takes
+    class_names: list[str] = field(default_factory=list)
+    data: str = ""  # the data set's name
+    image_size: int = 0  # the side of the square images the model takes; 0 = not recorded
+    mean: list[float] = field(default_factory=list)  # the inputs' normalisation (per channel)
+    std: list[float] = field(default_factory=list)  # empty: not recorded (older files)
+    stage: str = ""  # the stage that wrote it (train, distill, stage1, stage2)
+    epoch: int = 0  # epochs done, counted over all stages
+    stage_epoch: int = 0  # epochs done in `stage`
+    objective: dict[str, Any] = field(default_factory=dict)  # e.g. a FitNet regressor
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    scaler: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    loader: dict[str, Any] = field(default_factory=dict)  # a stateful train loader's counts
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
+    best_score: float = float("-inf")
+    best_record: dict[str, Any] = field(default_factory=dict)
+    last_record: dict[str, Any] = field(default_factory=dict)
+    train_time_s: float = 0.0
+    train_images: int = 0
+    skipped_batches: int = 0
+    kdlab_version: str = __version__
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> Checkpoint:
+        """The record of a loaded file; keys it does not know are ignored (newer versions)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
+
+    @classmethod
+    def read(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+        return cls.from_dict(load_checkpoint(path, map_location))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's dict (shallow: tensors are not copied, unlike dataclasses.asdict)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def write(self, path: Path) -> None:
+        save_checkpoint(self.to_dict(), path)
+
+    def build_model(self) -> nn.Module:
+        """The model this checkpoint describes, with its weights."""
+        return model_from_checkpoint(self.to_dict())
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write `state` (plus the kdlab version) to `path` atomically."""
+    write_atomic(path, lambda f: torch.save({**state, "kdlab_version": __version__}, f))
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Copy a checkpoint atomically: a kill mid-copy must not leave a torn `target`."""
+
+    def copy(f: BinaryIO) -> None:
+        with source.open("rb") as src:
+            shutil.copyfileobj(src, f)
+
+    write_atomic(target, copy)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`.
+
+    A kill at any moment leaves either the old file or the new one, never a torn one; a
+    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        raise KdlabError(
+            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
+            f"hydra.run.dir (nothing was overwritten)"
+        ) from error
+    _fsync_dir(path.parent)
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OS error behind a failed write; torch.save reports it as its RuntimeError's context."""
+    for candidate in (error, error.__context__):
+        if isinstance(candidate, OSError):
+            return candidate
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files of writes a kill cut short (call before writing resumes)."""
+    stale = sorted(directory.glob(f".*{TEMP_SUFFIX}")) if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def checkpoint_in(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / "checkpoints" / "best.pt"
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
+    unsafe is a one-line KdlabError."""
+    path = checkpoint_in(path)
+    if not path.is_file():
+        raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save: a zip, or a bare pickle
+        raise KdlabError(
+            f"{path} is not a checkpoint (not a file torch.save wrote): give a kdlab .pt file "
+            "or a run dir"
+        )
+    try:
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise KdlabError(
+            f"refusing to load {path}: it holds more than weights ({_unsafe_part(error)}); "
+            "only load checkpoints you trust"
+        ) from None
+    except Exception as error:  # torch.load of a damaged file raises all sorts of errors
+        raise KdlabError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: truncated or corrupt): "
+            "give an intact .pt file or a run dir"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise KdlabError(f"{path} is not a kdlab checkpoint (no model weights and config)")
+    return state
+
+
+def _unsafe_part(error: pickle.UnpicklingError) -> str:
+    """The line of torch's long refusal that names what was refused (e.g. GLOBAL posix.system)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "nsupported" in line]
+    return (named or lines or ["unsafe content"])[0][:120]
+
+
+def model_from_checkpoint(state: Mapping[str, Any]) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    model_cfg = state["config"]["model"]
+    options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
+    model = build_model(
+        model_cfg["arch"], state["num_classes"], state.get("in_channels", 3), **options
+    )
+    model.load_state_dict(state["model"])
+    return model

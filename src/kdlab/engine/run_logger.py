@@ -1,0 +1,136 @@
+"""What a run writes as it goes: TensorBoard events, metrics.jsonl, summary.json, tqdm bars.
+
+(Named run_logger, not logging, so it never shadows the standard library's module.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as null rather than invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    """Write JSON via a temp file and a rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (empty if it has none yet)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _shown(tag: str, value: Any) -> bool:
+    """Whether an epoch record's entry is a TensorBoard scalar."""
+    return ("/" in tag and isinstance(value, int | float)) or tag == "lr"
+
+
+class RunLogger:
+    """One run's TensorBoard writer and metrics.jsonl; resumes cleanly after `epoch`."""
+
+    def __init__(self, run_dir: Path, resume_epoch: int = 0) -> None:
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
+        self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))
+        # Imported here: reading metrics.jsonl back (kdlab report) needs no tensorboard.
+        from torch.utils.tensorboard import SummaryWriter
+
+        from kdlab.engine.event_files import cut_after_epoch
+
+        if kept:  # drop the events logged after the checkpoint a resumed run restarts from
+            cut_after_epoch(run_dir, resume_epoch, (t for t, v in kept[-1].items() if _shown(t, v)))
+        self.writer = SummaryWriter(str(run_dir))
+
+    def step(self, global_step: int, scalars: dict[str, float]) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
+        for tag, value in record.items():
+            if _shown(tag, value):
+                self.writer.add_scalar(tag, value, record["epoch"])
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+            f.flush()
+        self.writer.flush()
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        """One hparams entry for this run, written into the run's own event file.
+
+        SummaryWriter.add_hparams would open a second writer in a sub-dir, which shows up
+        as a stray extra run; writing the three hparams summaries directly avoids that.
+        """
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v for k, v in metrics.items() if v is not None}
+        clean = {
+            k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()
+        }
+        for summary in hparams(clean, values):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value)
+        self.writer.flush()
+
+    def image(self, tag: str, png: Path, step: int) -> None:
+        """A PNG (e.g. the confusion heat-map) as a TensorBoard image."""
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(png) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class NullLogger(RunLogger):
+    """The logger of DDP ranks other than 0: rank 0's RunLogger writes the run's one record."""
+
+    def __init__(self) -> None:
+        pass
+
+    def step(self, global_step: int, scalars: dict[str, float]) -> None:
+        pass
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        pass
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float | None]) -> None:
+        pass
+
+    def image(self, tag: str, png: Path, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bars_enabled(setting: str, multirun: bool) -> bool:
+    """`auto`: bars only on an interactive terminal and never inside a multirun."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return sys.stderr.isatty() and not multirun

@@ -1,0 +1,113 @@
+"""The pre-flight: every job's config composed, typed and checked once, before Hydra writes
+anything, so a typo fails in a second with one line and exit code 2 instead of a Hydra
+traceback (or an hour into a sweep).
+
+The typed configs are kept by content, so a job Hydra then starts takes its checked config
+from here (`checked_config`) instead of being checked again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from kdlab.errors import KdlabError
+from kdlab.paths import config_dir
+from kdlab.runs.config import RunConfig, register_configs, typed_config
+from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
+from kdlab.runs.suggest import unknown_key_hint
+from kdlab.runs.validation import validate
+
+# The typed config of every job the pre-flight checked, by its composed content.
+_CHECKED: dict[str, RunConfig] = {}
+
+
+def composition_message(error: Exception) -> str:
+    """Squeeze a Hydra/OmegaConf composition error into one line."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options:
+        group = (error.missing_cfg_file or "").split("/")[0]
+        name = (error.missing_cfg_file or "").split("/")[-1]
+        options = ", ".join(sorted(error.options))
+        return f"unknown {group} '{name}': choose one of {options} ({group}=NAME)"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause).strip():
+        first = f"{first.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    return first
+
+
+def content_key(cfg: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+
+
+def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, RunConfig]:
+    """One job's config as Hydra composes it, and its typed, checked form."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            cfg = compose(config_name=command, overrides=list(overrides))
+        typed = typed_config(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        message = unknown_key_hint(command, composition_message(error), overrides)
+        raise KdlabError(message) from None
+    validate(typed)
+    _CHECKED[content_key(cfg)] = typed
+    return cfg, typed
+
+
+def compose_config(command: str, overrides: Sequence[str] = ()) -> RunConfig:
+    """The typed, checked config of `kdlab COMMAND OVERRIDES...`, for code (tests, scripts,
+    notebooks) that runs kdlab's parts without the CLI."""
+    return compose_job(command, overrides)[1]
+
+
+def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[str]:
+    """Compose and check the config of every job the overrides describe, and the run dir.
+
+    Returns the keys that are swept (to name the jobs' dirs).
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise KdlabError(f"cannot parse the overrides: {composition_message(error)}") from None
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        raise KdlabError(f"'{sweeps[0]}' is a sweep: add -m (--multirun) to run one job per value")
+    task = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
+    try:
+        jobs = BasicSweeper.split_arguments(task, None)[0]
+    except (HydraException, ValueError) as error:
+        raise KdlabError(composition_message(error)) from None
+    typed = [compose_job(command, job)[1] for job in jobs]
+    out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
+    check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
+    if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
+        lock_run_dir(out_dirs[-1], create=False)  # a run in progress is named first
+        check_run_dir_early(out_dirs[-1], typed[-1])
+        lock_run_dir(out_dirs[-1])  # held through the Hydra task, which runs in this process
+        check_run_dir(out_dirs[-1], typed[-1].resume)  # a run that ended while we checked
+    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+
+
+def checked_config(cfg: DictConfig) -> RunConfig:
+    """The typed config of a job Hydra started: the pre-flight's, else typed and checked now
+    (when the pre-flight did not run, e.g. with --config-dir)."""
+    typed = _CHECKED.get(content_key(cfg))
+    if typed is None:
+        typed = typed_config(cfg)
+        validate(typed)
+    return typed

@@ -1,0 +1,213 @@
+"""The one check of a composed config: every range and name Hydra's typed schemas cannot
+express, before anything is loaded or written.
+
+Checks that need a package's knowledge (a data set's fields, a model's options) live in that
+package and are called from here, so each is written once. Every field has a stated range;
+every float must be finite (`inf` and `nan` parse as floats):
+
+| field | valid |
+|---|---|
+| seed | 0 <= seed < 2**32 (NumPy's seed range) |
+| trainer.epochs, batch_size, eval_batch_size, log_every | int >= 1 (batch_size: a multiple |
+| | of the torchrun processes) |
+| trainer.device | auto, cpu, mps, cuda, cuda:N with N < the visible GPUs (mps/cuda: available) |
+| trainer.precision, progress | one of PRECISIONS, PROGRESS |
+| trainer.label_smoothing | [0, 1) |
+| trainer.grad_clip | null or > 0 |
+| trainer.num_threads | null or >= 1 |
+| trainer.channels_last, compile, deterministic, skip_nonfinite | bool (typed) |
+| optim | one of OPTIMIZERS; lr > 0; weight_decay >= 0; momentum in [0, 1); |
+| | betas: 2 values in [0, 1) |
+| sched | one of SCHEDULES; warmup_epochs in [0, trainer.epochs) (or 0); min_lr_ratio in |
+| | [0, 1]; milestones ascending in (0, 1); gamma > 0 (may exceed 1: an lr rise); |
+| | pct_start in (0, 1) |
+| data.* | kdlab.data.settings.check_common (and the data set's own check) |
+| loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
+| teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
+| fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
+| fitnet.stage1_lr | > 0; finetune_lr_scale >= 0; hint/guided_layer: checked against the models |
+| model.* | the model's own options (kdlab.models: names, pretrained weights present and fitting) |
+| model.freeze_epochs | int in [0, trainer.epochs); > 0 only with pretrained weights, not fitnet |
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from kdlab.data import check_data_settings
+from kdlab.engine.distributed import world_size
+from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
+from kdlab.errors import KdlabError
+from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
+from kdlab.models import check_model_choice, freeze_epochs, model_names
+from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
+
+PRECISIONS = ("32", "bf16", "fp16", "auto")
+PROGRESS = ("auto", "on", "off")
+REGRESSORS = ("conv1x1", "conv3x3", "none")
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise KdlabError(message)
+
+
+def choice(value: str, valid: tuple[str, ...] | list[str], key: str) -> None:
+    require(
+        value in valid, f"unknown {key} '{value}': choose one of {', '.join(valid)} ({key}=NAME)"
+    )
+
+
+def finite(value: float, key: str) -> None:
+    require(math.isfinite(value), f"{key} must be a finite number, got {value}")
+
+
+def positive(value: float, key: str) -> None:
+    finite(value, key)
+    require(value > 0, f"{key} must be positive, got {value} (set {key}=N with N > 0)")
+
+
+def within(value: float, low: float, high: float, key: str, closed: str = "[)") -> None:
+    """low <= value < high (`closed` says which ends belong: "[)", "[]", "()")."""
+    finite(value, key)
+    above = value >= low if closed[0] == "[" else value > low
+    below = value <= high if closed[1] == "]" else value < high
+    require(above and below, f"{key} must be in {closed[0]}{low}, {high}{closed[1]}, got {value}")
+
+
+def at_least_zero(value: float, key: str) -> None:
+    finite(value, key)
+    require(value >= 0, f"{key} must be >= 0, got {value}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise a one-line KdlabError for the first bad value of `cfg`."""
+    within(cfg.seed, 0, 2**32, "seed")
+    check_trainer(cfg)
+    check_device(cfg.trainer.device)
+    check_optimisation(cfg)
+    check_schedule(cfg)
+    check_data_settings(cfg.data)
+    if isinstance(cfg, DistillConfig):
+        check_distillation(cfg)
+    if isinstance(cfg, FitnetRunConfig):
+        check_fitnet(cfg)
+    check_model_choice(cfg.model, pretrained=not cfg.resume)  # resumed: weights from last.pt
+    check_freeze_epochs(cfg)
+    if isinstance(cfg, DistillConfig):
+        check_student_taps(cfg.loss, cfg.model)
+
+
+def check_freeze_epochs(cfg: RunConfig) -> None:
+    """model.freeze_epochs leaves epochs for the whole model, in a command of one stage."""
+    frozen = freeze_epochs(cfg.model)
+    if not frozen:
+        return
+    require(
+        not isinstance(cfg, FitnetRunConfig),
+        "kdlab fitnet trains its own stages (hint, then KD): drop model.freeze_epochs",
+    )
+    require(
+        frozen < cfg.trainer.epochs,
+        f"model.freeze_epochs={frozen} leaves no epoch to train the whole model: make it "
+        f"smaller than trainer.epochs={cfg.trainer.epochs}",
+    )
+
+
+def check_trainer(cfg: RunConfig) -> None:
+    t = cfg.trainer
+    positive(t.epochs, "trainer.epochs")
+    positive(t.batch_size, "trainer.batch_size")
+    ranks = world_size()
+    require(
+        t.batch_size % ranks == 0,
+        f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
+        f"{ranks} torchrun processes: pick a multiple of {ranks}",
+    )
+    positive(t.eval_batch_size, "trainer.eval_batch_size")
+    positive(t.log_every, "trainer.log_every")
+    choice(str(t.precision), PRECISIONS, "trainer.precision")
+    choice(t.progress, PROGRESS, "trainer.progress")
+    within(t.label_smoothing, 0, 1, "trainer.label_smoothing")
+    if t.grad_clip is not None:
+        positive(t.grad_clip, "trainer.grad_clip")
+    if t.num_threads is not None:
+        positive(t.num_threads, "trainer.num_threads")
+
+
+def check_device(device: str) -> None:
+    """A device this machine has, before anything starts (torch.device parses the name)."""
+    kind, _, index = device.partition(":")
+    usage = "use auto, cpu, cuda, cuda:N or mps"
+    require(
+        device == "auto" or (kind in ("cpu", "cuda", "mps") and (not index or index.isdigit())),
+        f"unknown trainer.device '{device}': {usage}",
+    )
+    if kind == "cuda":
+        count = torch.cuda.device_count()
+        require(
+            int(index or 0) < count,
+            f"trainer.device={device} but this machine has {count} CUDA GPU(s): "
+            + ("use trainer.device=cpu" if not count else f"use cuda:0 to cuda:{count - 1}"),
+        )
+    if kind == "mps":
+        require(
+            torch.backends.mps.is_available(),
+            f"trainer.device={device} but MPS is not available: use trainer.device=cpu",
+        )
+
+
+def check_optimisation(cfg: RunConfig) -> None:
+    o = cfg.optim
+    choice(o.name, list(OPTIMIZERS), "optim")
+    positive(o.lr, "optim.lr")
+    at_least_zero(o.weight_decay, "optim.weight_decay")
+    within(o.momentum, 0, 1, "optim.momentum")
+    require(len(o.betas) == 2, f"optim.betas needs 2 values, got {list(o.betas)}")
+    for i, beta in enumerate(o.betas):
+        within(beta, 0, 1, f"optim.betas[{i}]")
+
+
+def check_schedule(cfg: RunConfig) -> None:
+    s = cfg.sched
+    choice(s.name, list(SCHEDULES), "sched")
+    at_least_zero(s.warmup_epochs, "sched.warmup_epochs")
+    require(
+        s.warmup_epochs < cfg.trainer.epochs or s.warmup_epochs == 0,
+        f"sched.warmup_epochs ({s.warmup_epochs}) must be shorter than "
+        f"trainer.epochs ({cfg.trainer.epochs})",
+    )
+    within(s.min_lr_ratio, 0, 1, "sched.min_lr_ratio", "[]")
+    for i, milestone in enumerate(s.milestones):
+        within(milestone, 0, 1, f"sched.milestones[{i}] (a fraction of training)", "()")
+    require(
+        all(a < b for a, b in zip(s.milestones, s.milestones[1:], strict=False)),
+        f"sched.milestones must ascend, got {list(s.milestones)}",
+    )
+    positive(s.gamma, "sched.gamma")
+    within(s.pct_start, 0, 1, "sched.pct_start", "()")
+
+
+def check_distillation(cfg: DistillConfig) -> None:
+    check_loss_settings(cfg.loss)
+    finite(cfg.T, "T")
+    require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
+    require(
+        0.0 <= cfg.alpha <= 1.0,
+        f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
+    )
+    choice(cfg.teacher.model, model_names(), "teacher.model")
+
+
+def check_fitnet(cfg: FitnetRunConfig) -> None:
+    f = cfg.fitnet
+    choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
+    check_stage2_loss(cfg.loss)
+    choice(f.regressor, REGRESSORS, "fitnet.regressor")
+    positive(f.stage1_lr, "fitnet.stage1_lr")
+    if f.stage1_epochs is not None:
+        positive(f.stage1_epochs, "fitnet.stage1_epochs")
+    at_least_zero(f.finetune_lr_scale, "fitnet.finetune_lr_scale")
