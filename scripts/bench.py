@@ -44,7 +44,7 @@ from benchlib.measures import Row, bench_model
 from benchlib.report import device_line, report, settings_line
 from benchlib.timing import Measurement, base_parser, chosen_plan, parse_with_models
 from benchlib.workbench import TEACHER, Bench, kdlab_model, opened_bench
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.teacher import FrozenTeacher
 
 DEFAULT_MODELS = "resnet_teacher,cnn_student,fitnet_student"
 

@@ -30,8 +30,8 @@ from benchlib.report import device_line, report, settings_line
 from benchlib.timing import Measurement, Work, base_parser, chosen_plan, note, parse_with_models
 from benchlib.workbench import Bench, kdlab_model, opened_bench
 from kdlab.engine.optim import build_optimizer
-from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import METHODS
+from kdlab.methods.teacher import FrozenTeacher
 
 COLUMNS = ("method", "taps", "img/s", "vs KD", "vs CE", "+params")
 

@@ -17,8 +17,8 @@ from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.run_logger import NullLogger
 from kdlab.engine.stage import Stage
 from kdlab.engine.trainer import RunPlace, Trainer
-from kdlab.methods.objective import build_objective
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.registry import build_method
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 from test_data import build, device_loader, folder_cfg, read_index, write_folders
@@ -103,7 +103,7 @@ def fit(setting, run_dir: Path, epochs: int, seed: int, resume: Checkpoint | Non
     cfg, teacher, data = setting
     torch.manual_seed(seed)
     student = build_model("resnet8", 10)
-    objective = build_objective(cfg, teacher, student, SIZE, data.train_images)
+    objective = build_method(cfg, teacher, student, SIZE, data.train_images)
     start = {k: v.clone() for k, v in objective.state_dict().items()}
     params = [*student.parameters(), *objective.parameters()]
     stage = Stage("distill", objective, [{"params": params}], epochs)

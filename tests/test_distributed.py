@@ -154,7 +154,7 @@ def _fitnet_ranks(rank: int, world_size: int, init_file: str, out_dir: str) -> N
     from kdlab.engine.execution import resolve_precision
     from kdlab.engine.run_logger import NullLogger
     from kdlab.engine.trainer import RunPlace, Trainer
-    from kdlab.methods.objectives import FrozenTeacher
+    from kdlab.methods.teacher import FrozenTeacher
     from kdlab.models import build_model
     from kdlab.runs.preflight import compose_config
 

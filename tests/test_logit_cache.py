@@ -17,7 +17,7 @@ from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.engine.execution import seed_everything
 from kdlab.methods.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 
 CPU = torch.device("cpu")

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from kdlab.methods.losses import hint_loss, kd_losses, kl_divergence, soft_cross_entropy
+from kdlab.methods.fitnets import hint_loss
+from kdlab.methods.kd import kd_losses, soft_cross_entropy
+from kdlab.methods.losses import kl_divergence
 
 
 def reference_kd(z, v, y, T, alpha):

@@ -9,19 +9,15 @@ import pytest
 import torch
 
 from kdlab.errors import KdlabError
-from kdlab.methods import (
-    ConvReg,
-    at_loss,
-    dist_loss,
-    dkd_loss,
-    dkd_warmup,
-    hint_mse_loss,
-    nst_loss,
-    pkt_loss,
-    rkd_loss,
-    sp_loss,
-    standardize_logits,
-)
+from kdlab.methods.at import at_loss
+from kdlab.methods.dist import dist_loss
+from kdlab.methods.dkd import dkd_loss, dkd_warmup
+from kdlab.methods.hint import ConvReg, hint_mse_loss
+from kdlab.methods.losses import standardize_logits
+from kdlab.methods.nst import nst_loss
+from kdlab.methods.pkt import pkt_loss
+from kdlab.methods.rkd import rkd_loss
+from kdlab.methods.sp import sp_loss
 from methods_formulas import (
     ref_at,
     ref_dist,

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from kdlab.errors import KdlabError
-from kdlab.methods import ab_loss, fsp_loss, ft_loss
+from kdlab.methods.ab import ab_loss
+from kdlab.methods.fsp import fsp_loss
+from kdlab.methods.ft import ft_loss
 from kdlab.models import build_model
 from methods_formulas import matched_np, pool_np
 from test_methods_losses import approx, gradcheck, randn
@@ -140,7 +142,7 @@ def test_ab_taps_pre_activations_and_a_wrn_init_stage_reaches_the_relu_in_its_he
     student, teacher = build_model("wrn_16_1", 10), build_model("wrn_16_2", 10)
     objective = objective_for("loss=ab", student=student, teacher=teacher)
     points = ("layer1.preact", "layer2.preact", "layer3.preact")
-    assert objective.taps.student == objective.taps.teacher == points
+    assert objective.tapped.student == objective.tapped.teacher == points
     init = objective.init_stage(student)
     assert init.modules == (student.stem, student.layer1, student.layer2, student.layer3,
                             student.head, objective.connectors)  # fmt: skip
@@ -163,7 +165,7 @@ def pair():
 def test_ab_init_trains_the_connectors_and_the_students_layers_on_ab_alone(pair):
     student, teacher = pair
     objective = objective_for("loss=ab", student=student, teacher=teacher)
-    assert (objective.weight, objective.settings.margin) == (0.0, 1.0)  # RepDistiller's main stage
+    assert (objective.weight, objective.margin) == (0.0, 1.0)  # RepDistiller's main stage
     init = objective.init_stage(student)
     assert (init.epochs, init.lr_scale) == (30, 1.0)
     assert init.modules == (student.stem, student.layer1, student.layer2, student.layer3,
@@ -197,7 +199,7 @@ def test_ft_init_trains_only_the_paraphraser_and_runs_no_student(pair):
 def test_fsp_taps_four_points_and_init_epochs_0_skips_the_init_stage(pair):
     student, teacher = pair
     objective = objective_for("loss=fsp", "loss.init_epochs=0", student=student, teacher=teacher)
-    assert objective.taps.student == ("stem", "layer1", "layer2", "layer3")
+    assert objective.tapped.student == ("stem", "layer1", "layer2", "layer3")
     assert objective.init_stage(student) is None
     x, y = batch()
     out = objective(student, x.float(), y)

@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.errors import KdlabError
-from kdlab.methods import cc_loss, contrast_loss, crd_loss, vid_loss
 from kdlab.methods.base import MethodContext
-from kdlab.methods.cc import CcConfig
+from kdlab.methods.cc import cc_loss
 from kdlab.methods.contrast_memory import ContrastMemory, draw_negatives, momentum_rows
-from kdlab.methods.crd import CrdConfig
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.crd import contrast_loss, crd_loss
 from kdlab.methods.registry import method
-from kdlab.methods.vid import VidHead
+from kdlab.methods.teacher import FrozenTeacher
+from kdlab.methods.vid import VidHead, vid_loss
 from kdlab.models import FeatureTap, build_model
 from kdlab.runs.preflight import compose_config
 from methods_formulas import pool_np
@@ -163,7 +162,8 @@ def crd_objective(train_images: int, **settings):
     torch.manual_seed(0)
     student, teacher = build_model("resnet8", 10).double(), build_model("resnet8", 10).double()
     context = MethodContext(FrozenTeacher(teacher), student, 4.0, 0.1, 16, 0.0, train_images)
-    return method("crd").build(CrdConfig(**settings), context).double(), student, teacher
+    crd = method("crd")
+    return crd(crd.settings_class(**settings), context).double(), student, teacher
 
 
 def embedding(model, x):
@@ -244,7 +244,7 @@ def test_cc_objective_embeds_both_sides_with_a_linear_layer():
     torch.manual_seed(0)
     student, teacher = build_model("resnet8", 10), build_model("resnet14", 10)
     context = MethodContext(FrozenTeacher(teacher), student, 4.0, 0.1, 16, 0.0)
-    objective = method("cc").build(CcConfig(feat_dim=5), context)
+    objective = method("cc")(method("cc").settings_class(feat_dim=5), context)
     x, y = torch.randn(3, 3, 16, 16), torch.randint(0, 10, (3,))
     student.eval()
     out = objective(student, x, y)
@@ -316,10 +316,16 @@ def test_crd_refuses_torchrun(monkeypatch):
 
 def test_reference_defaults():
     crd = compose_config("distill", ["loss=crd"]).loss
-    assert (crd.beta, crd.feat_dim, crd.nce_k, crd.nce_t, crd.nce_m) == (0.8, 128, 16384, 0.07, 0.5)
+    assert (crd.weight, crd.feat_dim, crd.nce_k, crd.nce_t, crd.nce_m) == (
+        0.8,
+        128,
+        16384,
+        0.07,
+        0.5,
+    )
     assert (crd.ce_weight, crd.kd_weight) == (1.0, 0.0)
     cc = compose_config("distill", ["loss=cc"]).loss
-    assert (cc.beta, cc.feat_dim) == (0.02, 128)
+    assert (cc.weight, cc.feat_dim) == (0.02, 128)
     vid = compose_config("distill", ["loss=vid"]).loss
-    assert (vid.beta, vid.init_pred_var, vid.eps) == (1.0, 5.0, 1e-5)
+    assert (vid.weight, vid.init_pred_var, vid.eps) == (1.0, 5.0, 1e-5)
     assert [method(n).taps for n in ("crd", "cc", "vid")] == ["embedding", "embedding", "stages"]

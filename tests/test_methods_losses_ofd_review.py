@@ -14,10 +14,11 @@ import torch
 from conftest import TINY, read_summary, run_kdlab
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.errors import KdlabError
-from kdlab.methods import ABF, hcl_loss, ofd_loss, ofd_margin
-from kdlab.methods.base import MethodContext
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.base import MethodContext, Outputs
+from kdlab.methods.ofd import ofd_loss, ofd_margin
 from kdlab.methods.registry import method
+from kdlab.methods.reviewkd import ABF, hcl_loss
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import FeatureTap, build_model, check_feature_point
 from kdlab.models.preact import preact_modules, preact_points
 from test_cli import assert_one_line_error
@@ -225,29 +226,29 @@ def objective(name: str, student: str = "resnet8", teacher: str = "resnet14", se
     torch.manual_seed(seed)
     s, t = build_model(student, 10), FrozenTeacher(build_model(teacher, 10))
     chosen = method(name)
-    settings = chosen.config(**kw)
-    return chosen.build(settings, MethodContext(t, s, 4.0, 0.1, 16, 0.0)), s
+    settings = chosen.settings_class(**kw)
+    return chosen(settings, MethodContext(t, s, 4.0, 0.1, 16, 0.0)), s
 
 
 def run(model, x, points):
     with torch.no_grad(), FeatureTap(model, points) as tap:
         logits = model(x)
-    return logits, [tap.features[p] for p in points]
+    return Outputs(logits, [tap.features[p] for p in points])
 
 
 def test_ofd_weighs_its_layers_by_halves_with_margins_from_the_teachers_bn():
     obj, student = objective("ofd")
-    assert obj.taps.teacher == ("layer1.preact", "layer2.preact", "layer3.preact")
+    assert obj.tapped.teacher == ("layer1.preact", "layer2.preact", "layer3.preact")
     x = torch.randn(4, 3, 16, 16)
-    s, t = run(student, x, obj.taps.student), run(obj.teacher.model, x, obj.taps.teacher)
-    got = obj.method_loss(s, t, torch.zeros(4, dtype=torch.long))
+    s, t = run(student, x, obj.tapped.student), run(obj.teacher.model, x, obj.tapped.teacher)
+    got = obj.loss(s, t, torch.zeros(4, dtype=torch.long))
     teacher_model = obj.teacher.model
     expected = 0.0
     for i, weight in enumerate([0.25, 0.5, 1.0]):
         bn = teacher_model.get_submodule(f"layer{i + 1}.1.body.1.1")  # resnet14: 2 blocks
         margin = ofd_margin(bn.weight, bn.bias)
         torch.testing.assert_close(obj.margins[i], margin)
-        expected += weight * ofd_loss(obj.connectors[i](s[1][i]), t[1][i], margin)
+        expected += weight * ofd_loss(obj.connectors[i](s.features[i]), t.features[i], margin)
     torch.testing.assert_close(got, expected)
 
 
@@ -260,34 +261,34 @@ def test_the_trainable_modules_are_parameters_and_state_of_the_objective(name, m
     state = obj.state_dict()
     assert state and all(key.startswith(f"{module}.") for key in state)
     x = torch.randn(4, 3, 16, 16)
-    s, t = run(student, x, obj.taps.student), run(obj.teacher.model, x, obj.taps.teacher)
+    s, t = run(student, x, obj.tapped.student), run(obj.teacher.model, x, obj.tapped.teacher)
     other, _ = objective(name, seed=1)
     other.teacher = obj.teacher
     y = torch.zeros(4, dtype=torch.long)
-    assert not torch.equal(other.method_loss(s, t, y), obj.method_loss(s, t, y))
+    assert not torch.equal(other.loss(s, t, y), obj.loss(s, t, y))
     other.load_state_dict(state)
-    torch.testing.assert_close(other.method_loss(s, t, y), obj.method_loss(s, t, y))
+    torch.testing.assert_close(other.loss(s, t, y), obj.loss(s, t, y))
 
 
 def test_reviewkd_taps_stages_and_embedding_and_warms_up_over_20_epochs():
     obj, student = objective("reviewkd")
-    assert obj.taps.student == ("layer1", "layer2", "layer3", "embedding")
-    assert obj.taps.teacher == ("layer1.preact", "layer2.preact", "layer3.preact", "embedding")
+    assert obj.tapped.student == ("layer1", "layer2", "layer3", "embedding")
+    assert obj.tapped.teacher == ("layer1.preact", "layer2.preact", "layer3.preact", "embedding")
     abfs = obj.fusion.abfs
     assert [a.attention is None for a in abfs] == [False, False, False, True]
     assert abfs[0].reduce[0].out_channels == 64  # min(512, the student's embedding width)
     x = torch.randn(4, 3, 16, 16)
-    s, t = run(student, x, obj.taps.student), run(obj.teacher.model, x, obj.taps.teacher)
-    outputs = obj.fusion(s[1])
+    s, t = run(student, x, obj.tapped.student), run(obj.teacher.model, x, obj.tapped.teacher)
+    outputs = obj.fusion(s.features)
     assert [o.shape[1:] for o in outputs] == [(16, 16, 16), (32, 8, 8), (64, 4, 4), (64, 1, 1)]
     full = sum(
         hcl_loss(o, f if f.dim() == 4 else f[:, :, None, None])
-        for o, f in zip(outputs, t[1], strict=True)
+        for o, f in zip(outputs, t.features, strict=True)
     )
     y = torch.zeros(4, dtype=torch.long)
     for epoch, factor in [(1, 1 / 20), (5, 1 / 4), (20, 1.0), (40, 1.0)]:
         obj.set_epoch(epoch)
-        torch.testing.assert_close(obj.method_loss(s, t, y), factor * full)
+        torch.testing.assert_close(obj.loss(s, t, y), factor * full)
 
 
 def test_ofd_refuses_teacher_points_without_a_bn_before_relu():

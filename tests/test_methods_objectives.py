@@ -9,8 +9,8 @@ from torch import nn
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext
-from kdlab.methods.objectives import FrozenTeacher
 from kdlab.methods.registry import METHODS, method
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 from methods_formulas import ref_at, ref_dkd
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def objective_for(*overrides: str, student: nn.Module, teacher: nn.Module):
     cfg = compose_config("distill", ["model=resnet8", *overrides])
     context = MethodContext(FrozenTeacher(teacher), student, cfg.T, cfg.alpha, 32, 0.0)
-    return method(cfg.loss.name).build(cfg.loss, context)
+    return method(cfg.loss.name)(cfg.loss, context)
 
 
 @pytest.fixture
@@ -119,8 +119,8 @@ def test_one_teacher_and_one_student_forward_per_step(pair, name):
 def test_embedding_is_the_input_of_the_final_linear_layer(pair):
     student, teacher = pair
     objective = objective_for("loss=pkt", student=student, teacher=teacher)
-    assert objective.taps.student == ("embedding",)
-    assert objective.taps.student_shapes == ((64,),)
+    assert objective.tapped.student == ("embedding",)
+    assert objective.tapped.student_shapes == ((64,),)
 
 
 VGG_STAGES = ("block2", "block3", "block4", "block5")
@@ -143,8 +143,8 @@ def test_the_zoo_is_tapped_where_the_references_tap_it(
     torch.manual_seed(0)
     s_model, t_model = build_model(student, 10), build_model(teacher, 10)
     objective = objective_for(f"loss={loss}", student=s_model, teacher=t_model)
-    assert objective.taps.student == student_points
-    assert objective.taps.teacher == teacher_points
+    assert objective.tapped.student == student_points
+    assert objective.tapped.teacher == teacher_points
     x, y = batch(2)
     out = objective(s_model, x.float(), y)
     out.losses["loss"].backward()

@@ -28,7 +28,7 @@ from kdlab.engine.fine_tuning import backbone_modules, head_first
 from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.stage import Stage
 from kdlab.errors import KdlabError
-from kdlab.methods.objectives import run_prefix
+from kdlab.methods.teacher import run_prefix
 from kdlab.models import FeatureTap, build_model, feature_points, head_parameters
 from test_cli import assert_one_line_error
 from test_reliability import assert_same_run

@@ -20,8 +20,8 @@ from kdlab.engine.objective import CrossEntropy, Objective
 from kdlab.engine.run_logger import RunLogger
 from kdlab.engine.stage import Stage
 from kdlab.engine.trainer import RunPlace, Trainer
-from kdlab.methods.objective import build_objective
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.registry import build_method
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import RunConfig
 from kdlab.runs.preflight import compose_config
 
@@ -91,7 +91,7 @@ def method_objective(
 ) -> Objective:
     """`loss=NAME`'s objective with its reference defaults, as `kdlab distill` builds it."""
     cfg = compose_config("distill", [f"loss={name}", "data=synthetic", "trainer.progress=off"])
-    return build_objective(cfg, teacher, student, image_size)
+    return build_method(cfg, teacher, student, image_size)
 
 
 def folder_data(

@@ -16,7 +16,9 @@ from benchlib.timing import Measurement, Work, note
 from benchlib.workbench import Bench, kdlab_model, kdlab_optimizer, new_model
 from kdlab.engine.execution import autocast
 from kdlab.engine.objective import CrossEntropy, Objective, StepOutput
-from kdlab.methods.objectives import Distillation, FrozenTeacher
+from kdlab.methods.base import MethodContext
+from kdlab.methods.kd import KD
+from kdlab.methods.teacher import FrozenTeacher
 
 KD_T, KD_ALPHA = 4.0, 0.1
 
@@ -121,7 +123,10 @@ def teacher_forward_work(teacher: FrozenTeacher, bench: Bench) -> Work:
 def kd_works(name: str, bench: Bench, teacher: FrozenTeacher) -> list[Work]:
     """The KD step online, the KD step on cached teacher logits, the teacher's forward."""
     x, y = bench.batch
-    distill = Distillation(teacher, T=KD_T, alpha=KD_ALPHA)
+    context = MethodContext(
+        teacher, teacher.model, KD_T, KD_ALPHA, bench.data.image_size, label_smoothing=0.0
+    )
+    distill = KD(KD.settings_class(), context)  # a logit method: it never runs the student
     with autocast(bench.device, bench.precision):
         cached = teacher.logits(x)  # what the logit cache hands a step
     return [

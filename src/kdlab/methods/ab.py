@@ -10,17 +10,12 @@ no AB term (helper/loops.py: `loss_kd = 0`), so its default beta is 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
+from kdlab.methods.base import InitStageMethod, Outputs, register
 from kdlab.methods.hint import ConvReg
-from kdlab.methods.init_stage import prefix_init_stage
-from kdlab.methods.objectives import InitStage
-from kdlab.methods.points import feature_method
+from kdlab.methods.losses import in_compute_dtype
 
 
 def _boundary_sum(s: Tensor, t: Tensor, margin: float) -> Tensor:
@@ -59,47 +54,31 @@ def connector(student_shape: Sequence[int], teacher_shape: Sequence[int]) -> nn.
     return ConvReg(student_shape, teacher_shape, relu=False)
 
 
-@dataclass
-class AbConfig(InitConfig):
-    """RepDistiller train_student.py (`abound`): ABLoss(margin 1.0) on the pre-activations of
-    f1-f3; init stage 30 epochs at the run's lr; the main stage is CE alone (-r 1 -a 0; its
-    -b 1 multiplies a term loops.py sets to 0), hence beta 0."""
+@register("ab")
+class AB(InitStageMethod):
+    """activation boundaries of the last three pre-activations, init stage first (Heo et al. 2019)
 
-    name: str = "ab"
-    beta: float = 0.0
+    RepDistiller train_student.py (`abound`): ABLoss(margin 1.0) on the pre-activations of
+    f1-f3; init stage 30 epochs at the run's lr; the main stage is CE alone (-r 1 -a 0; its
+    -b 1 multiplies a term loops.py sets to 0), hence weight 0. `ab_loss` of the connected
+    student pre-activations vs the teacher's; the connectors train in the init stage only
+    and stay fixed after (RepDistiller keeps them out of the main stage's optimiser).
+    """
+
+    taps = "preact"
+    weight: float = 0.0
     margin: float = 1.0
 
+    def setup(self) -> None:
+        pairs = zip(self.tapped.student_shapes, self.tapped.teacher_shapes, strict=True)
+        self.connectors = nn.ModuleList(connector(s, t) for s, t in pairs)
 
-class AbObjective(MethodObjective):
-    """`ab_loss` of the connected student pre-activations vs the teacher's. The connectors
-    train in the init stage only and stay fixed after (RepDistiller keeps them out of the main
-    stage's optimiser, in eval mode)."""
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        connected = [c(s) for c, s in zip(self.connectors, student.features, strict=True)]
+        return ab_loss(connected, teacher.features, self.margin)
 
-    part = "ab"
-
-    def __init__(
-        self, settings: AbConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        pairs = zip(taps.student_shapes, taps.teacher_shapes, strict=True)
-        self.connectors = nn.ModuleList(connector(s, t) for s, t in pairs).to(device)
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        connected = [c(s) for c, s in zip(self.connectors, student[1], strict=True)]
-        return ab_loss(connected, teacher[1], self.settings.margin)
-
-    def init_stage(self, model: nn.Module) -> InitStage | None:
-        return prefix_init_stage(self, model, (self.connectors,))
+    def init_modules(self) -> tuple[nn.Module, ...]:
+        return (self.connectors,)
 
     def fixed_modules(self) -> tuple[nn.Module, ...]:
         return (self.connectors,)
-
-
-METHOD = feature_method(
-    AbConfig,
-    AbObjective,
-    "preact",
-    "activation boundaries of the last three stages' pre-activations, init stage first "
-    "(Heo et al. 2019)",
-)

@@ -6,13 +6,10 @@ of Convolutional Neural Networks via Attention Transfer" (ICLR).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
-from kdlab.methods._common import attention_map, in_compute_dtype, match_spatial
-from kdlab.methods.base import FeatureConfig, LayerSumObjective
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, paired, register
+from kdlab.methods.losses import attention_map, in_compute_dtype, match_spatial
 
 
 def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Tensor:
@@ -23,27 +20,17 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Ten
     return (attention_map(f_s, p) - attention_map(f_t, p)).pow(2).mean()
 
 
-@dataclass
-class AtConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 1000), AttentionTransfer(p=2): f1-f3."""
+@register("at")
+class AT(FeatureMethod):
+    """attention maps of the stages after the stem (Zagoruyko & Komodakis 2017)
 
-    name: str = "at"
-    beta: float = 1000.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 1000), AttentionTransfer(p=2): f1-f3; the
+    sum over the tapped layers of `at_loss`, the larger map pooled to the smaller.
+    """
+
+    taps = "stages"
+    weight: float = 1000.0
     p: int = 2
 
-
-class AtObjective(LayerSumObjective):
-    """Sum over the tapped layers of `at_loss`; the larger map is pooled to the smaller."""
-
-    part = "at"
-
-    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
-        return at_loss(student, teacher, self.settings.p)
-
-
-METHOD = feature_method(
-    AtConfig,
-    AtObjective,
-    "stages",
-    "attention maps of the stages after the stem (Zagoruyko & Komodakis 2017)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return sum(at_loss(s, t, self.p) for s, t in paired(student, teacher))

@@ -8,15 +8,13 @@ consecutive samples, on a Linear embedding of each side. Its weight (0.02) is fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def cc_loss(student_embedding: Tensor, teacher_embedding: Tensor) -> Tensor:
@@ -31,40 +29,28 @@ def cc_loss(student_embedding: Tensor, teacher_embedding: Tensor) -> Tensor:
     return (delta[:-1] * delta[1:]).sum(dim=1).mean()
 
 
-@dataclass
-class CcConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 0.02), train_student.py's
-    LinearEmbed(feat_dim 128) on each side: f4 (the embedding)."""
+@register("cc")
+class CC(FeatureMethod):
+    """correlation congruence of linear embeddings, RepDistiller's form (Peng et al. 2019)
 
-    name: str = "cc"
-    beta: float = 0.02
+    RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 0.02), train_student.py's
+    LinearEmbed(feat_dim 128) on each side: f4 (the embedding); both Linear layers are this
+    method's parameters, trained with the student (the teacher's one too, as in RepDistiller).
+    """
+
+    taps = "embedding"
+    weight: float = 0.02
     feat_dim: int = 128  # both linear embeddings' width
 
-    def check(self) -> None:
-        if self.feat_dim < 1:
-            raise KdlabError(f"loss.feat_dim must be >= 1 for loss=cc, got {self.feat_dim}")
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        if settings.feat_dim < 1:
+            raise KdlabError(f"loss.feat_dim must be >= 1 for loss=cc, got {settings.feat_dim}")
 
+    def setup(self) -> None:
+        shapes = self.tapped
+        self.embed_s = nn.Linear(shapes.student_shapes[0][0], self.feat_dim)
+        self.embed_t = nn.Linear(shapes.teacher_shapes[0][0], self.feat_dim)
 
-class CcObjective(MethodObjective):
-    """`cc_loss` of the two embeddings through a Linear layer each (this objective's
-    parameters: trained with the student, the teacher's one too, as in RepDistiller)."""
-
-    part = "cc"
-
-    def __init__(self, settings: CcConfig, context: MethodContext, taps: Taps, weight: float):
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        dim = settings.feat_dim
-        self.embed_s = nn.Linear(taps.student_shapes[0][0], dim).to(device)
-        self.embed_t = nn.Linear(taps.teacher_shapes[0][0], dim).to(device)
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return cc_loss(self.embed_s(student[1][0]), self.embed_t(teacher[1][0]))
-
-
-METHOD = feature_method(
-    CcConfig,
-    CcObjective,
-    "embedding",
-    "correlation congruence of linear embeddings, RepDistiller's form (Peng et al. 2019)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return cc_loss(self.embed_s(student.features[0]), self.embed_t(teacher.features[0]))

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from kdlab.engine.objective import CrossEntropy
-from kdlab.methods.base import LossConfig, Method, MethodContext
+from torch import Tensor
 
-
-@dataclass
-class CeConfig(LossConfig):
-    name: str = "ce"
+from kdlab.methods.base import Method, Outputs, register
 
 
-def build(cfg: CeConfig, context: MethodContext) -> CrossEntropy:
-    return CrossEntropy(context.label_smoothing)
+@register("ce")
+class CE(Method):
+    """the baseline: cross-entropy on the labels only"""
 
+    ce_weight: ClassVar[float]
+    kd_weight: ClassVar[float]
+    weight: ClassVar[float]
 
-METHOD = Method(CeConfig, build, "none", "the baseline: cross-entropy on the labels only")
+    def loss(self, student: Outputs, teacher: Any, labels: Tensor) -> None:
+        return None
+
+    def combine(self, student: Outputs, teacher: Any, labels: Tensor, term: Any) -> dict:
+        return {"loss": self.cross_entropy(student.logits, labels)}
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {}

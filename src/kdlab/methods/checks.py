@@ -11,7 +11,7 @@ import torch
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
 from kdlab.methods.points import chosen_points
-from kdlab.methods.registry import METHODS, method
+from kdlab.methods.registry import logit_methods, method
 from kdlab.models import build_model, build_options
 
 
@@ -44,9 +44,9 @@ def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
 
 def check_stage2_loss(loss: LossConfig) -> None:
     """`kdlab fitnet`'s stage two distils the logits: any method that taps only them."""
-    logit_methods = [name for name, m in METHODS.items() if m.taps == "logits"]
-    if loss.name not in logit_methods:
+    logit = logit_methods()
+    if loss.name not in logit:
         raise KdlabError(
             f"kdlab fitnet's stage two takes a logit method, not loss={loss.name}: choose one "
-            f"of {', '.join(logit_methods)} (loss=NAME)"
+            f"of {', '.join(logit)} (loss=NAME)"
         )

@@ -9,7 +9,6 @@ others come from a memory bank of every training sample (kdlab.methods.contrast_
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,10 +17,9 @@ from torch import Tensor, nn
 
 from kdlab.engine.distributed import world_size
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
+from kdlab.methods.base import FeatureMethod, Outputs, register
 from kdlab.methods.contrast_memory import ContrastMemory
-from kdlab.methods.points import feature_method
+from kdlab.methods.losses import in_compute_dtype
 
 log = logging.getLogger("kdlab")
 
@@ -92,81 +90,74 @@ class Embed(nn.Module):
         return F.normalize(self.linear(x.flatten(1)), dim=1)
 
 
-@dataclass
-class CrdConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 0.8) and train_student.py's NCE
-    options: feat_dim 128, nce_k 16384, nce_t 0.07, nce_m 0.5, mode exact; f4 (the embedding)."""
-
-    name: str = "crd"
-    beta: float = 0.8
-    feat_dim: int = 128  # both embedding heads' width
-    nce_k: int = 16384  # negatives per sample (at most the training images - 1)
-    nce_t: float = 0.07  # NCE temperature
-    nce_m: float = 0.5  # memory momentum
-
-    def check(self) -> None:
-        if world_size() > 1:
-            raise KdlabError(
-                "loss=crd keeps one memory bank of the training samples, which torchrun's "
-                "processes would each update apart: run it in one process"
-            )
-        bounds = [
-            ("feat_dim", self.feat_dim >= 1, ">= 1"),
-            ("nce_k", self.nce_k >= 1, ">= 1"),
-            ("nce_t", self.nce_t > 0, "> 0"),
-            ("nce_m", self.nce_m < 1, "in [0, 1)"),
-        ]
-        for key, ok, bound in bounds:
-            if not ok:
-                default = getattr(CrdConfig, key)
-                raise KdlabError(
-                    f"loss.{key} must be {bound} for loss=crd, got {getattr(self, key)} "
-                    f"(the reference's: loss.{key}={default})"
-                )
-
-
-def negatives_for(settings: CrdConfig, train_images: int) -> int:
+def negatives_for(nce_k: int, train_images: int) -> int:
     """loss.nce_k, or the training images - 1 where there are fewer (said in the log)."""
     if train_images < 2:
         raise KdlabError(
             f"loss=crd contrasts each training image with others, the training split has "
             f"{train_images}: raise data.train_size to 2 or more"
         )
-    k = min(settings.nce_k, train_images - 1)
-    if k < settings.nce_k:
+    k = min(nce_k, train_images - 1)
+    if k < nce_k:
         log.info(
             "loss=crd: loss.nce_k=%d is more than the %d other training images: %d negatives "
             "per sample",
-            settings.nce_k,
+            nce_k,
             train_images - 1,
             k,
         )
     return k
 
 
-class CrdObjective(MethodObjective):
-    """`crd_loss` of the embeddings through two Embed heads, against the memory bank.
+@register("crd")
+class CRD(FeatureMethod):
+    """contrastive representation distillation of the embedding, memory bank (Tian et al. 2020)
 
-    The heads are this objective's parameters (trained with the student); the bank and the
-    normalisers its buffers: checkpoints keep all of them. A training step contrasts each
-    sample with its own bank rows (the positive) and `nce_k` drawn ones, then updates its rows.
-    Evaluation images are not in the bank: each is contrasted with the other side's current
-    embedding of itself and `nce_k` rows drawn from the whole bank, which stays as it is.
+    RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 0.8) and train_student.py's NCE options:
+    feat_dim 128, nce_k 16384, nce_t 0.07, nce_m 0.5, mode exact; f4 (the embedding).
+
+    `crd_loss` of the embeddings through two Embed heads, against the memory bank. The heads
+    are this method's parameters (trained with the student); the bank and the normalisers its
+    buffers: checkpoints keep all of them. A training step contrasts each sample with its own
+    bank rows (the positive) and `nce_k` drawn ones, then updates its rows. Evaluation images
+    are not in the bank: each is contrasted with the other side's current embedding of itself
+    and `nce_k` rows drawn from the whole bank, which stays as it is.
     """
 
-    part = "crd"
+    taps = "embedding"
     uses_indices = True
+    weight: float = 0.8
+    feat_dim: int = 128  # both embedding heads' width
+    nce_k: int = 16384  # negatives per sample (at most the training images - 1)
+    nce_t: float = 0.07  # NCE temperature
+    nce_m: float = 0.5  # memory momentum
 
-    def __init__(
-        self, settings: CrdConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        n, k = context.train_images, negatives_for(settings, context.train_images)
-        device = next(context.student.parameters()).device
-        dim = settings.feat_dim
-        self.embed_s = Embed(taps.student_shapes[0][0], dim).to(device)
-        self.embed_t = Embed(taps.teacher_shapes[0][0], dim).to(device)
-        self.memory = ContrastMemory(n, dim, k, settings.nce_m).to(device)
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        if world_size() > 1:
+            raise KdlabError(
+                "loss=crd keeps one memory bank of the training samples, which torchrun's "
+                "processes would each update apart: run it in one process"
+            )
+        bounds = [
+            ("feat_dim", settings.feat_dim >= 1, ">= 1"),
+            ("nce_k", settings.nce_k >= 1, ">= 1"),
+            ("nce_t", settings.nce_t > 0, "> 0"),
+            ("nce_m", settings.nce_m < 1, "in [0, 1)"),
+        ]
+        for key, ok, bound in bounds:
+            if not ok:
+                raise KdlabError(
+                    f"loss.{key} must be {bound} for loss=crd, got {getattr(settings, key)} "
+                    f"(the reference's: loss.{key}={getattr(cls, key)})"
+                )
+
+    def setup(self) -> None:
+        n = self.context.train_images
+        k = negatives_for(self.nce_k, n)
+        self.embed_s = Embed(self.tapped.student_shapes[0][0], self.feat_dim)
+        self.embed_t = Embed(self.tapped.teacher_shapes[0][0], self.feat_dim)
+        self.memory = ContrastMemory(n, self.feat_dim, k, self.nce_m)
 
     def _rows(self, samples: Tensor | None, v_s: Tensor, v_t: Tensor) -> tuple[Tensor, Tensor]:
         """(teacher rows, student rows), (B, 1 + K, D) each, the positive first."""
@@ -179,17 +170,13 @@ class CrdObjective(MethodObjective):
         own_s = v_s.detach().to(student.dtype).unsqueeze(1)
         return torch.cat([own_t, teacher], dim=1), torch.cat([own_s, student], dim=1)
 
-    def method_loss(
-        self,
-        student: tuple[Tensor, list[Any]],
-        teacher: tuple[Tensor, list[Any]],
-        y: Tensor,
-        indices: Tensor | None = None,
+    def loss(
+        self, student: Outputs, teacher: Outputs, labels: Tensor, indices: Tensor | None = None
     ) -> Tensor:
-        v_s, v_t = self.embed_s(student[1][0]), self.embed_t(teacher[1][0])
+        v_s, v_t = self.embed_s(student.features[0]), self.embed_t(teacher.features[0])
         rows_t, rows_s = self._rows(indices, v_s, v_t)
         memory = self.memory
-        loss, z = crd_loss(v_s, v_t, rows_t, rows_s, memory.n_data, self.settings.nce_t, memory.z)
+        loss, z = crd_loss(v_s, v_t, rows_t, rows_s, memory.n_data, self.nce_t, memory.z)
         if self.training and indices is not None:
             memory.z.copy_(z)
             memory.update(indices, v_s, v_t)
@@ -199,11 +186,3 @@ class CrdObjective(MethodObjective):
         fields = super().summary_fields()
         fields["crd"] = {"negatives": self.memory.k, "normalisers": self.memory.z.tolist()}
         return fields
-
-
-METHOD = feature_method(
-    CrdConfig,
-    CrdObjective,
-    "embedding",
-    "contrastive representation distillation of the embedding, memory bank (Tian et al. 2020)",
-)

@@ -7,13 +7,10 @@ intra-class relation: of each class's probabilities across the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import CombinedConfig, Method, MethodContext, MethodObjective, Taps
+from kdlab.methods.base import LogitMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def _mean_pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
@@ -41,29 +38,17 @@ def dist_loss(
     return T * T * (beta * inter + gamma * intra)
 
 
-@dataclass
-class DistConfig(CombinedConfig):
-    """Official DIST configs/strategies/distill/dist_cifar.yaml: dist_t4 (T 4, the top-level T;
-    beta = gamma = 1), kd_loss_weight 2, CE 1."""
+@register("dist")
+class DIST(LogitMethod):
+    """inter- and intra-class relations of the predictions (Huang et al. 2022)
 
-    name: str = "dist"
+    Official DIST configs/strategies/distill/dist_cifar.yaml: dist_t4 (T 4, the top-level T;
+    beta = gamma = 1), kd_loss_weight 2, CE 1.
+    """
+
+    weight: float = 2.0
     beta: float = 1.0  # inter-class relation weight
     gamma: float = 1.0  # intra-class relation weight
-    weight: float = 2.0
 
-
-class DistObjective(MethodObjective):
-    part = "dist"
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        c = self.settings
-        return dist_loss(student[0], teacher[0], c.beta, c.gamma, self.T)
-
-
-def build(cfg: DistConfig, context: MethodContext) -> DistObjective:
-    return DistObjective(cfg, context, Taps(), cfg.weight)
-
-
-METHOD = Method(
-    DistConfig, build, "logits", "Pearson relations of the class probabilities (Huang et al. 2022)"
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return dist_loss(student.logits, teacher.logits, self.beta, self.gamma, self.T)

@@ -7,16 +7,12 @@ non-target term (NCKD, on p^ = softmax over the non-target logits) that DKD weig
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import CombinedConfig, Method, MethodContext, MethodObjective, Taps
-from kdlab.methods.standardize import standardize_logits
+from kdlab.methods.base import LogitMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype, standardize_logits
 
 
 def _log_parts(logits: Tensor, labels: Tensor, T: float) -> tuple[Tensor, Tensor]:
@@ -68,34 +64,24 @@ def dkd_warmup(epoch: int, warmup: int) -> float:
     return 1.0 if warmup == 0 else min(epoch / warmup, 1.0)
 
 
-@dataclass
-class DkdConfig(CombinedConfig):
-    """mdistiller configs/cifar100/dkd/*.yaml: CE 1, alpha 1, beta 8 (2 for resnet56->20 and
-    resnet110->32, 6 for wrn_40_2->wrn_16_2 and vgg13->vgg8), T 4 (the top-level T), warm-up 20."""
+@register("dkd")
+class DKD(LogitMethod):
+    """decoupled target / non-target KD (Zhao et al. 2022)
 
-    name: str = "dkd"
+    mdistiller configs/cifar100/dkd/*.yaml: CE 1, alpha 1, beta 8 (2 for resnet56->20 and
+    resnet110->32, 6 for wrn_40_2->wrn_16_2 and vgg13->vgg8), T 4 (the top-level T), warm-up
+    20; `dkd_loss` times the warm-up factor of the stage's epoch.
+    """
+
+    weight: float = 1.0
     alpha: float = 1.0  # TCKD weight (loss.alpha; the top-level alpha is kd's hard weight)
     beta: float = 8.0  # NCKD weight
     warmup: int = 20  # epochs to full weight: min(epoch / warmup, 1), epochs from 1
-    weight: float = 1.0
     standardize: bool = False  # z-score logits first (Sun et al. 2024)
 
-
-class DkdObjective(MethodObjective):
-    """`dkd_loss` times the warm-up factor of the stage's epoch."""
-
-    part = "dkd"
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        c = self.settings
-        z_s, z_t = student[0], teacher[0]
-        if c.standardize:
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        z_s, z_t = student.logits, teacher.logits
+        if self.standardize:
             z_s, z_t = standardize_logits(z_s), standardize_logits(z_t)
-        return dkd_warmup(self.epoch, c.warmup) * dkd_loss(z_s, z_t, y, c.alpha, c.beta, self.T)
-
-
-def build(cfg: DkdConfig, context: MethodContext) -> DkdObjective:
-    return DkdObjective(cfg, context, Taps(), cfg.weight)
-
-
-METHOD = Method(DkdConfig, build, "logits", "decoupled target / non-target KD (Zhao et al. 2022)")
+        ramp = dkd_warmup(self.epoch, self.warmup)
+        return ramp * dkd_loss(z_s, z_t, labels, self.alpha, self.beta, self.T)

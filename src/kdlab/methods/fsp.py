@@ -10,19 +10,14 @@ term (helper/loops.py: `loss_kd = 0`), so its default beta is 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype, match_spatial
-from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
-from kdlab.methods.init_stage import prefix_init_stage
-from kdlab.methods.objectives import InitStage
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import InitStageMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype, match_spatial
 
 
 def fsp_matrices(features: Sequence[Tensor]) -> list[Tensor]:
@@ -46,49 +41,29 @@ def fsp_loss(student_features: Sequence[Tensor], teacher_features: Sequence[Tens
     return sum((s - t).pow(2).mean() for s, t in zip(g_s, g_t, strict=True))
 
 
-@dataclass
-class FspConfig(InitConfig):
-    """RepDistiller train_student.py (`fsp`): FSP of f0-f3; init stage 30 epochs at the run's
+@register("fsp")
+class FSP(InitStageMethod):
+    """Gram matrices between consecutive stages, init stage first (Yim et al. 2017)
+
+    RepDistiller train_student.py (`fsp`): FSP of f0-f3; init stage 30 epochs at the run's
     lr; the main stage is CE alone (-r 1 -a 0; its -b 50 multiplies a term loops.py sets to
-    0), hence beta 0."""
+    0), hence weight 0. Its init stage trains the student's layers.
+    """
 
-    name: str = "fsp"
-    beta: float = 0.0
+    taps = "stem_stages"
+    weight: float = 0.0
 
+    def setup(self) -> None:
+        student = tuple(shape[0] for shape in self.tapped.student_shapes)
+        teacher = tuple(shape[0] for shape in self.tapped.teacher_shapes)
+        if student != teacher:
+            raise KdlabError(
+                f"loss=fsp matches FSP matrices, so the student's and the teacher's points need "
+                f"the same channels: student {', '.join(self.tapped.student)} have {student}, "
+                f"teacher {', '.join(self.tapped.teacher)} {teacher}: pick models of equal "
+                "widths (resnet8x4 from resnet32x4) or set loss.student_points / "
+                "loss.teacher_points"
+            )
 
-def _check_channels(taps: Taps) -> None:
-    student = tuple(shape[0] for shape in taps.student_shapes)
-    teacher = tuple(shape[0] for shape in taps.teacher_shapes)
-    if student != teacher:
-        raise KdlabError(
-            f"loss=fsp matches FSP matrices, so the student's and the teacher's points need the "
-            f"same channels: student {', '.join(taps.student)} have {student}, teacher "
-            f"{', '.join(taps.teacher)} {teacher}: pick models of equal widths (resnet8x4 from "
-            "resnet32x4) or set loss.student_points / loss.teacher_points"
-        )
-
-
-class FspObjective(MethodObjective):
-    """`fsp_loss` of the stem and stage outputs; its init stage trains the student's layers."""
-
-    part = "fsp"
-
-    def __init__(
-        self, settings: FspConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        _check_channels(taps)
-        super().__init__(settings, context, taps, weight)
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return fsp_loss(student[1], teacher[1])
-
-    def init_stage(self, model: nn.Module) -> InitStage | None:
-        return prefix_init_stage(self, model)
-
-
-METHOD = feature_method(
-    FspConfig,
-    FspObjective,
-    "stem_stages",
-    "Gram matrices between consecutive stages, init stage first (Yim et al. 2017)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return fsp_loss(student.features, teacher.features)

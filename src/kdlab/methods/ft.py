@@ -9,18 +9,14 @@ translator on CE + 200 * FT, the paraphraser fixed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
 
 from torch import Tensor, nn
 
 from kdlab.engine.objective import Objective, StepOutput
-from kdlab.methods._common import attention_map, in_compute_dtype, match_spatial
-from kdlab.methods.base import InitConfig, MethodContext, MethodObjective, Taps
+from kdlab.methods.base import InitStage, InitStageMethod, Outputs, register
 from kdlab.methods.hint import hint_mse_loss
-from kdlab.methods.objectives import InitStage
-from kdlab.methods.points import feature_method
+from kdlab.methods.losses import attention_map, in_compute_dtype, match_spatial
 
 RATE = 0.5  # RepDistiller's k: the factors have half the teacher's channels
 
@@ -69,40 +65,35 @@ def translator(student_channels: int, teacher_channels: int) -> nn.Sequential:
     return _convs([student_channels, student_channels, factor, factor], bn=True)
 
 
-@dataclass
-class FtConfig(InitConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 200), FactorTransfer(), f3 both sides;
-    init stage 30 epochs at lr 0.01 (helper/pretrain.py for ResNet/WRN students, and the lr
-    of MobileNet/ShuffleNet ones): 0.2 of the reference 0.05."""
+@register("ft")
+class FT(InitStageMethod):
+    """factors of the last stage via a paraphraser trained first (Kim et al. 2018)
 
-    name: str = "ft"
-    beta: float = 200.0
+    RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 200), FactorTransfer(), f3 both sides;
+    init stage 30 epochs at lr 0.01 (helper/pretrain.py for ResNet/WRN students, and the lr
+    of MobileNet/ShuffleNet ones): 0.2 of the reference 0.05. `ft_loss(translator(f_s),
+    paraphraser factor of f_t)`; the paraphraser stays fixed in the main stage.
+    """
+
+    taps = "last"
+    weight: float = 200.0
     init_lr_scale: float = 0.2
 
+    def setup(self) -> None:
+        t_c, s_c = self.tapped.teacher_shapes[0][0], self.tapped.student_shapes[0][0]
+        self.paraphraser = Paraphraser(t_c)
+        self.translator = translator(s_c, t_c)
 
-class FtObjective(MethodObjective):
-    """`ft_loss(translator(f_s), paraphraser factor of f_t)`; the paraphraser stays fixed."""
-
-    part = "ft"
-
-    def __init__(
-        self, settings: FtConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        t_c, s_c = taps.teacher_shapes[0][0], taps.student_shapes[0][0]
-        self.paraphraser = Paraphraser(t_c).to(device)
-        self.translator = translator(s_c, t_c).to(device)
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        teacher_factor = self.paraphraser.encoder(teacher[1][0])
-        return ft_loss(self.translator(student[1][0]), teacher_factor)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        teacher_factor = self.paraphraser.encoder(teacher.features[0])
+        return ft_loss(self.translator(student.features[0]), teacher_factor)
 
     def init_stage(self, model: nn.Module) -> InitStage | None:
-        s = self.settings
-        if s.init_epochs == 0:
+        """The paraphraser alone, reconstructing the teacher's map (not the student's prefix)."""
+        if self.init_epochs == 0:
             return None
-        return InitStage(ParaphraserInit(self), (self.paraphraser,), s.init_epochs, s.init_lr_scale)
+        stage = ParaphraserInit(self)
+        return InitStage(stage, (self.paraphraser,), self.init_epochs, self.init_lr_scale)
 
     def fixed_modules(self) -> tuple[nn.Module, ...]:
         return (self.paraphraser,)
@@ -112,22 +103,14 @@ class ParaphraserInit(Objective):
     """The init stage: the paraphraser reconstructs the teacher's map (MSE mean, RepDistiller's
     nn.MSELoss), logged as `loss_ft_rec`; the student does not run."""
 
-    def __init__(self, method: FtObjective) -> None:
+    def __init__(self, method: FT) -> None:
         super().__init__()
         self.method = method  # a child: this stage's checkpoints hold the paraphraser
 
     def forward(
         self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
     ) -> StepOutput:
-        f_t = self.method.run_teacher(x)[1][0]
+        f_t = self.method.run_teacher(x).features[0]
         _, reconstruction = self.method.paraphraser(f_t)
         loss = hint_mse_loss(reconstruction, f_t)
         return StepOutput(None, {"loss": loss, "loss_ft_rec": loss})
-
-
-METHOD = feature_method(
-    FtConfig,
-    FtObjective,
-    "last",
-    "factors of the last stage via a paraphraser trained first (Kim et al. 2018)",
-)

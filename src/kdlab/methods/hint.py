@@ -8,15 +8,12 @@ a factor 2 / (B*C*H*W) from FitNets' 1/2 sum (kdlab's two-stage `kdlab fitnet` k
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def hint_mse_loss(student_feature_regressed: Tensor, teacher_feature: Tensor) -> Tensor:
@@ -62,34 +59,20 @@ class ConvReg(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
 
-@dataclass
-class HintConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 100, hint_layer 2): f2, ConvReg."""
+@register("hint")
+class Hint(FeatureMethod):
+    """FitNets' hint of the middle stage, one stage, through a regressor (Romero et al. 2015)
 
-    name: str = "hint"
-    beta: float = 100.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 100, hint_layer 2): f2; `hint_mse_loss`
+    through a ConvReg regressor trained jointly (a parameter of this method: the stage trains
+    it, checkpoints keep it).
+    """
 
+    taps = "middle"
+    weight: float = 100.0
 
-class HintObjective(MethodObjective):
-    """`hint_mse_loss` of the middle stage through a ConvReg regressor trained jointly (it is
-    this objective's parameter: the stage trains it, checkpoints keep it)."""
+    def setup(self) -> None:
+        self.regressor = ConvReg(self.tapped.student_shapes[0], self.tapped.teacher_shapes[0])
 
-    part = "hint"
-
-    def __init__(
-        self, settings: HintConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        self.regressor = ConvReg(taps.student_shapes[0], taps.teacher_shapes[0]).to(device)
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        return hint_mse_loss(self.regressor(student[1][0]), teacher[1][0])
-
-
-METHOD = feature_method(
-    HintConfig,
-    HintObjective,
-    "middle",
-    "FitNets' hint of the middle stage, one stage, through a regressor (Romero et al. 2015)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return hint_mse_loss(self.regressor(student.features[0]), teacher.features[0])

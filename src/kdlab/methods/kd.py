@@ -1,27 +1,88 @@
-"""Hinton's KD, `loss=kd`: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (objectives)."""
+"""Hinton's knowledge distillation, `loss=kd`: the template of a method.
+
+Hinton, Vinyals, Dean (2015), "Distilling the Knowledge in a Neural Network":
+
+    L = (1 - alpha) * T^2 * L_soft + alpha * L_hard
+
+- `alpha` weighs the *hard* term (note 1). Tools that weigh the soft term with alpha use
+  alpha' = 1 - alpha: RepDistiller's CIFAR setting -r 0.1 -a 0.9 is alpha=0.1 here.
+- L_soft is the cross-entropy of softmax(z/T) against softmax(v/T), summed over classes and
+  averaged over the batch; `loss_kl` logs the same minus the teacher's entropy (the same
+  gradient in z). The T^2 keeps the soft gradient's size independent of T.
+- L_hard is the ordinary cross-entropy with the labels at T = 1.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from kdlab.methods.base import LossConfig, Method, MethodContext
-from kdlab.methods.objectives import Distillation
-from kdlab.methods.standardize import standardize_logits
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-
-@dataclass
-class KdConfig(LossConfig):
-    """T and alpha are top-level keys (T=4 alpha=0.1), as before the registry; RepDistiller's
-    CIFAR setting is T 4, -r 0.1 -a 0.9 (alpha 0.1 here weighs the hard term)."""
-
-    name: str = "kd"
-    standardize: bool = False  # z-score logits before T (Sun et al. 2024)
+from kdlab.methods.base import LogitMethod, Outputs, register
+from kdlab.methods.losses import kl_divergence, standardize_logits
 
 
-def build(cfg: KdConfig, context: MethodContext) -> Distillation:
-    assert context.teacher is not None
-    transform = standardize_logits if cfg.standardize else None
-    return Distillation(context.teacher, T=context.T, alpha=context.alpha, soft_transform=transform)
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
+    """-sum_i p_i log q_i with p = softmax(v/T), q = softmax(z/T); mean over the batch."""
+    p = F.softmax(teacher_logits.float() / T, dim=1)
+    log_q = F.log_softmax(student_logits.float() / T, dim=1)
+    return -(p * log_q).sum(dim=1).mean()
 
 
-METHOD = Method(KdConfig, build, "logits", "soft targets at temperature T (Hinton et al. 2015)")
+def kd_losses(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    T: float,
+    alpha: float,
+    soft_transform: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Hinton's distillation loss and its parts: loss, loss_soft, loss_hard, loss_kl.
+
+    `soft_transform` (e.g. logit standardisation) maps both sides' logits before the
+    temperature in the soft and KL terms; the hard term keeps the raw logits.
+    """
+    hard = F.cross_entropy(student_logits.float(), labels)
+    if soft_transform is not None:
+        student_logits, teacher_logits = (
+            soft_transform(student_logits),
+            soft_transform(teacher_logits),
+        )
+    soft = soft_cross_entropy(student_logits, teacher_logits, T)
+    with torch.no_grad():
+        kl = kl_divergence(student_logits, teacher_logits, T)
+    loss = (1.0 - alpha) * T * T * soft + alpha * hard
+    return {"loss": loss, "loss_soft": soft, "loss_hard": hard, "loss_kl": kl}
+
+
+@register("kd")
+class KD(LogitMethod):
+    """soft targets at temperature T (Hinton et al. 2015)
+
+    T and alpha are the top-level keys (`kdlab distill loss=kd T=4 alpha=0.1`).
+    """
+
+    standardize: bool = False  # z-score the logits before T (Sun et al. 2024)
+    # Hinton's weights are the top-level alpha's: KD has none of its own.
+    ce_weight: ClassVar[float]
+    kd_weight: ClassVar[float]
+    weight: ClassVar[float]
+
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> dict[str, Tensor]:
+        transform = standardize_logits if self.standardize else None
+        z_s, z_t, alpha = student.logits, teacher.logits, self.context.alpha
+        return kd_losses(z_s, z_t, labels, self.T, alpha, transform)
+
+    def combine(
+        self, student: Outputs, teacher: Outputs, labels: Tensor, term: Any
+    ) -> dict[str, Tensor]:
+        return term  # kd_losses is the whole objective, with its parts
+
+    def summary_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"T": self.T, "alpha": self.context.alpha}
+        if self.standardize:
+            fields["standardize"] = True
+        return fields

@@ -1,29 +1,50 @@
-"""The distillation losses as pure functions of tensors (the product: tested against formulas).
+"""What the method losses share: the compute dtype, Hinton's KL at a temperature, logit
+standardisation, the references' spatial match and their spatial attention map (AT, FT).
 
-Conventions (documented in the README):
-- `alpha` weighs the *hard* term: L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (note 1).
-  Tools that weigh the soft term with alpha use alpha' = 1 - alpha.
-- L_soft is the cross-entropy of softmax(z/T) against softmax(v/T), summed over classes and
-  averaged over the batch; `kl_divergence` is the same minus the teacher's entropy (same
-  gradient in z).
-- L_hard is the ordinary cross-entropy with the labels at T = 1.
-- Every loss is computed in float32, whatever the autocast precision of the logits.
+Every loss is computed in float32 whatever the autocast precision of its inputs (float64
+inputs stay float64, so the tests can compare against float64 formulas).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
-    """-sum_i p_i log q_i with p = softmax(v/T), q = softmax(z/T); mean over the batch."""
-    p = F.softmax(teacher_logits.float() / T, dim=1)
-    log_q = F.log_softmax(student_logits.float() / T, dim=1)
-    return -(p * log_q).sum(dim=1).mean()
+def in_compute_dtype(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors cast to float32, or float64 when any of them is float64.
+
+    Half-precision (autocast) features and logits are promoted so every loss is computed in at
+    least float32; float64 stays float64 so the tests can compare against float64 formulas.
+    """
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Adaptive-average-pool the larger of two (B, C, H, W) maps to the smaller's H x W.
+
+    The references (RepDistiller, mdistiller) do this for AT and NST, pooling to (h, h) from
+    the heights alone; here each of H and W goes to the smaller of the two, which is the same
+    for the square maps they assume.
+    """
+    size = (min(f_s.shape[2], f_t.shape[2]), min(f_s.shape[3], f_t.shape[3]))
+    if tuple(f_s.shape[2:]) != size:
+        f_s = F.adaptive_avg_pool2d(f_s, size)
+    if tuple(f_t.shape[2:]) != size:
+        f_t = F.adaptive_avg_pool2d(f_t, size)
+    return f_s, f_t
+
+
+def attention_map(f: Tensor, p: int) -> Tensor:
+    """l2-normalised (over HW) mean_c f^p of a (B, C, H, W) map, shape (B, H*W).
+
+    f^p, not |f|^p, as in the references: the two differ for odd p on pre-activation maps.
+    """
+    return F.normalize(f.pow(p).mean(dim=1).flatten(1), dim=1)
 
 
 def kl_divergence(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
@@ -33,33 +54,13 @@ def kl_divergence(student_logits: Tensor, teacher_logits: Tensor, T: float) -> T
     return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
 
 
-def kd_losses(
-    student_logits: Tensor,
-    teacher_logits: Tensor,
-    labels: Tensor,
-    T: float,
-    alpha: float,
-    soft_transform: Callable[[Tensor], Tensor] | None = None,
-) -> dict[str, Tensor]:
-    """Hinton's distillation loss and its parts: loss, loss_soft, loss_hard, loss_kl.
+def standardize_logits(z: Tensor, eps: float = 1e-7) -> Tensor:
+    """(z - mean_c z) / (std_c z + eps) per row of (B, C) logits: logit standardisation
+    (Sun, Ren, Li, Wang, Cao 2024, "Logit Standardization in Knowledge Distillation", CVPR),
+    which lets teacher and student logits differ in range, only not in order.
 
-    `soft_transform` (e.g. logit standardisation) maps both sides' logits before the
-    temperature in the soft and KL terms; the hard term keeps the raw logits.
+    std is the unbiased (n - 1) standard deviation and eps is added to it, as in the paper's
+    code, so published temperatures carry over.
     """
-    hard = F.cross_entropy(student_logits.float(), labels)
-    if soft_transform is not None:
-        student_logits, teacher_logits = (
-            soft_transform(student_logits),
-            soft_transform(teacher_logits),
-        )
-    soft = soft_cross_entropy(student_logits, teacher_logits, T)
-    with torch.no_grad():
-        kl = kl_divergence(student_logits, teacher_logits, T)
-    loss = (1.0 - alpha) * T * T * soft + alpha * hard
-    return {"loss": loss, "loss_soft": soft, "loss_hard": hard, "loss_kl": kl}
-
-
-def hint_loss(regressed: Tensor, hint: Tensor) -> Tensor:
-    """FitNets' hint loss: 1/2 ||hint - r(guided)||^2 per image, averaged over the batch."""
-    diff = hint.float() - regressed.float()
-    return 0.5 * diff.pow(2).flatten(1).sum(dim=1).mean()
+    (z,) = in_compute_dtype(z)
+    return (z - z.mean(dim=1, keepdim=True)) / (z.std(dim=1, keepdim=True) + eps)

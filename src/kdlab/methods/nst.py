@@ -7,14 +7,11 @@ squared MMD between the student's and the teacher's channel distributions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype, match_spatial
-from kdlab.methods.base import FeatureConfig, LayerSumObjective
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, paired, register
+from kdlab.methods.losses import in_compute_dtype, match_spatial
 
 
 def _mean_kernel(a: Tensor, b: Tensor) -> Tensor:
@@ -33,26 +30,16 @@ def nst_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     return _mean_kernel(t, t) + _mean_kernel(s, s) - 2 * _mean_kernel(s, t)
 
 
-@dataclass
-class NstConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 50), NSTLoss: f1-f3."""
+@register("nst")
+class NST(FeatureMethod):
+    """neuron-selectivity MMD of the stages after the stem (Huang & Wang 2017)
 
-    name: str = "nst"
-    beta: float = 50.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 50), NSTLoss: f1-f3; the sum over the tapped
+    layers of `nst_loss`, the larger map pooled to the smaller.
+    """
 
+    taps = "stages"
+    weight: float = 50.0
 
-class NstObjective(LayerSumObjective):
-    """Sum over the tapped layers of `nst_loss`; the larger map is pooled to the smaller."""
-
-    part = "nst"
-
-    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
-        return nst_loss(student, teacher)
-
-
-METHOD = feature_method(
-    NstConfig,
-    NstObjective,
-    "stages",
-    "neuron-selectivity MMD of the stages after the stem (Huang & Wang 2017)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return sum(nst_loss(s, t) for s, t in paired(student, teacher))

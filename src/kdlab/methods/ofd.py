@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype
 from kdlab.models.preact import preact_modules
 
 TAIL_MIN = 1e-3  # below this P(x < 0) the references use -3 std as the margin
@@ -80,45 +77,28 @@ def teacher_margins(teacher: nn.Module, points: Sequence[str]) -> list[Tensor]:
     return margins
 
 
-@dataclass
-class OfdConfig(FeatureConfig):
-    """mdistiller engine/cfg.py, kept by configs/cifar100/ofd.yaml: OFD.LOSS.CE_WEIGHT 1,
-    FEAT_WEIGHT 0.001, CONNECTOR.KERNEL_SIZE 1; the last three stages before their ReLU."""
+@register("ofd")
+class OFD(FeatureMethod):
+    """pre-ReLU maps of the last three stages through connectors, BN margins (Heo et al. 2019)
 
-    name: str = "ofd"
-    beta: float = 0.001
+    mdistiller engine/cfg.py, kept by configs/cifar100/ofd.yaml: OFD.LOSS.CE_WEIGHT 1,
+    FEAT_WEIGHT 0.001, CONNECTOR.KERNEL_SIZE 1. Σ_i 2^-(n-1-i) · `ofd_loss`(connector_i(s_i),
+    t_i, margin_i) over the n tapped pairs; the connectors are this method's parameters.
+    """
 
+    taps = "preact"
+    weight: float = 0.001
 
-class OfdObjective(MethodObjective):
-    """Σ_i 2^-(n-1-i) · `ofd_loss`(connector_i(s_i), t_i, margin_i) over the n tapped pairs; the
-    connectors are this objective's parameters (the stage trains them, checkpoints keep them)."""
+    def setup(self) -> None:
+        pairs = zip(self.tapped.student_shapes, self.tapped.teacher_shapes, strict=True)
+        self.connectors = nn.ModuleList(ofd_connector(s[0], t[0]) for s, t in pairs)
+        assert self.teacher is not None  # margins: from the frozen teacher, not state
+        self.margins = teacher_margins(self.teacher.model, self.tapped.teacher)
 
-    part = "ofd"
-
-    def __init__(
-        self, settings: OfdConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        pairs = zip(taps.student_shapes, taps.teacher_shapes, strict=True)
-        self.connectors = nn.ModuleList(ofd_connector(s[0], t[0]) for s, t in pairs).to(device)
-        margins = teacher_margins(self.teacher.model, taps.teacher)
-        self.margins = [m.to(device) for m in margins]  # from the frozen teacher: not state
-
-    def method_loss(
-        self, student: tuple[Tensor, list[Any]], teacher: tuple[Tensor, list[Any]], y: Tensor
-    ) -> Tensor:
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
         n = len(self.connectors)
-        layers = zip(self.connectors, student[1], teacher[1], self.margins, strict=True)
+        layers = zip(self.connectors, student.features, teacher.features, self.margins, strict=True)
         return sum(
             ofd_loss(connect(s), t, m) / 2 ** (n - 1 - i)
             for i, (connect, s, t, m) in enumerate(layers)
         )
-
-
-METHOD = feature_method(
-    OfdConfig,
-    OfdObjective,
-    "preact",
-    "pre-ReLU maps of the last three stages through connectors, BN margins (Heo et al. 2019)",
-)

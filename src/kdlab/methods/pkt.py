@@ -7,13 +7,10 @@ each sample's neighbours in embedding space.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, LayerSumObjective
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, paired, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def _neighbour_probabilities(x: Tensor, eps: float) -> Tensor:
@@ -35,26 +32,16 @@ def pkt_loss(student_embedding: Tensor, teacher_embedding: Tensor, eps: float = 
     return (p_t * ((p_t + eps) / (p_s + eps)).log()).mean()
 
 
-@dataclass
-class PktConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 30000), PKT: f4 (the pooled embedding)."""
+@register("pkt")
+class PKT(FeatureMethod):
+    """probabilistic knowledge transfer of the embedding (Passalis & Tefas 2018)
 
-    name: str = "pkt"
-    beta: float = 30000.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 30000), PKT: f4 (the pooled embedding;
+    the two widths may differ).
+    """
 
+    taps = "embedding"
+    weight: float = 30000.0
 
-class PktObjective(LayerSumObjective):
-    """`pkt_loss` of the pooled embeddings (their widths may differ)."""
-
-    part = "pkt"
-
-    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
-        return pkt_loss(student, teacher)
-
-
-METHOD = feature_method(
-    PktConfig,
-    PktObjective,
-    "embedding",
-    "probabilistic knowledge transfer of the embedding (Passalis & Tefas 2018)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return sum(pkt_loss(s, t) for s, t in paired(student, teacher))

@@ -14,14 +14,42 @@ hint layer, f2), `embedding` = the pooled features fed to the classifier (`feat[
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from kdlab.errors import KdlabError
-from kdlab.methods.base import FeatureConfig, Method, MethodContext, MethodObjective, Taps
-from kdlab.models import check_feature_point, default_feature_point, feature_points, stage_points
+from kdlab.models import (
+    FeatureTap,
+    check_feature_point,
+    default_feature_point,
+    feature_points,
+    stage_points,
+)
 from kdlab.models.features import EMBEDDING, FALLBACK_STAGES, tapped_shapes
 from kdlab.models.preact import preact_points
+
+TAP_KINDS = ("stages", "stem_stages", "last", "middle", "embedding", "preact", "review")
+
+
+@dataclass(frozen=True)
+class Taps:
+    """The feature points a method reads, per side, in pairing order (empty: logits only)."""
+
+    student: tuple[str, ...] = ()
+    teacher: tuple[str, ...] = ()
+    student_shapes: tuple[tuple[int, ...], ...] = ()  # per point, without the batch
+    teacher_shapes: tuple[tuple[int, ...], ...] = ()
+
+
+def run_tapped(model: nn.Module, x: Tensor, points: tuple[str, ...]) -> tuple[Tensor, list[Any]]:
+    """One forward of `model`, with the outputs of `points` recorded by hooks on the way."""
+    if not points:
+        return model(x), []
+    with FeatureTap(model, points) as tap:
+        logits = model(x)
+    return logits, [tap.features[p] for p in points]
 
 
 def _listing(model: nn.Module) -> str:
@@ -102,16 +130,16 @@ def check_shapes(
 
 
 def resolve_taps(
-    context: MethodContext,
+    student: nn.Module,
+    teacher: nn.Module,
     kind: str,
     method: str,
+    image_size: int,
     student_points: Sequence[str] | None = None,
     teacher_points: Sequence[str] | None = None,
 ) -> Taps:
     """Both sides' points, paired in order, with their shapes from one dummy forward each."""
-    assert context.teacher is not None
-    teacher = context.teacher.model
-    s_points = chosen_points(context.student, kind, method, "student", student_points)
+    s_points = chosen_points(student, kind, method, "student", student_points)
     t_points = chosen_points(teacher, kind, method, "teacher", teacher_points)
     if not student_points and not teacher_points:
         # Default stages of unequal count (a 4-stage VGG and a 3-stage ResNet) pair their first
@@ -124,21 +152,6 @@ def resolve_taps(
             f"student ({', '.join(s_points)}) and {len(t_points)} teacher points "
             f"({', '.join(t_points)}): give as many of each"
         )
-    size = context.image_size
-    s_shapes = check_shapes(context.student, s_points, kind, "student", size)
-    t_shapes = check_shapes(teacher, t_points, kind, "teacher", size)
+    s_shapes = check_shapes(student, s_points, kind, "student", image_size)
+    t_shapes = check_shapes(teacher, t_points, kind, "teacher", image_size)
     return Taps(s_points, t_points, tuple(s_shapes), tuple(t_shapes))
-
-
-def feature_method(
-    config: type[FeatureConfig], objective: type[MethodObjective], kind: str, summary: str
-) -> Method:
-    """A feature method's registry entry: its factory resolves and checks the taps of `kind`
-    (stages | stem_stages | last | middle | embedding | preact | review), then builds the
-    objective weighted by `beta`."""
-
-    def build(cfg: FeatureConfig, context: MethodContext) -> MethodObjective:
-        taps = resolve_taps(context, kind, cfg.name, cfg.student_points, cfg.teacher_points)
-        return objective(cfg, context, taps, cfg.beta)
-
-    return Method(config, build, kind, summary)

@@ -9,17 +9,14 @@ compared with the teacher's pre-ReLU map by the hierarchical context loss (HCL).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
+from kdlab.methods.base import FeatureMethod, Outputs, register
 from kdlab.methods.dkd import dkd_warmup
-from kdlab.methods.points import feature_method
+from kdlab.methods.losses import in_compute_dtype
 
 HCL_LEVELS = (4, 2, 1)  # the pyramid's pooled sizes, each used only below the map's size
 MAX_MID_CHANNELS = 512  # the ABFs' width: min(512, the student's deepest width), as the references
@@ -106,41 +103,25 @@ class ReviewFusion(nn.Module):
         return outputs
 
 
-@dataclass
-class ReviewKdConfig(FeatureConfig):
-    """mdistiller configs/cifar100/reviewkd.yaml (resnet32x4 -> resnet8x4: REVIEWKD_WEIGHT 5;
-    the official CIFAR-100 script: 5 for most pairs, 8 for ShuffleV2, 0.6 for resnet56 ->
-    resnet20, 1 for resnet110 -> resnet32) and engine/cfg.py (CE 1, WARMUP_EPOCHS 20)."""
+@register("reviewkd")
+class ReviewKD(FeatureMethod):
+    """the student's stages fused deep to shallow (ABF) vs the teacher's, HCL (Chen et al. 2021)
 
-    name: str = "reviewkd"
-    beta: float = 5.0
+    mdistiller configs/cifar100/reviewkd.yaml (resnet32x4 -> resnet8x4: REVIEWKD_WEIGHT 5; the
+    official CIFAR-100 script: 5 for most pairs, 8 for ShuffleV2, 0.6 for resnet56 -> resnet20,
+    1 for resnet110 -> resnet32) and engine/cfg.py (CE 1, WARMUP_EPOCHS 20):
+    min(epoch / warmup, 1) · Σ_pairs `hcl_loss`(ABF output, teacher map); the ABFs are this
+    method's parameters.
+    """
+
+    taps = "review"
+    weight: float = 5.0
     warmup: int = 20  # epochs to full weight: min(epoch / warmup, 1), epochs from 1
 
+    def setup(self) -> None:
+        self.fusion = ReviewFusion(self.tapped.student_shapes, self.tapped.teacher_shapes)
 
-class ReviewKdObjective(MethodObjective):
-    """min(epoch / warmup, 1) · Σ_pairs `hcl_loss`(ABF output, teacher map); the ABFs are this
-    objective's parameters (the stage trains them, checkpoints keep them)."""
-
-    part = "reviewkd"
-
-    def __init__(
-        self, settings: ReviewKdConfig, context: MethodContext, taps: Taps, weight: float
-    ) -> None:
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        self.fusion = ReviewFusion(taps.student_shapes, taps.teacher_shapes).to(device)
-
-    def method_loss(
-        self, student: tuple[Tensor, list[Any]], teacher: tuple[Tensor, list[Any]], y: Tensor
-    ) -> Tensor:
-        outputs = self.fusion(student[1])
-        hcl = sum(hcl_loss(s, as_map(t)) for s, t in zip(outputs, teacher[1], strict=True))
-        return dkd_warmup(self.epoch, self.settings.warmup) * hcl
-
-
-METHOD = feature_method(
-    ReviewKdConfig,
-    ReviewKdObjective,
-    "review",
-    "the student's stages fused deep to shallow (ABF) vs the teacher's, HCL (Chen et al. 2021)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        outputs = self.fusion(student.features)
+        hcl = sum(hcl_loss(s, as_map(t)) for s, t in zip(outputs, teacher.features, strict=True))
+        return dkd_warmup(self.epoch, self.warmup) * hcl

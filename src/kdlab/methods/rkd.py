@@ -6,16 +6,12 @@ teacher's pairwise distances (up to scale) and the angles of its triplets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, MethodObjective
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def _relations(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,29 +52,19 @@ def rkd_loss(
     return distance_weight * loss_d + angle_weight * loss_a
 
 
-@dataclass
-class RkdConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 1), RKDLoss(w_d=25, w_a=50): f4."""
+@register("rkd")
+class RKD(FeatureMethod):
+    """relational distances and angles of the embedding (Park et al. 2019)
 
-    name: str = "rkd"
-    beta: float = 1.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 1), RKDLoss(w_d=25, w_a=50): f4 (the
+    pooled embedding; the two widths may differ).
+    """
+
+    taps = "embedding"
+    weight: float = 1.0
     distance_weight: float = 25.0
     angle_weight: float = 50.0
 
-
-class RkdObjective(MethodObjective):
-    """`rkd_loss` of the pooled embeddings (their widths may differ)."""
-
-    part = "rkd"
-
-    def method_loss(self, student: tuple[Tensor, list[Any]], teacher: Any, y: Tensor) -> Tensor:
-        c = self.settings
-        return rkd_loss(student[1][0], teacher[1][0], c.distance_weight, c.angle_weight)
-
-
-METHOD = feature_method(
-    RkdConfig,
-    RkdObjective,
-    "embedding",
-    "relational distances and angles of the embedding (Park et al. 2019)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        s, t = student.features[0], teacher.features[0]
+        return rkd_loss(s, t, self.distance_weight, self.angle_weight)

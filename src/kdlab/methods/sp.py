@@ -6,14 +6,11 @@ the teacher's batch similarity matrix, whatever the feature shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdlab.methods._common import in_compute_dtype
-from kdlab.methods.base import FeatureConfig, LayerSumObjective
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, paired, register
+from kdlab.methods.losses import in_compute_dtype
 
 
 def _similarity(f: Tensor) -> Tensor:
@@ -29,26 +26,15 @@ def sp_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     return (_similarity(f_t) - _similarity(f_s)).pow(2).sum() / (n * n)
 
 
-@dataclass
-class SpConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-b 3000), Similarity: f3 (feat[-2])."""
+@register("sp")
+class SP(FeatureMethod):
+    """similarity-preserving Gram matrices of the last stage (Tung & Mori 2019)
 
-    name: str = "sp"
-    beta: float = 3000.0
+    RepDistiller scripts/run_cifar_distill.sh (-b 3000), Similarity: f3 (feat[-2]).
+    """
 
+    taps = "last"
+    weight: float = 3000.0
 
-class SpObjective(LayerSumObjective):
-    """`sp_loss` of the last stage (batch similarities: no spatial alignment needed)."""
-
-    part = "sp"
-
-    def layer_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
-        return sp_loss(student, teacher)
-
-
-METHOD = feature_method(
-    SpConfig,
-    SpObjective,
-    "last",
-    "similarity-preserving batch Gram matrices of the last stage (Tung & Mori 2019)",
-)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        return sum(sp_loss(s, t) for s, t in paired(student, teacher))

@@ -9,7 +9,6 @@ under a mean regressed from the student's and a learned per-channel variance.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,9 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.errors import KdlabError
-from kdlab.methods._common import in_compute_dtype, match_spatial
-from kdlab.methods.base import FeatureConfig, MethodContext, MethodObjective, Taps
-from kdlab.methods.points import feature_method
+from kdlab.methods.base import FeatureMethod, Outputs, register
+from kdlab.methods.losses import in_compute_dtype, match_spatial
 
 
 def vid_loss(
@@ -58,49 +56,34 @@ class VidHead(nn.Module):
         return vid_loss(self.regressor(f_s), f_t, self.variance_param, self.eps)
 
 
-@dataclass
-class VidConfig(FeatureConfig):
-    """RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 1), VIDLoss(init_pred_var=5.0,
-    eps=1e-5) on feat[1:-1]: f1-f3."""
+@register("vid")
+class VID(FeatureMethod):
+    """variational information of the stages, Gaussian likelihood (Ahn et al. 2019)
 
-    name: str = "vid"
-    beta: float = 1.0
+    RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 1), VIDLoss(init_pred_var=5.0,
+    eps=1e-5) on feat[1:-1]: f1-f3; the sum over the tapped pairs of their VidHead's loss
+    (the heads are this method's parameters: trained with the student, kept in checkpoints).
+    """
+
+    taps = "stages"
+    weight: float = 1.0
     init_pred_var: float = 5.0  # every channel's variance at the start
     eps: float = 1e-5  # the variance's floor
 
-    def check(self) -> None:
-        if not 0 < self.eps < self.init_pred_var:
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        if not 0 < settings.eps < settings.init_pred_var:
             raise KdlabError(
-                f"loss=vid needs 0 < loss.eps < loss.init_pred_var, got eps {self.eps} and "
-                f"init_pred_var {self.init_pred_var} (defaults 1e-5 and 5.0)"
+                f"loss=vid needs 0 < loss.eps < loss.init_pred_var, got eps {settings.eps} and "
+                f"init_pred_var {settings.init_pred_var} (defaults 1e-5 and 5.0)"
             )
 
-
-class VidObjective(MethodObjective):
-    """Sum over the tapped pairs of their VidHead's loss (the heads are this objective's
-    parameters: trained with the student, kept in checkpoints)."""
-
-    part = "vid"
-
-    def __init__(self, settings: VidConfig, context: MethodContext, taps: Taps, weight: float):
-        super().__init__(settings, context, taps, weight)
-        device = next(context.student.parameters()).device
-        c = settings
-        pairs = zip(taps.student_shapes, taps.teacher_shapes, strict=True)
+    def setup(self) -> None:
+        pairs = zip(self.tapped.student_shapes, self.tapped.teacher_shapes, strict=True)
         self.heads = nn.ModuleList(
-            VidHead(s[0], t[0], c.init_pred_var, c.eps).to(device) for s, t in pairs
+            VidHead(s[0], t[0], self.init_pred_var, self.eps) for s, t in pairs
         )
 
-    def method_loss(
-        self, student: tuple[Tensor, list[Any]], teacher: tuple[Tensor, list[Any]], y: Tensor
-    ) -> Tensor:
-        pairs = zip(self.heads, student[1], teacher[1], strict=True)
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
+        pairs = zip(self.heads, student.features, teacher.features, strict=True)
         return sum(head(s, t) for head, s, t in pairs)
-
-
-METHOD = feature_method(
-    VidConfig,
-    VidObjective,
-    "stages",
-    "variational information of the stages, Gaussian likelihood (Ahn et al. 2019)",
-)

@@ -24,7 +24,7 @@ from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published
 from kdlab.errors import KdlabError
 from kdlab.methods.logit_cache import CachedLogitLoader, cached_logit_loader
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import DistillConfig, TeacherConfig
 from kdlab.runs.session import Session
 

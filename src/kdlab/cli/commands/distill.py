@@ -8,13 +8,12 @@ from typing import Any
 from torch import nn
 
 from kdlab.engine.fine_tuning import fine_tuning_stages
-from kdlab.engine.objective import Objective
 from kdlab.engine.stage import Stage, parameters_of
 from kdlab.engine.stages import run_stages
+from kdlab.methods.base import Method
 from kdlab.methods.logit_cache import CachedLogitLoader, cache_refusal
-from kdlab.methods.objective import build_objective, cache_off_reason, uses_logit_cache
-from kdlab.methods.objectives import FrozenTeacher
-from kdlab.methods.registry import method
+from kdlab.methods.registry import build_method, cache_off_reason, method, uses_logit_cache
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import DistillConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
@@ -22,15 +21,15 @@ from kdlab.runs.teacher import prepare_teacher, read_teacher, teacher_batches
 
 
 def method_stages(
-    objective: Objective, model: nn.Module, epochs: int, batches: CachedLogitLoader | None
+    method: Method, model: nn.Module, epochs: int, batches: CachedLogitLoader | None
 ) -> list[Stage]:
-    """The objective's init stage, when it asks for one (AB, FT, FSP), then the distillation
+    """The method's init stage, when it asks for one (AB, FT, FSP), then the distillation
     stage: the student with the method's own modules (a hint regressor) but its fixed ones."""
-    fixed = objective.fixed_modules()
+    fixed = method.fixed_modules()
     fixed_ids = {id(p) for p in parameters_of(fixed)}
-    trained = [p for p in [*model.parameters(), *objective.parameters()] if id(p) not in fixed_ids]
-    main = Stage("distill", objective, [{"params": trained}], epochs, fixed, train=batches)
-    init = objective.init_stage(model)
+    trained = [p for p in [*model.parameters(), *method.parameters()] if id(p) not in fixed_ids]
+    main = Stage("distill", method, [{"params": trained}], epochs, fixed, train=batches)
+    init = method.init_stage(model)
     if init is None:
         return [main]
     groups = [{"params": parameters_of(init.modules), "lr_scale": init.lr_scale}]
@@ -38,7 +37,7 @@ def method_stages(
 
 
 def run(cfg: DistillConfig) -> dict[str, Any]:
-    needs_teacher = method(cfg.loss.name).needs_teacher
+    needs_teacher = method(cfg.loss.name).taps != "none"
     checkpoint = read_teacher(cfg) if needs_teacher else None
     session = open_session(cfg, checkpoint.state.config if checkpoint else None)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
@@ -48,11 +47,11 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
         teacher, extra["teacher"] = prepare_teacher(checkpoint, session)
     model = build_model_to_train(session)
     data = session.data
-    objective = build_objective(cfg, teacher, model, data.image_size, data.train_images)
+    distiller = build_method(cfg, teacher, model, data.image_size, data.train_images)
     if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
         batches = teacher_batches(teacher, checkpoint, session)
     trainer = session.trainer(model)
-    *init, main = method_stages(objective, model, cfg.trainer.epochs, batches)
+    *init, main = method_stages(distiller, model, cfg.trainer.epochs, batches)
     tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
     stages = [*init, *tuned]
     results = run_stages(trainer, stages, session.resume_state)
@@ -63,5 +62,5 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
             train = session.data.train
             off = cache_refusal(train) if uses_logit_cache(cfg) else cache_off_reason(cfg)
             extra["teacher"]["logit_cache_off"] = off
-    extra.update(objective.summary_fields())
+    extra.update(distiller.summary_fields())
     return write_summary(session, trainer, results, test, extra)

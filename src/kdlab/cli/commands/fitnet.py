@@ -17,8 +17,9 @@ from torch import nn
 from kdlab.data import BatchLoader
 from kdlab.engine.stage import Stage, parameters_of
 from kdlab.engine.stages import run_stages
-from kdlab.methods.objective import build_objective
-from kdlab.methods.objectives import FrozenTeacher, Hint
+from kdlab.methods.fitnets import HintStage
+from kdlab.methods.registry import build_method
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
 from kdlab.runs.config import FitnetRunConfig
@@ -53,7 +54,7 @@ def hint_stage(
     log.info("fitnet: hint '%s' of the teacher guides '%s' of the student", hint, guided)
     stage = Stage(
         name="stage1",
-        objective=Hint(teacher, hint, guided, regressor),
+        objective=HintStage(teacher, hint, guided, regressor),
         param_groups=[
             {
                 "params": parameters_of([*prefix, regressor]),
@@ -79,7 +80,7 @@ def kd_stage(
     teacher runs every step)."""
     prefix_ids = {id(p) for p in parameters_of(prefix)}
     rest = [p for p in student.parameters() if id(p) not in prefix_ids]
-    objective = build_objective(cfg, teacher, student, image_size)
+    objective = build_method(cfg, teacher, student, image_size)
     if cfg.stage2.mode == "frozen":
         groups = [{"params": rest}]
         return Stage("stage2", objective, groups, cfg.trainer.epochs, prefix, train=batches)

@@ -38,7 +38,7 @@ from kdlab.engine.execution import autocast
 from kdlab.engine.provenance import sha256_file
 from kdlab.methods.logit_cache.loader import CachedLogitLoader
 from kdlab.methods.logit_cache.store import FORMAT, LogitStore, dtype_name
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.teacher import FrozenTeacher
 
 log = logging.getLogger("kdlab")
 
@@ -148,8 +148,6 @@ def device_kind(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu:{torch.backends.cpu.get_cpu_capability()}"
     return device.type
-
-
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:

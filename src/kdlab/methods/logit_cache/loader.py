@@ -15,7 +15,7 @@ from kdlab.engine.distributed import all_reduce_sum
 from kdlab.engine.execution import autocast
 from kdlab.methods.logit_cache.integrity import StoreDamaged
 from kdlab.methods.logit_cache.store import LogitStore
-from kdlab.methods.objectives import FrozenTeacher
+from kdlab.methods.teacher import FrozenTeacher
 
 log = logging.getLogger("kdlab")
 
