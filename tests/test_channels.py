@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from catalogue import write_image_folder
-from conftest import read_summary
+from harness import read_summary, write_image_folder
 from kdlab.data import build_data
 from kdlab.data.schedule import TrainSchedule
 from kdlab.engine.checkpoint import Checkpoint

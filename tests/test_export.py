@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from catalogue import FOLDER_RUN, run_kdlab, succeeded, write_image_folder
+from harness import FOLDER_RUN, run_kdlab, succeeded, write_image_folder
 from kdlab.cli.commands import export as export_command
 from kdlab.cli.commands import predict as predict_command
 from kdlab.cli.commands.report import write_report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import read_summary, run_kdlab
+from harness import read_summary, run_kdlab
 
 FIXTURE = Path(__file__).parent / "fixtures" / "old_run"
 # The fixture's own overrides (.hydra/overrides.yaml): a resumed run must keep them.
