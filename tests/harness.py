@@ -1,8 +1,8 @@
 """The CLI test harness: the real `kdlab` in a subprocess on tiny generated data.
 
-The tiny settings (TINY, FAST, FOLDER_RUN), the runner (`run_kdlab`, `succeeded`), generated
-image folders, one-epoch runs to resume, and the `Workspace` the bad-input catalogue
-(catalogue.py) refers to: image folders, a finished teacher run, damaged and crafted
+The tiny settings (TINY, FAST, FOLDER_RUN), the runner (`run_kdlab`, `succeeded`), one-epoch
+runs to resume, and the `Workspace` the bad-input catalogue (catalogue.py) refers to: image
+folders (kdlab's own tiny-copy writer), a finished teacher run, damaged and crafted
 checkpoints, built by really running kdlab once.
 """
 
@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+
+from kdlab.data.imagefolder import write_image_folder
 
 # Small enough for seconds on 2 CPU cores, big enough for every split to have full batches.
 TINY = [
@@ -94,19 +94,6 @@ def resume_one_more_epoch(
         text=True,
         preexec_fn=limit_file_size if file_size_limit else None,
     )
-
-
-def write_image_folder(root: Path, classes: tuple[str, ...]) -> Path:
-    """train/ (6 images a class) and test/ (2 a class) of 16x16 PNGs."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("test", 2)):
-        for name in classes:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
 
 
 class RunsCode:
