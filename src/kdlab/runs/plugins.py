@@ -56,7 +56,8 @@ def load_plugins() -> None:
             load_plugin(name, ENV_VAR, fix, partial(import_module, name))
     finally:
         sys.path.remove(cwd)
+    installed = entry_points()  # one scan of the installed packages for all groups
     for group in ENTRY_POINT_GROUPS:
-        for point in entry_points(group=group):
+        for point in installed.select(group=group):
             fix = f"fix or uninstall the package that declares it (entry point {point.value})"
             load_plugin(point.name, f"entry point group {group}", fix, point.load)
