@@ -1,10 +1,11 @@
 """Print kdlab's catalogue of bad input as a markdown table, from real runs of the CLI.
 
 Each row is an input and the one line kdlab prints for it on stderr (exit code 2). The inputs
-are `CATALOGUE` in catalogue, one list for the tests (tests/test_bad_input.py) and this
-table; building their workspace trains one tiny teacher, so expect a few minutes on a small CPU.
-With --faults it prints the fault catalogue instead (`FAULTS` in faults: each fault, what
-kdlab does, the test that checks it), at once: nothing is run.
+are `CATALOGUE` in tests/catalogue.py, one list for the tests (tests/test_bad_input.py) and
+this table; building their workspace (tests/harness.py) trains one tiny teacher, so expect a
+few minutes on a small CPU. With --faults it prints the fault catalogue instead (`FAULTS` in
+tests/faults.py: each fault, what kdlab does, the test that checks it), at once: nothing is
+run.
 
 Usage:
   python scripts/error_catalogue.py [--faults] [--out FILE.md]
@@ -19,14 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the catalogue's home
 
-from catalogue import (
-    CATALOGUE,
-    build_workspace,
-    resume_one_more_epoch,
-    run_bad_input,
-    train_one_epoch,
-)
+from catalogue import CATALOGUE, run_bad_input
 from faults import FAULTS
+from harness import build_workspace, resume_one_more_epoch, train_one_epoch
 
 DISK_FULL = "a disk that fills up while a checkpoint is saved (here: a file-size limit)"
 

@@ -1,174 +1,21 @@
-"""The bad-input catalogue: inputs kdlab must refuse in one line, shared by the test suite and
-scripts/error_catalogue.py.
+"""The bad-input catalogue: inputs kdlab must refuse in one line, shared by the test suite
+(test_bad_input.py) and scripts/error_catalogue.py (the README's table).
 
-Every `BadInput` is a CLI call on a `Workspace` (image folders, a finished teacher run, damaged
-and crafted checkpoints) built by really running kdlab once; kdlab must answer each with one
-`kdlab: error: ...` line on stderr and exit code 2. The tests check that line's fragments, the
-script tabulates it for the README. Also here: the tiny settings and the CLI runner the suite's
-end-to-end tests use.
+Every `BadInput` is a CLI call on the harness's `Workspace` (image folders, a finished teacher
+run, damaged and crafted checkpoints); kdlab must answer each with one `kdlab: error: ...`
+line on stderr and exit code 2. The tests check that line's fragments, the script tabulates
+it. The rows are grouped by what goes wrong, in the table's order.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
-from catalogue_deploy import DEPLOY
-from catalogue_ranges import RANGES
-
-# Small enough for seconds on 2 CPU cores, big enough for every split to have full batches.
-TINY = [
-    "data=synthetic",
-    "data.train_size=320",
-    "data.test_size=100",
-    "data.val_split=0.01",  # of the full 10,000 synthetic train images: 100 val images
-    "trainer.batch_size=32",
-    "trainer.eval_batch_size=100",
-    "trainer.epochs=2",
-    "trainer.log_every=2",
-]
-
-
-def run_kdlab(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m kdlab ARGS` in `cwd`, as a user would run it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    env.pop("KDLAB_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "kdlab", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def succeeded(proc: subprocess.CompletedProcess) -> None:
-    """A set-up run must succeed: anything else is a bug, shown with kdlab's stderr."""
-    if proc.returncode != 0:
-        command = " ".join(proc.args[3:])
-        raise RuntimeError(f"kdlab {command} exited {proc.returncode}: {proc.stderr}")
-
-
-FAST = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
-# From the milestone on, the lr is multiplied by 1e30: the weights blow up at that step.
-BLOW_UP = ["sched=multistep", "sched.gamma=1e30"]
-
-
-class RunsCode:
-    """Unpickling this runs a shell command: what a crafted checkpoint would do to its user."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (self.command,))
-
-
-def train_one_epoch(cwd: Path) -> Path:
-    """A finished 1-epoch run of FAST in cwd/run."""
-    proc = run_kdlab("train", *FAST, "trainer.epochs=1", "hydra.run.dir=run", cwd=cwd)
-    succeeded(proc)
-    return cwd / "run"
-
-
-def resume_one_more_epoch(
-    run: Path, file_size_limit: int | None = None
-) -> subprocess.CompletedProcess:
-    """Continue a 1-epoch run for a second epoch, optionally under RLIMIT_FSIZE."""
-
-    def limit_file_size() -> None:
-        # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG (an OSError).
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-
-    return subprocess.run(
-        [sys.executable, "-m", "kdlab", "train", *FAST, "resume=true", f"hydra.run.dir={run}"],
-        cwd=run.parent,
-        capture_output=True,
-        text=True,
-        preexec_fn=limit_file_size if file_size_limit else None,
-    )
-
-
-def write_image_folder(root: Path, classes: tuple[str, ...]) -> Path:
-    """train/ (6 images a class) and test/ (2 a class) of 16x16 PNGs."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("test", 2)):
-        for name in classes:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
-
-
-FOLDER_RUN = [
-    "data=imagefolder",
-    "data.image_size=16",
-    "data.val_split=0",
-    "trainer.batch_size=4",
-    "trainer.epochs=1",
-    "model=resnet8",
-]
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """What the bad inputs refer to, built once in `root` (every run's working dir)."""
-
-    root: Path
-    abc: Path  # image folder, classes a, b, c
-    ab: Path  # classes a, b
-    abd: Path  # classes a, b, d
-    broken: Path  # classes a, b; one train "image" is not one
-    empty: Path  # an existing, empty directory
-    teacher: Path  # a finished resnet8 run on `abc`
-    truncated: Path  # the first KiB of the teacher's checkpoint
-    crafted: Path  # a "checkpoint" whose unpickling would create root/MARKER
-    regular_file: Path
-    one_class: Path  # an image folder of class a only
-    bad_summary: Path  # a run dir whose summary.json has test_acc "high"
-
-
-def build_workspace(root: Path) -> Workspace:
-    """The files every bad input refers to, and the finished teacher run (one tiny training)."""
-    ws = Workspace(
-        root=root,
-        abc=write_image_folder(root / "abc", ("a", "b", "c")),
-        ab=write_image_folder(root / "ab", ("a", "b")),
-        abd=write_image_folder(root / "abd", ("a", "b", "d")),
-        broken=write_image_folder(root / "broken", ("a", "b")),
-        empty=root / "empty",
-        teacher=root / "teacher",
-        truncated=root / "truncated.pt",
-        crafted=root / "crafted.pt",
-        regular_file=root / "a_file",
-        one_class=write_image_folder(root / "one_class", ("a",)),
-        bad_summary=root / "bad_summary",
-    )
-    ws.bad_summary.mkdir()
-    (ws.bad_summary / "summary.json").write_text('{"command": "train", "test_acc": "high"}\n')
-    torch.save({"model": RunsCode(f"touch {root / 'MARKER'}"), "config": {}}, ws.crafted)
-    (ws.broken / "train" / "b" / "5.png").write_bytes(b"not a png")
-    ws.empty.mkdir()
-    ws.regular_file.write_text("not a directory\n")
-    proc = run_kdlab(
-        "train", *FOLDER_RUN, f"data.root={ws.abc}", f"hydra.run.dir={ws.teacher}", cwd=root
-    )
-    succeeded(proc)
-    ws.truncated.write_bytes((ws.teacher / "checkpoints" / "best.pt").read_bytes()[:1024])
-    return ws
-
+from harness import BLOW_UP, FAST, FOLDER_RUN, Workspace, run_kdlab
 
 RELIABILITY_TESTS = "test_bad_input.py"  # where the rows with fragments are tested
 
@@ -188,6 +35,16 @@ def static(*args: str) -> Callable[[Workspace], list[str]]:
     return lambda ws: list(args)
 
 
+def preflight(command: str, overrides: str, fragment: str) -> BadInput:
+    """A value the pre-flight refuses: `kdlab COMMAND OVERRIDES` (separated by spaces)."""
+    return BadInput(
+        f"`kdlab {command} {overrides}`",
+        static(command, *overrides.split()),
+        (fragment,),
+        preflight=True,
+    )
+
+
 def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
     """`command` on the image folder and with the teacher named by Workspace fields."""
 
@@ -204,7 +61,8 @@ def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
     return args
 
 
-CATALOGUE = [
+# --- unknown names: commands, config group options, choices ---------------------------------
+UNKNOWN_NAMES = [
     BadInput("`kdlab nosuch`", static("nosuch"), tested_in="test_cli.py"),
     BadInput(
         "`kdlab train model=nosuch`", static("train", "model=nosuch"), tested_in="test_cli.py"
@@ -228,6 +86,12 @@ CATALOGUE = [
         static("fitnet", "fitnet.regressor=nosuch"),
         ("unknown fitnet.regressor 'nosuch'", "conv1x1, conv3x3, none"),
     ),
+    preflight("train", "trainer.device=cuda:abc", "unknown trainer.device 'cuda:abc'"),
+    preflight("distill", "teacher.model=nosuch", "unknown teacher.model 'nosuch'"),
+]
+
+# --- config values out of their range (kdlab.runs.validation's table) -----------------------
+OUT_OF_RANGE = [
     BadInput("`kdlab distill T=0`", static("distill", "T=0"), ("T must be positive, got 0",)),
     BadInput("`kdlab distill T=-1`", static("distill", "T=-1"), ("T must be positive, got -1",)),
     BadInput(
@@ -239,11 +103,6 @@ CATALOGUE = [
         "`kdlab distill alpha=1.5`",
         static("distill", "alpha=1.5"),
         ("alpha must be in [0, 1]", "got 1.5"),
-    ),
-    BadInput(
-        "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
-        static("distill", "loss=at", "model=torchvision", "model.name=vit_b_16"),
-        ("loss=at taps 3 feature point(s) of the student", "has 2 (conv_proj, encoder)"),
     ),
     BadInput(
         "`kdlab train trainer.epochs=0`",
@@ -266,6 +125,83 @@ CATALOGUE = [
         static("train", "optim.lr=-0.1"),
         ("optim.lr must be positive",),
     ),
+    preflight("train", "trainer.device=cuda:99", "trainer.device=cuda:99 but this machine has"),
+    preflight("train", "trainer.num_threads=-1", "trainer.num_threads must be positive, got -1"),
+    preflight(
+        "train", "trainer.eval_batch_size=0", "trainer.eval_batch_size must be positive, got 0"
+    ),
+    preflight(
+        "train", "trainer.grad_clip=inf", "trainer.grad_clip must be a finite number, got inf"
+    ),
+    preflight("train", "seed=-1", "seed must be in [0, 4294967296), got -1"),
+    preflight("train", "optim.betas=[2,3]", "optim.betas[0] must be in [0, 1), got 2.0"),
+    preflight("train", "optim.momentum=-1", "optim.momentum must be in [0, 1), got -1.0"),
+    preflight("train", "optim.lr=inf", "optim.lr must be a finite number, got inf"),
+    preflight(
+        "train", "optim.weight_decay=nan", "optim.weight_decay must be a finite number, got nan"
+    ),
+    preflight("train", "sched.min_lr_ratio=-1", "sched.min_lr_ratio must be in [0, 1], got -1.0"),
+    preflight("train", "sched.gamma=-1", "sched.gamma must be positive, got -1.0"),
+    preflight(
+        "train", "sched.milestones=[0.75,0.5]", "sched.milestones must ascend, got [0.75, 0.5]"
+    ),
+    preflight(
+        "train", "sched.milestones=[0.5,1.5]", "sched.milestones[1] (a fraction of training)"
+    ),
+    preflight("train", "sched.pct_start=1", "sched.pct_start must be in (0, 1), got 1.0"),
+    preflight("distill", "T=inf", "T must be a finite number, got inf"),
+    preflight(
+        "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
+    ),
+]
+
+# --- methods and the models they tap ---------------------------------------------------------
+METHODS = [
+    preflight("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
+    preflight(
+        "distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"
+    ),
+    preflight("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
+    BadInput(
+        "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
+        static("distill", "loss=at", "model=torchvision", "model.name=vit_b_16"),
+        ("loss=at taps 3 feature point(s) of the student", "has 2 (conv_proj, encoder)"),
+    ),
+    BadInput(
+        "`kdlab fitnet fitnet.hint_layer=nosuch`",
+        with_teacher("fitnet", "abc", "teacher", "fitnet.hint_layer=nosuch"),
+        tested_in="test_distill_e2e.py",
+    ),
+    BadInput(
+        "`kdlab fitnet fitnet.regressor=none`, guided and hint shapes differ",
+        with_teacher("fitnet", "abc", "teacher", "model=fitnet_student", "fitnet.regressor=none"),
+        tested_in="test_distill_e2e.py",
+    ),
+]
+
+# --- pretrained weights and timm names (the workspace's teacher is a resnet8 checkpoint) ----
+PRETRAINED = [
+    preflight(
+        "train",
+        "model=torchvision model.name=shufflenet_v2_x0_5 model.weights=IMAGENET1K_V9",
+        "unknown weights 'IMAGENET1K_V9' for torchvision shufflenet_v2_x0_5: choose one of "
+        "DEFAULT, IMAGENET1K_V1",
+    ),
+    preflight(
+        "train",
+        "model=torchvision model.weights=teacher/checkpoints/best.pt",
+        "do not fit torchvision resnet18: 120 missing (first: conv1.weight)",
+    ),
+    preflight(
+        "train",
+        "model=timm model.name=resnet_18",
+        "unknown timm model 'resnet_18' (close: resnet18",
+    ),
+    preflight("train", "model=torchvision model.freeze_epochs=1", "freezes a pretrained backbone"),
+]
+
+# --- data: missing, empty, unreadable or too few classes ------------------------------------
+DATA = [
     BadInput(
         "`data=imagefolder data.root=MISSING_DIR`",
         lambda ws: ["train", "data=imagefolder", f"data.root={ws.root / 'missing'}"],
@@ -292,6 +228,16 @@ CATALOGUE = [
         ("cannot read image", f"broken{os.sep}train{os.sep}b{os.sep}5.png", "fix or delete"),
     ),
     BadInput(
+        "`data=imagefolder`, a folder of one class",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.one_class}"],
+        ("data=imagefolder has 1 class (a): a classifier needs 2 or more",),
+        preflight=True,
+    ),
+]
+
+# --- teachers: missing, damaged, unsafe, or trained on other data ---------------------------
+TEACHERS = [
+    BadInput(
         "`teacher.ckpt=MISSING.pt`",
         lambda ws: ["distill", f"teacher.ckpt={ws.root / 'missing.pt'}"],
         tested_in="test_distill_e2e.py",
@@ -305,6 +251,11 @@ CATALOGUE = [
         "`teacher.ckpt=` a file that would run code when unpickled",
         lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.crafted}"],
         tested_in="test_reliability.py::test_a_checkpoint_that_would_run_code_is_refused",
+    ),
+    BadInput(
+        "`teacher.ckpt=` a JSON file",
+        lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.bad_summary / 'summary.json'}"],
+        ("summary.json is not a checkpoint", "give a kdlab .pt file or a run dir"),
     ),
     BadInput(
         "`teacher.ckpt=` a teacher of another data set",
@@ -321,21 +272,10 @@ CATALOGUE = [
         with_teacher("distill", "abd", "teacher"),
         ("has class 2 = 'c', the data has 'd'", "teacher.ckpt=PATH"),
     ),
-    BadInput(
-        "`kdlab fitnet fitnet.hint_layer=nosuch`",
-        with_teacher("fitnet", "abc", "teacher", "fitnet.hint_layer=nosuch"),
-        tested_in="test_distill_e2e.py",
-    ),
-    BadInput(
-        "`kdlab fitnet fitnet.regressor=none`, guided and hint shapes differ",
-        with_teacher("fitnet", "abc", "teacher", "model=fitnet_student", "fitnet.regressor=none"),
-        tested_in="test_distill_e2e.py",
-    ),
-    BadInput(
-        "a NaN loss (`sched=multistep sched.gamma=1e30`: the lr explodes in epoch 2)",
-        static("train", *FAST, *BLOW_UP, "sched.milestones=[0.5]"),
-        tested_in=f"{RELIABILITY_TESTS}::test_a_nonfinite_loss_stops_the_run_keeping_the_last_good_checkpoint",
-    ),
+]
+
+# --- run dirs: finished runs, resumes, unwritable places ------------------------------------
+RUN_DIRS = [
     BadInput(
         "`hydra.run.dir=` a finished run, no `resume=true`",
         lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.abc}", f"hydra.run.dir={ws.teacher}"],
@@ -365,22 +305,40 @@ CATALOGUE = [
     ),
 ]
 
-
-CATALOGUE += [
-    BadInput(f"`kdlab {c} {o}`", static(c, *o.split()), (f,), preflight=True) for c, o, f in RANGES
-]
-CATALOGUE += [BadInput(shown, args, lines, preflight=True) for shown, args, lines in DEPLOY]
-CATALOGUE += [
+# --- training that goes wrong -----------------------------------------------------------------
+TRAINING = [
     BadInput(
-        "`data=imagefolder`, a folder of one class",
-        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.one_class}"],
-        ("data=imagefolder has 1 class (a): a classifier needs 2 or more",),
+        "a NaN loss (`sched=multistep sched.gamma=1e30`: the lr explodes in epoch 2)",
+        static("train", *FAST, *BLOW_UP, "sched.milestones=[0.5]"),
+        tested_in=f"{RELIABILITY_TESTS}::test_a_nonfinite_loss_stops_the_run_keeping_the_last_good_checkpoint",
+    ),
+]
+
+# --- a finished run's export, prediction and report -----------------------------------------
+FINISHED_RUNS = [
+    BadInput(
+        "`kdlab export RUN --format tflite`",
+        lambda ws: ["export", str(ws.teacher), "--format", "tflite"],
+        ("invalid choice: 'tflite'", "'onnx', 'torchscript', 'safetensors'"),
         preflight=True,
     ),
     BadInput(
-        "`teacher.ckpt=` a JSON file",
-        lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.bad_summary / 'summary.json'}"],
-        ("summary.json is not a checkpoint", "give a kdlab .pt file or a run dir"),
+        "`kdlab export` a run dir without a finished checkpoint",
+        lambda ws: ["export", str(ws.empty)],
+        ("has no finished checkpoint (no checkpoints/best.pt", "or a .pt file"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export MISSING_DIR`",
+        lambda ws: ["export", str(ws.root / "missing"), "--format", "torchscript"],
+        (f"no run dir or checkpoint at {os.sep}", "give a run dir"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN` an image that cannot be read",
+        lambda ws: ["predict", str(ws.teacher), str(ws.broken / "train" / "b" / "5.png")],
+        ("cannot read image", f"broken{os.sep}train{os.sep}b{os.sep}5.png", "fix or delete"),
+        preflight=True,
     ),
     BadInput(
         "`kdlab report` on a run whose summary.json has a non-numeric accuracy",
@@ -388,6 +346,18 @@ CATALOGUE += [
         ('has test_acc="high", not a number', "fix or delete that run dir"),
         preflight=True,
     ),
+]
+
+CATALOGUE = [
+    *UNKNOWN_NAMES,
+    *OUT_OF_RANGE,
+    *METHODS,
+    *PRETRAINED,
+    *DATA,
+    *TEACHERS,
+    *RUN_DIRS,
+    *TRAINING,
+    *FINISHED_RUNS,
 ]
 
 

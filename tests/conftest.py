@@ -1,23 +1,16 @@
-"""Shared helpers: run the real `kdlab` CLI in a subprocess on tiny generated data."""
+"""Fixtures shared by the test files: the CLI in a fresh working directory, one CPU thread."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
-from catalogue import TINY, run_kdlab
+from harness import TINY, read_summary, run_kdlab
 
-# The tiny settings and the CLI runner live in catalogue (the bad-input catalogue uses
-# them too); re-exported here for the test files.
+# The methods' tests import these from here; the others from harness.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
-
-
-def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 @pytest.fixture

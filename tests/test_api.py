@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import kdlab
-from catalogue import FAST
+from harness import FAST
 from kdlab.engine.checkpoint import load_checkpoint
 
 

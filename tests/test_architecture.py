@@ -1,5 +1,6 @@
-"""The house's measured shape: no function over 60 lines, no module over 400, no import cycle
-among kdlab's modules, and the import-linter contracts of pyproject.toml kept.
+"""The house's shape: no import cycle among kdlab's modules and the import-linter contracts of
+pyproject.toml kept (checked); the longest functions and modules (reported, as advice:
+cohesion over size, a module is as long as its one job).
 
 Sizes come from `ast` (a function runs from its `def` line, decorators not counted, to its last
 line, docstring included; nested functions and methods count on their own); the import graph
@@ -26,8 +27,9 @@ import kdlab
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(kdlab.__file__).resolve().parent  # the kdlab the suite runs, as grimp sees it
-MAX_FUNCTION_LINES = 60
-MAX_MODULE_LINES = 400
+# Past these, ask whether a function or module does one job (the report marks them; no test).
+ADVISED_FUNCTION_LINES = 60
+ADVISED_MODULE_LINES = 400
 
 
 @dataclass(frozen=True, order=True)
@@ -69,11 +71,6 @@ def definitions(node: ast.AST, prefix: str) -> Iterator[Length]:
             yield from definitions(child, prefix)
 
 
-def over(lengths: list[Length], limit: int) -> list[Length]:
-    """The lengths over `limit`, longest first."""
-    return sorted((length for length in lengths if length.lines > limit), reverse=True)
-
-
 def listing(lengths: list[Length]) -> str:
     return "\n".join(f"{length.lines:5d}  {length.name}" for length in lengths)
 
@@ -111,24 +108,6 @@ def cycles_report(graph: grimp.ImportGraph) -> str:
     )
 
 
-def test_no_kdlab_function_is_over_60_lines():
-    offenders = over(function_lengths(PACKAGE), MAX_FUNCTION_LINES)
-    assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n{listing(offenders)}"
-
-
-def test_no_kdlab_module_is_over_400_lines():
-    offenders = over(module_lengths(PACKAGE), MAX_MODULE_LINES)
-    assert not offenders, f"modules over {MAX_MODULE_LINES} lines:\n{listing(offenders)}"
-
-
-def test_scripts_keep_the_same_limits():
-    scripts = ROOT / "scripts"
-    offenders = over(function_lengths(scripts), MAX_FUNCTION_LINES)
-    offenders += over(module_lengths(scripts), MAX_MODULE_LINES)
-    limits = f"{MAX_FUNCTION_LINES}/{MAX_MODULE_LINES}"
-    assert not offenders, f"functions/modules over {limits} lines:\n{listing(offenders)}"
-
-
 def test_kdlab_modules_import_no_cycle():
     graph = kdlab_graph()
     assert not import_cycles(graph), f"import cycles:\n{cycles_report(graph)}"
@@ -158,9 +137,9 @@ def shape_report(top: int = 10) -> str:
     modules = sorted(module_lengths(PACKAGE), reverse=True)[:top]
     return "\n".join(
         [
-            f"{top} longest functions (limit {MAX_FUNCTION_LINES}):",
+            f"{top} longest functions (advice: about {ADVISED_FUNCTION_LINES} lines at most):",
             listing(functions),
-            f"{top} longest modules (limit {MAX_MODULE_LINES}):",
+            f"{top} longest modules (advice: about {ADVISED_MODULE_LINES} lines at most):",
             listing(modules),
             "import cycles:",
             cycles_report(kdlab_graph()) or "none",

@@ -1,4 +1,4 @@
-"""The catalogue of bad input (catalogue), end to end: each case is the real CLI in a
+"""The catalogue of bad input (catalogue.py), end to end: each case is the real CLI in a
 subprocess, one line on stderr, exit code 2, nothing of a finished run overwritten and no
 run dir left behind. Its own file, so the test runner can run it beside the kill/resume
 tests of test_reliability.py."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalogue import CATALOGUE, RELIABILITY_TESTS, Workspace, build_workspace, run_bad_input
+from catalogue import CATALOGUE, RELIABILITY_TESTS, run_bad_input
+from harness import Workspace, build_workspace
 from test_cli import assert_one_line_error
 from test_reliability import files_under
 

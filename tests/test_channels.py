@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from catalogue import write_image_folder
-from conftest import read_summary
+from harness import read_summary
 from kdlab.data import build_data
+from kdlab.data.imagefolder import write_image_folder
 from kdlab.data.schedule import TrainSchedule
 from kdlab.engine.checkpoint import Checkpoint
 from kdlab.errors import KdlabError

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from cifar_archive import write_cifar10, write_cifar100
 from kdlab.data import build_data
 from kdlab.data.augment import crop_flip, draw_crop_flip, random_crop_flip
+from kdlab.data.cifar_archive import write_cifar10, write_cifar100
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.normalize import Normalizer
 from kdlab.data.schedule import EvalSchedule, TrainSchedule

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, read_summary, run_kdlab
+from harness import TINY, read_summary, run_kdlab
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.models import build_model, modules_up_to
 from test_cli import assert_one_line_error

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import TINY, read_summary
+from harness import TINY, read_summary
 from kdlab.cli.main import main
 from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 

@@ -20,10 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-from catalogue import FOLDER_RUN, run_kdlab, succeeded, write_image_folder
+from harness import FOLDER_RUN, run_kdlab, succeeded
 from kdlab.cli.commands import export as export_command
 from kdlab.cli.commands import predict as predict_command
 from kdlab.cli.commands.report import write_report
+from kdlab.data.imagefolder import write_image_folder
 from kdlab.deploy import FORMATS, ExportMismatch, export_model, load_selected
 from kdlab.deploy.export import compare
 from kdlab.deploy.formats import Loaded

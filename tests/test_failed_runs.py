@@ -3,8 +3,7 @@ failed that `kdlab report` lists as failed."""
 
 from __future__ import annotations
 
-from catalogue import BLOW_UP, FAST
-from conftest import read_summary
+from harness import BLOW_UP, FAST, read_summary
 from test_cli import assert_one_line_error
 
 

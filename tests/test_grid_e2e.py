@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from cifar_archive import write_cifar100
-from conftest import TINY, read_summary, run_kdlab
+from harness import TINY, read_summary, run_kdlab
+from kdlab.data.cifar_archive import write_cifar100
 from kdlab.engine.provenance import HASH_SHOWN, sha256_file
 from test_cli import assert_one_line_error
 

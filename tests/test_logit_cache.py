@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, read_summary, run_kdlab
+from harness import TINY, read_summary, run_kdlab
 from kdlab.data import build_data
 from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_of
 from kdlab.engine.checkpoint import load_checkpoint

@@ -22,7 +22,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from conftest import TINY, read_summary, run_kdlab
+from harness import TINY, read_summary, run_kdlab
 from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from kdlab.engine.fine_tuning import backbone_modules, head_first
 from kdlab.engine.objective import CrossEntropy

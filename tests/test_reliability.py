@@ -23,17 +23,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from catalogue import (
+from faults import FAULTS
+from harness import (
     BLOW_UP,
     FAST,
     TINY,
     RunsCode,
+    read_summary,
     resume_one_more_epoch,
     run_kdlab,
     train_one_epoch,
 )
-from conftest import read_summary
-from faults import FAULTS
 from kdlab.data import DataBundle
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.engine.execution import resolve_precision, seed_everything

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY
+from harness import TINY
 from kdlab.data import DATASETS, build_data, dataset_names
 from kdlab.engine.checkpoint import Checkpoint, load_checkpoint
 from kdlab.errors import KdlabError

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from conftest import TINY, read_summary
+from harness import TINY, read_summary
 from test_cli import assert_one_line_error
 
 PNG = b"\x89PNG\r\n\x1a\n"

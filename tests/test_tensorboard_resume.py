@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_kdlab
+from harness import TINY, run_kdlab
 
 # A constant lr: a 1-epoch run continued to 2 epochs then trains as a 2-epoch run does.
 # 256 train images in batches of 32: 8 steps an epoch.

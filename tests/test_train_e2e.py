@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, read_summary
+from harness import TINY, read_summary
 from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from kdlab.engine.execution import resolve_precision
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.errors import KdlabError
+from kdlab.runs.plugins import load_plugins
 
 RUN_COMMANDS = ("train", "distill", "fitnet")
 
@@ -37,7 +38,9 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
-    """The model of a run dir (its best.pt) or of a .pt file, in eval mode."""
+    """The model of a run dir (its best.pt) or of a .pt file, in eval mode (a plugin's model
+    too: the plugins are loaded first)."""
+    load_plugins()
     file = checkpoint_in(path)
     state = Checkpoint.read(file, device)
     model = state.build_model().to(device).eval()

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
 from kdlab.runs.failed_run import Launch, record_failure
+from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
 
 EXIT_USAGE = 2
@@ -251,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is None:
         fail(f"unknown command '{name}': choose one of {', '.join(COMMANDS)} (kdlab --help)")
     try:
+        load_plugins()  # their models and data sets are choices of every command
         if command.hydra:
             run_hydra_command(name, rest)
         else:

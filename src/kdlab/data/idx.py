@@ -12,6 +12,7 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -208,6 +209,28 @@ def load_idx(name: str, root: Path, *, download: bool) -> Source[ImageSet]:
         _read_split(spec, files[images], files[labels]) for images, labels in SPLIT_FILES.values()
     )
     return Source(train, test, list(spec.class_names))
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """An idx file's content: the big-endian magic number and dimensions, then the bytes."""
+    dims = np.array(array.shape, dtype=">i4").tobytes()
+    return magic.to_bytes(4, "big") + dims + array.astype(np.uint8).tobytes()
+
+
+def write_tiny(name: str, root: Path) -> dict[str, Any]:
+    """A tiny copy of idx data set `name` in `root`, its four files gzipped as released (5
+    train and 2 test images a class, random pixels), and the `data.*` settings loading it."""
+    spec = IDX_SETS[name]
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    classes = len(spec.class_names)
+    for (images_name, labels_name), per_class in zip(SPLIT_FILES.values(), (5, 2), strict=True):
+        labels = np.arange(per_class * classes) % classes
+        shape = (len(labels), spec.image_size, spec.image_size)
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        (root / f"{images_name}.gz").write_bytes(gzip.compress(idx_bytes(images, IMAGES_MAGIC)))
+        (root / f"{labels_name}.gz").write_bytes(gzip.compress(idx_bytes(labels, LABELS_MAGIC)))
+    return {"root": str(root), "download": False}
 
 
 @dataclass

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -201,6 +201,34 @@ class ImageFolderConfig(DataConfig):
 def load(settings: ImageFolderConfig) -> Source[FolderFiles]:
     """The registry's entry point: the files are listed here and decoded later (or streamed)."""
     return scan_image_folders(Path(settings.root), settings.image_size, settings.channels)
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...],
+    per_split: tuple[int, int] = (6, 2),
+    shape: tuple[int, int] = (16, 16),
+    suffixes: tuple[str, ...] = (".png",),
+) -> Path:
+    """train/ and test/ of random RGB images, `per_split` a class, of `shape` (height,
+    width), saved in turn as each of `suffixes` (0.png, 1.jpg, ...)."""
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "test"), per_split, strict=True):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}{suffixes[i % len(suffixes)]}")
+    return root
+
+
+def write_tiny(root: Path) -> dict[str, Any]:
+    """A tiny image folder in `root` (3 classes, 5 train and 2 test images each, PNGs and
+    JPEGs of 20x24 px), and the `data.*` settings that load it (resized to 16 px)."""
+    shapes = ("disk", "ring", "square")
+    write_image_folder(root, shapes, (5, 2), (20, 24), (".png", ".jpg"))
+    return {"root": str(root), "image_size": 16}
 
 
 def check(settings: ImageFolderConfig) -> None:

@@ -1,23 +1,27 @@
 """Every data set `data=NAME` can load, in one place: how it loads, what its images are, how
 they train and which study preset fits it.
 
-Adding a data set: a module with its settings class (a `DataConfig` subclass) and a
-`load(settings) -> Source`, one `DatasetSpec` entry below, and its tests. The `data=` config
-group, the checks, `kdlab study`'s preset and the error listing the valid names follow.
+Adding a data set: a module with its settings class (a `DataConfig` subclass), a
+`load(settings) -> Source` and a `write_tiny(root)` (a tiny generated copy for the tests),
+one `DatasetSpec` entry below; code outside kdlab calls `register_dataset` (a plugin: see
+kdlab.runs.plugins). The `data=` config group, the checks, `kdlab study`'s preset, the error
+listing the valid names and the registry's tests (tests/test_registries.py) follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data import cifar, idx, imagefolder, synthetic
+from kdlab.data import cifar, cifar_archive, idx, imagefolder, synthetic
 from kdlab.data.settings import DataConfig, check_common
 from kdlab.data.source import Source
-from kdlab.errors import KdlabError
+from kdlab.errors import KdlabError, check_new_name
 
 CROP_PAD = 4  # CIFAR-style augmentation: zero-pad 4, random 32x32 crop, horizontal flip
 
@@ -37,6 +41,9 @@ class DatasetSpec:
     std: tuple[float, ...] | None = None
     preset: str = "cifar"  # the `experiment=` preset `kdlab study` picks for it
     check: Callable[[Any], None] | None = None  # its own checks (no files touched)
+    # Writes a tiny generated copy under a root, in the real on-disk format, and returns the
+    # `data.*` settings that load it (tests/test_registries.py loads every one).
+    make_tiny: Callable[[Path], dict[str, Any]] | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -44,6 +51,7 @@ DATASETS: dict[str, DatasetSpec] = {
         cifar.CifarConfig,
         cifar.load,
         "CIFAR-10 (torchvision's files, downloaded into data.root)",
+        make_tiny=partial(cifar_archive.write_tiny, "cifar10"),
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
     ),
@@ -51,6 +59,7 @@ DATASETS: dict[str, DatasetSpec] = {
         cifar.CifarConfig,
         cifar.load,
         "CIFAR-100 (torchvision's files, downloaded into data.root)",
+        make_tiny=partial(cifar_archive.write_tiny, "cifar100"),
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
     ),
@@ -61,6 +70,7 @@ DATASETS: dict[str, DatasetSpec] = {
         image_size=None,
         channels=None,
         check=imagefolder.check,
+        make_tiny=imagefolder.write_tiny,
     ),
     **{
         name: DatasetSpec(
@@ -73,6 +83,7 @@ DATASETS: dict[str, DatasetSpec] = {
             mean=spec.mean,
             std=spec.std,
             preset="fashion",
+            make_tiny=partial(idx.write_tiny, name),
         )
         for name, spec in idx.IDX_SETS.items()
     },
@@ -81,8 +92,31 @@ DATASETS: dict[str, DatasetSpec] = {
         synthetic.load,
         "built-in procedural 32x32 RGB shapes, 10 classes; generated, no files",
         preset="quick",
+        make_tiny=synthetic.write_tiny,
     ),
 }
+
+
+def register_dataset(name: str, spec: DatasetSpec) -> DatasetSpec:
+    """Make `data=name` load a data set from outside kdlab, like a built-in one: the `data=`
+    config group with `spec.settings`' fields, `--help`, the checks and `kdlab study`'s
+    preset follow. `spec.load(settings)` returns a `Source` of `ImageSet`s (uint8 N,C,S,S
+    images, int64 labels) and the class names. A taken name is an error."""
+    check_new_name("data set", "data", name, DATASETS)
+    if not (isinstance(spec.settings, type) and issubclass(spec.settings, DataConfig)):
+        raise KdlabError(
+            f"cannot register data set '{name}': its DatasetSpec.settings must be a DataConfig "
+            f"subclass (a dataclass), got {spec.settings!r}"
+        )
+    size = next(f.default for f in fields(spec.settings) if f.name == "image_size")
+    if spec.image_size is not None and size != spec.image_size:
+        raise KdlabError(
+            f"cannot register data set '{name}': its images are {spec.image_size} px but "
+            f"{spec.settings.__name__}.image_size defaults to {size}: declare "
+            f"image_size: int = {spec.image_size} in it"
+        )
+    DATASETS[name] = spec
+    return spec
 
 
 def dataset_names() -> list[str]:

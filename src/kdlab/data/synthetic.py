@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -242,3 +244,8 @@ def load(_: SyntheticConfig) -> Source[ImageSet]:
         generate(DEFAULT_TEST_SIZE, TEST_STREAM),
         list(CLASS_NAMES),
     )
+
+
+def write_tiny(_: Path) -> dict[str, Any]:
+    """Nothing to write: the set is generated; its `data.*` settings for a small run."""
+    return {"train_size": 100, "test_size": 50}

@@ -1,4 +1,5 @@
-"""Models by name (`model=NAME`) and their named feature points for FitNets."""
+"""Models by name (`model=NAME`; `register_model` adds one from outside kdlab) and their
+named feature points for FitNets and the feature methods."""
 
 from kdlab.models.cost import count_macs, weights_megabytes
 from kdlab.models.features import (
@@ -11,6 +12,7 @@ from kdlab.models.features import (
     stage_points,
 )
 from kdlab.models.registry import (
+    ModelBuilder,
     ModelInfo,
     build_model,
     build_options,
@@ -22,10 +24,12 @@ from kdlab.models.registry import (
     head_parameters,
     model_label,
     model_names,
+    register_model,
 )
 
 __all__ = [
     "FeatureTap",
+    "ModelBuilder",
     "ModelInfo",
     "build_model",
     "build_options",
@@ -43,6 +47,7 @@ __all__ = [
     "model_label",
     "model_names",
     "modules_up_to",
+    "register_model",
     "stage_points",
     "weights_megabytes",
 ]

@@ -1,4 +1,8 @@
-"""Every model `model=NAME` can build, listed in one place, and how to build and describe them."""
+"""Every model `model=NAME` can build, listed in one place, and how to build and describe them.
+
+Code outside kdlab adds its own with `register_model` (a plugin: see kdlab.runs.plugins); a
+registered model is a `model=` choice like a built-in one.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.errors import KdlabError
+from kdlab.errors import KdlabError, check_new_name
 from kdlab.models.features import default_feature_point, feature_points
 from kdlab.models.mobilenetv2 import MobileNetV2
 from kdlab.models.plain import (
@@ -121,6 +125,30 @@ MODELS: dict[str, ModelBuilder] = {
         weights=("pretrained", "pretrained_file"),
     ),
 }
+
+
+def register_model(
+    name: str,
+    builder: ModelBuilder | Callable[..., nn.Module],
+    notes: str = "",
+    options: tuple[str, ...] = (),
+) -> ModelBuilder:
+    """Make `model=name` build a model from outside kdlab, like a built-in one: the `model=`
+    config group, `--help`, the checks, run summaries and `kdlab models` list it.
+
+    `builder`: a `ModelBuilder`, or a function `(num_classes, in_channels=3, **options) ->
+    nn.Module` with `notes` (its line in `kdlab models`) and `options` (the model.KEY
+    settings it takes; their defaults are its keyword defaults). Its network declares
+    `feature_points` (and may declare `default_feature_point`, `stage_points`), or its
+    top-level children before the head are its feature points. A taken name is an error.
+    """
+    check_new_name("model", "model", name, MODELS)
+    if not isinstance(builder, ModelBuilder):
+        builder = ModelBuilder(builder, notes or f"{name} (registered)", options)
+    MODELS[name] = builder
+    return builder
+
+
 # model.freeze_epochs=N (models with pretrained weights): only the new head trains for the
 # first N epochs (the backbone frozen, BatchNorm statistics too), then the whole model.
 FREEZE = "freeze_epochs"

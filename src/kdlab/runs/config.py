@@ -25,6 +25,7 @@ from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
 from kdlab.methods.registry import group_options as loss_options
 from kdlab.models import group_options as model_options
+from kdlab.runs.plugins import load_plugins
 
 STAGE2_MODES = ("frozen", "finetune")
 
@@ -96,7 +97,9 @@ class FitnetRunConfig(DistillConfig):
 
 
 def register_configs() -> None:
-    """The schemas the primary configs start from, and the generated config groups."""
+    """The schemas the primary configs start from, and the generated config groups (the
+    plugins' methods, models and data sets among them)."""
+    load_plugins()
     store = ConfigStore.instance()
     store.store(name="kdlab_run", node=RunConfig)
     store.store(name="kdlab_distill", node=DistillConfig)

@@ -1,4 +1,5 @@
-"""Write tiny data sets in CIFAR's own archive format, so loading is tested without a download.
+"""Tiny CIFAR-10/100 copies in CIFAR's own archive format: the data sets' `make_tiny`, so
+loading is tested (and tried) without a download.
 
 The batch files are pickled dicts as in the official Python release (loaded by torchvision
 with encoding="latin1"): "data" is a uint8 N x 3072 array (R, G, B planes of 32x32), labels
@@ -11,7 +12,9 @@ import io
 import pickle
 import tarfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,3 +100,17 @@ def write_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 1)
             },
         )
     return Written(train_images, train_labels, test_images, test_labels, names)
+
+
+# Tiny copies: 5 train images a class, enough for the default val split to hold one out of each.
+TINY_WRITERS = {
+    "cifar10": partial(write_cifar10, per_batch=10, test=20),
+    "cifar100": partial(write_cifar100, train=500, test=100),
+}
+
+
+def write_tiny(name: str, root: Path) -> dict[str, Any]:
+    """A tiny archive of `name` (cifar10, cifar100) in `root`, and the `data.*` settings that
+    load it."""
+    TINY_WRITERS[name](root)
+    return {"root": str(root), "download": False, "verify_md5": False}
