@@ -9,7 +9,7 @@ import sys
 import pytest
 from torch import nn
 
-from harness import read_summary, run_kdlab
+from harness import FAST, read_summary, run_kdlab, succeeded
 from kdlab.data import DataConfig, DatasetSpec, register_dataset
 from kdlab.errors import KdlabError
 from kdlab.models import register_model
@@ -17,7 +17,7 @@ from kdlab.runs.plugins import load_plugins
 from test_cli import assert_one_line_error
 
 # A user's module: a two-conv network and a data set of horizontal vs vertical stripes.
-PLUGIN = '''
+PLUGIN = """
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +65,7 @@ register_dataset(
     "stripes",
     DatasetSpec(StripesConfig, load, "a plugin's stripes", image_size=16, channels=1, flips=False),
 )
-'''
+"""
 RUN = [
     "model=tiny_net",
     "model.width=4",
@@ -164,3 +164,37 @@ def test_taken_and_untypable_names_cannot_be_registered():
         register_dataset("odd", DatasetSpec(dict, lambda settings: None, "not a DataConfig"))
     with pytest.raises(KdlabError, match=r"DataConfig\.image_size defaults to 32: declare"):
         register_dataset("small", DatasetSpec(DataConfig, lambda settings: None, "", image_size=8))
+
+
+# The docs' custom logit method, whole (docs: development, "a method from outside kdlab").
+MSE_PLUGIN = """
+import torch.nn.functional as F
+from kdlab.methods import LogitMethod, register
+
+@register("mse_logits")
+class MseLogits(LogitMethod):
+    \"\"\"Mean squared error between student and teacher logits.\"\"\"
+    scale: float = 1.0
+
+    def loss(self, student, teacher, labels):
+        return self.scale * F.mse_loss(student.logits, teacher.logits)
+"""
+
+
+def test_a_plugin_method_is_a_loss_choice_like_the_built_in_ones(tmp_path):
+    """`KDLAB_PLUGINS=my_mse kdlab distill loss=mse_logits loss.scale=2` runs it, through the
+    logit cache (it reads only logits), and records its settings; `loss.bogus=1` is one line."""
+    (tmp_path / "my_mse.py").write_text(MSE_PLUGIN)
+    env = plugin_env("my_mse")
+    succeeded(run_kdlab("train", *FAST, "trainer.epochs=1", "hydra.run.dir=teacher", cwd=tmp_path))
+    student = [*FAST, "trainer.epochs=1", "teacher.ckpt=teacher", "loss=mse_logits"]
+    proc = run_kdlab(
+        "distill", *student, "loss.scale=2", "hydra.run.dir=run", cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = read_summary(tmp_path / "run")
+    assert summary["method_settings"]["scale"] == 2.0 and summary["loss_mse_logits"] > 0
+    assert summary["teacher"]["logit_cache"] is not None
+    bad = run_kdlab("distill", *student, "loss.bogus=1", "hydra.run.dir=bad", cwd=tmp_path, env=env)
+    assert_one_line_error(bad, "loss.bogus")
+    assert not (tmp_path / "bad").exists()

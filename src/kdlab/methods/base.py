@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.engine.objective import Objective, StepOutput
-from kdlab.errors import KdlabError
+from kdlab.errors import KdlabError, check_new_name
 from kdlab.methods.losses import kl_divergence
 from kdlab.methods.points import TAP_KINDS, Taps, resolve_taps, run_tapped
 from kdlab.methods.teacher import FrozenTeacher
@@ -305,8 +305,7 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     """Make a method class the `loss=NAME` choice (its config group, checks and summary)."""
 
     def add(cls: type[Method]) -> type[Method]:
-        if name in METHODS and METHODS[name] is not cls:
-            raise KdlabError(f"loss={name} is registered twice: rename one of the two methods")
+        check_new_name("method", "loss", name, METHODS)
         if not issubclass(cls, Method) or cls.taps not in ("none", "logits", *TAP_KINDS):
             raise KdlabError(f"method '{name}' must derive from LogitMethod or FeatureMethod")
         cls.name = name
