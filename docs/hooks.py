@@ -16,6 +16,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -68,8 +69,16 @@ def cell(value: Any) -> str:
     return f"{fence}{text}{fence}"
 
 
+def override(value: Any) -> str:
+    """A value as an override writes it: true, null, 0.1, [0.5, 0.75], cifar10."""
+    if value is None or isinstance(value, bool | list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
 def prose(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text as a table cell: one line, its pipes escaped, `<` not taken for an HTML tag."""
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -116,7 +125,8 @@ def config_reference(command: str) -> str:
                 walk(value, f"{prefix}{f.name}.")
             else:
                 note = prose(comments.get(f.name, ""))
-                rows.append([cell(prefix + f.name), cell(type_name(f.type)), cell(value), note])
+                row = [cell(prefix + f.name), cell(type_name(f.type)), cell(override(value)), note]
+                rows.append(row)
 
     walk(compose_config(command), "")
     intro = (
@@ -137,7 +147,7 @@ def methods_table() -> str:
     rows = []
     for name, cls in METHODS.items():
         settings = [
-            f"`loss.{key}={default!r}`"
+            f"`loss.{key}={override(default)}`"
             for key, _, default in settings_of(cls)
             if default is not dataclasses.MISSING
         ]
@@ -173,7 +183,7 @@ def datasets_table() -> str:
     rows = []
     for name, spec in DATASETS.items():
         own = [f for f in dataclasses.fields(spec.settings) if f.name not in common]
-        settings = ", ".join(f"`data.{f.name}={f.default!r}`" for f in own) or "-"
+        settings = ", ".join(f"`data.{f.name}={override(f.default)}`" for f in own) or "-"
         size = "data.image_size" if spec.image_size is None else f"{spec.image_size} px"
         channels = "data.channels" if spec.channels is None else str(spec.channels)
         rows.append(
