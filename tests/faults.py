@@ -1,8 +1,8 @@
 """The fault catalogue: what goes wrong around a run (kills, full disks, two writers, damaged
 files, other hardware), what kdlab does about it, and the test that checks it.
 
-A plain table: scripts/error_catalogue.py --faults prints it for the README, and
-tests/test_reliability.py checks that every test it names exists, so it cannot drift.
+A plain table: scripts/error_catalogue.py --faults prints it, docs/errors.md is generated from
+it, and tests/test_reliability.py checks that every test it names exists, so it cannot drift.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What `data.augment=auto` and `data.normalize=auto` pick for a run, and the image geometry
-each augmentation needs: the rules README's "Data sets" states, in one place.
+each augmentation needs: the rules docs/data.md states, in one place.
 
 - augment auto: `cifar` (pad-4 crop + flip, no flips for digits and characters) for every
   data set of a fixed size (32 px, 28 px) and for image folders below IMAGENET_MIN_SIZE px;

@@ -27,7 +27,7 @@ class DataConfig:
     test_size: int | None = None  # class-balanced subset of test; null = all
     val_split: float = 0.1  # stratified fraction of the FULL train split held out (any size)
     split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
-    augment: str = "auto"  # auto|cifar|imagenet|none (true = auto, false = none): README
+    augment: str = "auto"  # auto|cifar|imagenet|none (true = auto, false = none): docs/data.md
     normalize: str = "auto"  # auto|dataset|imagenet: ImageNet stats for pretrained models
     image_size: int = 32  # side length; only data sets without a fixed size resize
     num_workers: Any = "auto"  # DataLoader workers for streamed files: a count, or auto

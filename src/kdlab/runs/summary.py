@@ -1,6 +1,6 @@
 """The run record: what summary.json holds, assembled and written in one place.
 
-Its fields are the run-dir contract (README, Outputs) that `kdlab report` and scripts read.
+Its fields are the run-dir contract (docs/outputs.md) that `kdlab report` and scripts read.
 The parts only some runs have come from the stages and objectives that produced them: the
 loss parts each stage logged, the fields a command's objective describes (`T`, `alpha`, the
 teacher, FitNets' layers).

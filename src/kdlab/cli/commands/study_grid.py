@@ -138,7 +138,7 @@ def print_total(
         f"{work / 1e12:,.1f} TFLOP per training image ({total})"
     )
     print("cost: epochs of the run's model alone, a teacher forward = 1/3 of a student step "
-          "scaled by their FLOPs (README, The CIFAR-100 grid)")  # fmt: skip
+          "scaled by their FLOPs (docs/studies.md, The CIFAR-100 grid)")  # fmt: skip
 
 
 def print_plan(plan: Plan, study_dir: Path, shared: list[str]) -> None:
