@@ -19,8 +19,8 @@ from kdlab.methods.teacher import FrozenTeacher
 log = logging.getLogger("kdlab")
 
 BUILT_IN = (
-    "ce", "kd", "dkd", "dist", "at", "nst", "sp", "pkt", "rkd", "hint", "ofd", "reviewkd",
-    "crd", "cc", "vid", "ab", "ft", "fsp",
+    "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "at", "nst", "sp", "pkt", "rkd",
+    "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp",
 )  # fmt: skip
 for _module in BUILT_IN:
     import_module(f"kdlab.methods.{_module}")
