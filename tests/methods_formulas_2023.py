@@ -62,3 +62,42 @@ def ref_kd_at(z_s, z_t, tau: float) -> float:
     """tau^2 KL(softmax(v / tau) || softmax(z / tau)), mean over the batch."""
     rows = zip(z_s.tolist(), z_t.tolist(), strict=True)
     return tau * tau * sum(kl(softmax_row(t, tau), softmax_row(s, tau)) for s, t in rows) / len(z_s)
+
+
+def ref_cosine_cost(w, sharpen: float):
+    """d_ij = 1 - <w_i, w_j> / (|w_i| |w_j|) of the classifier rows, sharpened to
+    1 - exp(-sharpen d_ij) unless sharpen is 0 (the WKD code's switch)."""
+    rows = w.tolist()
+    norms = [math.sqrt(sum(x * x for x in r)) for r in rows]
+    cost = []
+    for ri, ni in zip(rows, norms, strict=True):
+        dots = [sum(a * b for a, b in zip(ri, rj, strict=True)) for rj in rows]
+        far = [1.0 - d / (ni * nj) for d, nj in zip(dots, norms, strict=True)]
+        cost.append(far if sharpen == 0 else [1.0 - math.exp(-sharpen * x) for x in far])
+    return cost
+
+
+def sinkhorn_cost(a, b, cost, reg: float, iters: int, eps: float = 1e-8) -> float:
+    """<P, C> of the plan diag(u) K diag(v) after `iters` scaling rounds from u = 1/n,
+    K = exp(-C / reg) (Cuturi 2013), with the WKD code's eps in the denominators."""
+    n = len(a)
+    kern = [[math.exp(-cost[i][j] / reg) for j in range(n)] for i in range(n)]
+    u, v = [1.0 / n] * n, [0.0] * n
+    for _ in range(iters):
+        v = [b[j] / (sum(kern[i][j] * u[i] for i in range(n)) + eps) for j in range(n)]
+        u = [a[i] / (sum(kern[i][j] * v[j] for j in range(n)) + eps) for i in range(n)]
+    return sum(u[i] * kern[i][j] * v[j] * cost[i][j] for i in range(n) for j in range(n))
+
+
+def ref_wkd_l(z_s, z_t, labels, cost, T: float, gamma: float, reg: float, iters: int) -> float:
+    """Lv et al. 2024, WKD-L: -p_t(y) log p_s(y) + gamma * WD over the non-target classes,
+    with the cost max(C, 0) + 1e-8 restricted to them; mean over the batch."""
+    total = 0.0
+    for zs, zt, y in zip(z_s.tolist(), z_t.tolist(), labels.tolist(), strict=True):
+        keep = [j for j in range(len(zs)) if j != y]
+        a = softmax_row([zs[j] for j in keep], T)
+        b = softmax_row([zt[j] for j in keep], T)
+        sub = [[max(cost[i][j], 0.0) + 1e-8 for j in keep] for i in keep]
+        total += -softmax_row(zt)[y] * math.log(softmax_row(zs)[y])
+        total += gamma * sinkhorn_cost(a, b, sub, reg, iters)
+    return total / len(labels)

@@ -14,15 +14,18 @@ from kdlab.methods.ctkd import CTKD, GlobalTemperature, ctkd_kd_loss, curriculum
 from kdlab.methods.nkd import nkd_loss
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.methods.ttm import ttm_loss
+from kdlab.methods.wkd_l import classifier_cost, decayed_weight, target_term, wasserstein_term
 from kdlab.methods.wttm import wttm_loss
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 from methods_formulas_2023 import (
+    ref_cosine_cost,
     ref_curriculum_lambda,
     ref_kd_at,
     ref_nkd,
     ref_tau,
     ref_ttm,
+    ref_wkd_l,
 )
 from test_methods_losses import approx, gradcheck, randn
 
@@ -102,3 +105,35 @@ def test_ctkd_temperature_is_trained_with_weight_decay_as_the_official():
     group = next(g for g in optimizer.param_groups if any(p is theta for p in g["params"]))
     assert group["weight_decay"] == 5e-4
     assert ctkd.temperature(0.0).item() == pytest.approx(1 + 20 / (1 + math.exp(-1)))
+
+
+def wkd_inputs(shape, seed):
+    z_s, z_t, y = logits(shape, seed=seed)
+    weight = randn(shape[1], 16, seed=seed + 7)
+    return z_s, z_t, y, weight
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5, 10), (3, 100)])
+@pytest.mark.parametrize(("T", "gamma", "sharpen"), [(8.0, 600.0, 1.0), (2.0, 30.0, 0.0)])
+def test_wkd_l_matches_the_formula(shape, T, gamma, sharpen):
+    z_s, z_t, y, weight = wkd_inputs(shape, seed=shape[1] + int(T))
+    cost = classifier_cost(weight, sharpen)
+    expected = ref_cosine_cost(weight, sharpen)
+    torch.testing.assert_close(
+        cost, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-13
+    )
+    got = target_term(z_s, z_t, y) + gamma * wasserstein_term(z_s, z_t, y, cost, T, 0.05, 10)
+    assert approx(got, ref_wkd_l(z_s, z_t, y, expected, T, gamma, 0.05, 10), rel=1e-10)
+
+
+def test_wkd_l_gradients_run_through_the_sinkhorn_iterations():
+    z_s, z_t, y, weight = wkd_inputs((4, 8), seed=2)
+    cost = classifier_cost(weight, 1.0)
+    gradcheck(lambda x: wasserstein_term(x, z_t, y, cost, 2.0, 0.05, 10), z_s)
+    gradcheck(lambda x: target_term(x, z_t, y), z_s)
+
+
+def test_wkd_l_weight_decays_along_a_half_cosine_after_its_start():
+    assert [decayed_weight(600.0, e, 150, 240) for e in (1, 150, 240)] == [600.0, 600.0, 0.0]
+    assert decayed_weight(600.0, 195, 150, 240) == pytest.approx(300.0)
+    assert decayed_weight(600.0, 9, 0, 0) == 600.0  # the run's length unknown: no decay
