@@ -25,6 +25,7 @@ from kdlab.grid.plan import (
     parse_pairs,
 )
 from kdlab.grid.results import cell_result, write_grid_report
+from kdlab.methods.registry import METHODS
 from kdlab.published import published, published_accuracy, published_figure, sources
 
 # Cells read off the READMEs (RepDistiller@b84f547 README.md "Benchmark Results on CIFAR-100",
@@ -41,6 +42,13 @@ README_CELLS = [
     ("resnet56", "resnet20", "dkd", 71.97, "best"),  # MD, **DKD**, first column
     ("wrn_40_2", "wrn_40_1", "dkd", 74.81, "best"),
     ("resnet32x4", "shufflenetv2", "dkd", 77.07, "best"),  # MD's header says MobileNet-V2
+    # CTKD@7d52522 README.md "Main Results", TTM@fe457b3 README.md tables 1 and 2, WKD@214cf88
+    # README.md (WKD-L row)
+    ("wrn_40_2", "wrn_16_2", "ctkd", 75.45, "best"),  # **+CTKD**, fourth column
+    ("resnet32x4", "resnet8x4", "ttm", 76.17, "best"),  # TTM, sixth column
+    ("vgg13", "vgg8", "wttm", 74.44, "best"),  # WTTM, last column
+    ("wrn_40_2", "shufflenetv1", "wttm", 75.42, "best"),  # table 2, WTTM, last column
+    ("wrn_40_2", "shufflenetv1", "wkd_l", 76.72, "best"),  # WKD-L, WRN40-2 -> SNV1
 ]
 
 
@@ -60,8 +68,9 @@ def test_the_published_table_holds_the_readmes_figures():
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "fsp") is None
     assert published_figure("cifar100", "resnet110", "resnet20", "dkd") is None
     table = published("cifar100")
-    # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures
-    assert len(table) == 15 + 90 + 72 + 11
+    # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
+    # TTM and WTTM 13 each, WKD-L 2
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
     assert sources()["repdistiller"].cite() == "HobbitLong/RepDistiller@b84f547 README.md"
@@ -69,9 +78,10 @@ def test_the_published_table_holds_the_readmes_figures():
 
 
 def test_every_published_cell_is_a_cell_of_the_grid():
+    """A row of the tables, or a kdlab method the grid runs on request (methods=ctkd,...)."""
     grid = set(SAME_FAMILY + CROSS_FAMILY)
     for teacher, student, method in published("cifar100"):
-        assert method in GRID_METHODS
+        assert method in GRID_METHODS or method in METHODS
         if teacher:
             assert (teacher, student) in grid
 

@@ -13,7 +13,7 @@ from kdlab.report.plotting import report_colours
 from test_cli import assert_one_line_error
 
 TEACHER = "resnet8"
-LOGIT_METHODS = ["dkd", "dist"]
+LOGIT_METHODS = ["dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l"]
 FEATURE_METHODS = {
     "at": ["layer1", "layer2", "layer3"],
     "nst": ["layer1", "layer2", "layer3"],
@@ -48,10 +48,11 @@ def records(run) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-# Run by default: one logit method (dkd) and a feature method of each kind of tap (stages:
-# at, embedding: rkd, a regressor: hint). The others are marked slow: their objectives are
-# checked step by step in test_methods_objectives.py and their taps are the same as these.
-COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt"}
+# Run by default: dkd, ctkd (a logit method with its own trained parameter) and a feature
+# method of each kind of tap (stages: at, embedding: rkd, a regressor: hint). The others are
+# marked slow: their losses are checked against formulas and take a step in
+# test_method_registry.py, and they go through the same path as these.
+COVERED_BY_THEIR_KIND = {"dist", "nkd", "ttm", "wttm", "wkd_l", "nst", "sp", "pkt"}
 
 
 @pytest.mark.parametrize(

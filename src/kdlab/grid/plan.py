@@ -133,7 +133,7 @@ class Job:
         method = METHODS.get(self.setting("loss") or "")
         if self.command != "distill" or method is None:
             return 0
-        default = {f.name: f.default for f in fields(method.config)}.get("init_epochs", 0)
+        default = {f.name: f.default for f in fields(method.settings_class)}.get("init_epochs", 0)
         return int(self.setting("loss.init_epochs") or default)
 
     @property

@@ -12,31 +12,22 @@ from torch import Tensor
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LogitMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype, standardize_logits
+from kdlab.methods.losses import in_compute_dtype, kl_rows, non_target, standardize_logits
 
 
 def _log_parts(logits: Tensor, labels: Tensor, T: float) -> tuple[Tensor, Tensor]:
     """log b (B, 2) and log p^ (B, C - 1), exactly, in log space.
 
-    The target column is removed by indexing instead of mdistiller's `- 1000 * mask` (exact
-    only while |z/T| << 1000), and log b comes from logsumexp instead of log(softmax), which is
-    -inf in float32 once a target probability underflows.
+    The target column is removed by indexing (`non_target`), and log b comes from logsumexp
+    instead of log(softmax), which is -inf in float32 once a target probability underflows.
     """
     z = logits / T
-    n, c = z.shape
-    target = labels.reshape(n, 1).long()
-    others = torch.arange(c - 1, device=z.device).expand(n, c - 1)
-    others = others + (others >= target).long()
-    z_other = z.gather(1, others)
+    target = labels.reshape(-1, 1).long()
+    z_other = non_target(z, target)
     log_total = torch.logsumexp(z, dim=1, keepdim=True)
     log_other = torch.logsumexp(z_other, dim=1, keepdim=True)
     log_b = torch.cat([z.gather(1, target), log_other], dim=1) - log_total
     return log_b, z_other - log_other
-
-
-def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """KL(p || q) per row, from log-probabilities."""
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
 def dkd_loss(
@@ -54,7 +45,7 @@ def dkd_loss(
     z_s, z_t = in_compute_dtype(student_logits, teacher_logits)
     b_s, hat_s = _log_parts(z_s, labels, T)
     b_t, hat_t = _log_parts(z_t, labels, T)
-    return T * T * (alpha * _kl(b_t, b_s) + beta * _kl(hat_t, hat_s)).mean()
+    return T * T * (alpha * kl_rows(b_t, b_s) + beta * kl_rows(hat_t, hat_s)).mean()
 
 
 def dkd_warmup(epoch: int, warmup: int) -> float:

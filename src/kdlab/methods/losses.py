@@ -24,6 +24,17 @@ def in_compute_dtype(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t.to(dtype) for t in tensors)
 
 
+def non_target(logits: Tensor, labels: Tensor) -> Tensor:
+    """The (B, C - 1) logits without each row's label column, the other classes in order.
+
+    Indexing, not mdistiller's `- 1000 * mask`, which is exact only while |z| << 1000.
+    """
+    n, c = logits.shape
+    others = torch.arange(c - 1, device=logits.device).expand(n, c - 1)
+    others = others + (others >= labels.reshape(n, 1)).long()
+    return logits.gather(1, others)
+
+
 def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
     """Adaptive-average-pool the larger of two (B, C, H, W) maps to the smaller's H x W.
 
@@ -45,6 +56,11 @@ def attention_map(f: Tensor, p: int) -> Tensor:
     f^p, not |f|^p, as in the references: the two differ for odd p on pre-activation maps.
     """
     return F.normalize(f.pow(p).mean(dim=1).flatten(1), dim=1)
+
+
+def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) per row, from log-probabilities (finite ones: log_softmax of finite logits)."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
 def kl_divergence(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:

@@ -19,8 +19,8 @@ from kdlab.methods.teacher import FrozenTeacher
 log = logging.getLogger("kdlab")
 
 BUILT_IN = (
-    "ce", "kd", "dkd", "dist", "at", "nst", "sp", "pkt", "rkd", "hint", "ofd", "reviewkd",
-    "crd", "cc", "vid", "ab", "ft", "fsp",
+    "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l", "at", "nst", "sp", "pkt",
+    "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp",
 )  # fmt: skip
 for _module in BUILT_IN:
     import_module(f"kdlab.methods.{_module}")
@@ -48,7 +48,7 @@ class DistillSettings(Protocol):
     loss: LossConfig
     T: float
     alpha: float
-    trainer: Any  # label_smoothing
+    trainer: Any  # label_smoothing, epochs
     teacher: Any  # cache
 
 
@@ -69,6 +69,7 @@ def build_method(
         image_size=image_size,
         label_smoothing=cfg.trainer.label_smoothing,
         train_images=train_images,
+        epochs=cfg.trainer.epochs,
     )
     chosen = method(cfg.loss.name)
     built = chosen(cfg.loss, context)
