@@ -24,6 +24,7 @@ FEATURE_METHODS = {
     "crd": ["embedding"],
     "cc": ["embedding"],
     "vid": ["layer1", "layer2", "layer3"],
+    "catkd": ["prepool"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 

@@ -1,0 +1,109 @@
+"""CAT-KD, ICKD, SRD and KDSVD against the independent float64 formulas of
+methods_formulas_features.py (values and gradients), and their classes on zoo models: the
+pre-pool map they tap, the classifiers they read and the modules they train."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdlab.errors import KdlabError
+from kdlab.methods.base import MethodContext, Outputs
+from kdlab.methods.catkd import cat_loss, class_activation_maps
+from kdlab.methods.registry import method
+from kdlab.methods.teacher import FrozenTeacher
+from kdlab.models import build_model
+from kdlab.runs.preflight import compose_config
+from methods_formulas_features import ref_cams, ref_catkd
+from test_methods_losses import approx, gradcheck, randn
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def built(name: str, student: str, teacher: str, *overrides: str):
+    """Method `name` on a fresh `student` and `teacher` (10 classes, 32x32), and the two."""
+    torch.manual_seed(0)
+    s, t = build_model(student, 10), build_model(teacher, 10)
+    cfg = compose_config("distill", [f"model={student}", f"loss={name}", *overrides])
+    context = MethodContext(FrozenTeacher(t), s, cfg.T, cfg.alpha, 32, 0.0)
+    return method(name)(cfg.loss, context), s, t
+
+
+def outputs(model, points, x) -> Outputs:
+    from kdlab.methods.points import run_tapped
+
+    return Outputs(*run_tapped(model, x, points))
+
+
+# --- CAT-KD --------------------------------------------------------------------------------
+
+CATKD_CASES = [  # C_s, C_t, K, H_s, H_t, r, normalize
+    (5, 6, 7, 4, 4, 2, False),
+    (5, 6, 7, 4, 8, 4, True),
+    (3, 4, 5, 5, 7, 2, True),
+    (3, 4, 5, 5, 7, 3, False),
+]
+
+
+def catkd_inputs(case, seed):
+    c_s, c_t, k, h_s, h_t = case[:5]
+    return (
+        randn(3, c_s, h_s, h_s, seed=seed),
+        randn(3, c_t, h_t, h_t, seed=seed + 1).relu(),
+        randn(k, c_s, seed=seed + 2, scale=0.5),
+        randn(k, c_t, seed=seed + 3, scale=0.5),
+    )
+
+
+@pytest.mark.parametrize("case", CATKD_CASES)
+def test_catkd_loss_matches_the_formula(case):
+    x_s, x_t, w_s, w_t = catkd_inputs(case, seed=len(case) + case[3])
+    r, normalize = case[5:]
+    cams_s, cams_t = class_activation_maps(x_s, w_s), class_activation_maps(x_t, w_t)
+    np.testing.assert_allclose(cams_t.numpy(), ref_cams(x_t.numpy(), w_t.numpy()), atol=1e-13)
+    got = cat_loss(cams_s, cams_t, r, normalize)
+    assert got.dtype == torch.float64
+    expected = ref_catkd(x_s.numpy(), x_t.numpy(), w_s.numpy(), w_t.numpy(), r, normalize)
+    assert approx(got, expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_catkd_gradients_reach_the_student_map_and_classifier_weight(normalize):
+    x_s, x_t, w_s, w_t = catkd_inputs((2, 3, 4, 4, 8), seed=3)
+    cams_t = class_activation_maps(x_t, w_t)
+    gradcheck(lambda x: cat_loss(class_activation_maps(x, w_s), cams_t, 2, normalize), x_s)
+    gradcheck(lambda w: cat_loss(class_activation_maps(x_s, w), cams_t, 2, normalize), w_s)
+
+
+def test_catkd_takes_the_pre_pool_maps_through_the_classifiers_without_bias():
+    """WRN student (its head's BN-ReLU map) and ResNet teacher: the method's term is the
+    formula on the maps the classifiers pool and their weights, the teacher's bias left out;
+    the student's classifier weight gets a gradient but is no parameter of the method."""
+    catkd, student, teacher = built("catkd", "wrn_16_1", "resnet14")
+    assert catkd.tapped.student == ("prepool",) and list(catkd.parameters()) == []
+    x = randn(4, 3, 32, 32, seed=5, dtype=torch.float32)
+    student.train()
+    s = outputs(student, catkd.tapped.student, x)
+    with torch.no_grad():
+        t = outputs(teacher.eval(), catkd.tapped.teacher, x)
+    pooled = s.features[0].mean(dim=(2, 3))
+    torch.testing.assert_close(pooled @ student.head[-1].weight.T + student.head[-1].bias, s.logits)
+    assert s.features[0].min() >= 0  # after the head's ReLU, not the raw last stage
+    got = catkd.loss(s, t, torch.zeros(4, dtype=torch.long))
+    expected = ref_catkd(
+        *(a.detach().double().numpy() for a in (s.features[0], t.features[0])),
+        student.head[-1].weight.detach().double().numpy(),
+        teacher.head[-1].weight.double().numpy(),
+        2,
+        False,
+    )
+    assert approx(got.detach(), expected, rel=1e-5)
+    got.backward()
+    assert student.head[-1].weight.grad.abs().sum() > 0
+    assert student.head[-1].bias.grad is None
+
+
+def test_catkd_refuses_a_tapped_map_its_classifier_does_not_take():
+    with pytest.raises(KdlabError, match=r"student's classifier \(64 inputs\).*16 channels"):
+        built("catkd", "resnet8", "resnet14", "loss.student_points=[layer1]")
