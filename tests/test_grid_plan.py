@@ -41,6 +41,8 @@ README_CELLS = [
     ("resnet56", "resnet20", "dkd", 71.97, "best"),  # MD, **DKD**, first column
     ("wrn_40_2", "wrn_40_1", "dkd", 74.81, "best"),
     ("resnet32x4", "shufflenetv2", "dkd", 77.07, "best"),  # MD's header says MobileNet-V2
+    ("wrn_40_2", "wrn_40_1", "ickd", 74.33, "last"),  # ICKD@403b8d3, ICKD-C(w/o KL)
+    ("vgg13", "vgg8", "ickd", 73.42, "last"),
 ]
 
 
@@ -60,8 +62,9 @@ def test_the_published_table_holds_the_readmes_figures():
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "fsp") is None
     assert published_figure("cifar100", "resnet110", "resnet20", "dkd") is None
     table = published("cifar100")
-    # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures
-    assert len(table) == 15 + 90 + 72 + 11
+    # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD, 7 ICKD figures
+    assert len(table) == 15 + 90 + 72 + 11 + 7
+    assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
     assert sources()["repdistiller"].cite() == "HobbitLong/RepDistiller@b84f547 README.md"
@@ -80,7 +83,7 @@ def test_pairs_and_methods_are_parsed_with_one_line_errors():
     assert len(parse_pairs("all")) == 13 and len(parse_pairs("cross")) == 6
     assert parse_pairs("resnet14-resnet8,same")[0] == Pair("resnet14", "resnet8")
     assert parse_methods("kd,dkd,kd") == ["kd", "dkd"]
-    assert len(parse_methods("all")) == 15
+    assert len(parse_methods("all")) == 16
     for bad in ("resnet56", "nosuch-resnet8", ""):
         with pytest.raises(KdlabError, match="pairs"):
             parse_pairs(bad)

@@ -25,6 +25,7 @@ FEATURE_METHODS = {
     "cc": ["embedding"],
     "vid": ["layer1", "layer2", "layer3"],
     "catkd": ["prepool"],
+    "ickd": ["prepool"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
@@ -52,7 +53,9 @@ def records(run) -> list[dict]:
 # Run by default: one logit method (dkd) and a feature method of each kind of tap (stages:
 # at, embedding: rkd, a regressor: hint). The others are marked slow: their objectives are
 # checked step by step in test_methods_objectives.py and their taps are the same as these.
-COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt"}
+# catkd runs for the pre-pool map (ickd, srd: the same tap, checked on models in
+# test_methods_losses_features.py), at for the stages (kdsvd).
+COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt", "ickd"}
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,18 @@ import torch
 from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext, Outputs
 from kdlab.methods.catkd import cat_loss, class_activation_maps
+from kdlab.methods.ickd import ICKDEmbed, ickd_loss
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
-from methods_formulas_features import ref_cams, ref_catkd
+from methods_formulas_features import (
+    ref_batch_norm,
+    ref_cams,
+    ref_catkd,
+    ref_conv1x1,
+    ref_ickd,
+)
 from test_methods_losses import approx, gradcheck, randn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,3 +114,48 @@ def test_catkd_takes_the_pre_pool_maps_through_the_classifiers_without_bias():
 def test_catkd_refuses_a_tapped_map_its_classifier_does_not_take():
     with pytest.raises(KdlabError, match=r"student's classifier \(64 inputs\).*16 channels"):
         built("catkd", "resnet8", "resnet14", "loss.student_points=[layer1]")
+
+
+# --- ICKD ----------------------------------------------------------------------------------
+
+
+def embedded_formula(embed, x):
+    """The embed (1x1 conv, BN in training mode) by the formulas."""
+    w, gamma, beta = (p.detach().double().numpy() for p in embed.parameters())
+    return ref_batch_norm(ref_conv1x1(x.detach().numpy(), w), gamma, beta)
+
+
+@pytest.mark.parametrize(("student", "teacher"), [((5, 4), (7, 4)), ((6, 6), (4, 3))])
+def test_ickd_loss_through_the_embed_matches_the_formula(student, teacher):
+    """(channels, size) of each side: the sizes may differ, the Gram is C x C."""
+    torch.manual_seed(0)
+    embed = ICKDEmbed(student[0], teacher[0]).double().train()
+    torch.nn.init.normal_(embed.bn.weight, 1.0, 0.2)
+    torch.nn.init.normal_(embed.bn.bias, 0.0, 0.2)
+    x = randn(3, student[0], student[1], student[1], seed=1)
+    t = randn(3, teacher[0], teacher[1], teacher[1], seed=2).relu()
+    got = ickd_loss(embed(x), t)
+    assert got.dtype == torch.float64
+    expected = ref_ickd(embedded_formula(embed, x), t.numpy())
+    assert approx(got.detach(), expected, rel=1e-11)
+
+
+def test_ickd_gradients_through_the_embed_and_teacher_scale_invariance():
+    torch.manual_seed(0)
+    embed = ICKDEmbed(3, 4).double().train()
+    t = randn(2, 4, 3, 3, seed=2).relu()
+    gradcheck(lambda x: ickd_loss(embed(x), t), randn(2, 3, 4, 4, seed=1))
+    gradcheck(lambda w: ickd_loss(torch.nn.functional.conv2d(randn(2, 3, 4, 4, seed=1), w), t),
+              randn(4, 3, 1, 1, seed=3))  # fmt: skip
+    s = randn(2, 4, 4, 4, seed=4)
+    assert approx(ickd_loss(s, 3.0 * t), ickd_loss(s, t), rel=1e-12)
+
+
+def test_ickd_embeds_the_student_pre_pool_map_to_the_teacher_channels():
+    """ResNet student, WRN teacher: the teacher's map is its head's BN-ReLU output (ICKD's own
+    WRN returns it as feat[-2]); the embed is the method's only module."""
+    ickd, _, _ = built("ickd", "resnet8", "wrn_16_2")
+    assert ickd.tapped.teacher == ("prepool",) and ickd.tapped.teacher_shapes == ((128, 8, 8),)
+    assert (ickd.embed.conv.in_channels, ickd.embed.conv.out_channels) == (64, 128)
+    assert {n for n, _ in ickd.named_parameters()} == {"embed.conv.weight", "embed.bn.weight",
+                                                       "embed.bn.bias"}  # fmt: skip
