@@ -26,6 +26,7 @@ FEATURE_METHODS = {
     "vid": ["layer1", "layer2", "layer3"],
     "catkd": ["prepool"],
     "ickd": ["prepool"],
+    "srd": ["prepool"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
@@ -55,7 +56,7 @@ def records(run) -> list[dict]:
 # checked step by step in test_methods_objectives.py and their taps are the same as these.
 # catkd runs for the pre-pool map (ickd, srd: the same tap, checked on models in
 # test_methods_losses_features.py), at for the stages (kdsvd).
-COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt", "ickd"}
+COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt", "ickd", "srd"}
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from kdlab.methods.base import MethodContext, Outputs
 from kdlab.methods.catkd import cat_loss, class_activation_maps
 from kdlab.methods.ickd import ICKDEmbed, ickd_loss
 from kdlab.methods.registry import method
+from kdlab.methods.srd import SRDConnector, srd_loss
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
@@ -22,6 +23,8 @@ from methods_formulas_features import (
     ref_catkd,
     ref_conv1x1,
     ref_ickd,
+    ref_pooled,
+    ref_srd,
 )
 from test_methods_losses import approx, gradcheck, randn
 
@@ -159,3 +162,54 @@ def test_ickd_embeds_the_student_pre_pool_map_to_the_teacher_channels():
     assert (ickd.embed.conv.in_channels, ickd.embed.conv.out_channels) == (64, 128)
     assert {n for n, _ in ickd.named_parameters()} == {"embed.conv.weight", "embed.bn.weight",
                                                        "embed.bn.bias"}  # fmt: skip
+
+
+# --- SRD -----------------------------------------------------------------------------------
+
+
+def srd_inputs(h_s, h_t, seed):
+    """A connected student map, the teacher's map and classifier, its logits (of its map)."""
+    s = randn(3, 6, h_s, h_s, seed=seed).relu()
+    t = randn(3, 6, h_t, h_t, seed=seed + 1).relu()
+    w, b = randn(5, 6, seed=seed + 2, scale=0.5), randn(5, seed=seed + 3)
+    z_t = torch.from_numpy(ref_pooled(t.numpy()) @ w.numpy().T + b.numpy())
+    return s, t, z_t, w, b
+
+
+@pytest.mark.parametrize(("h_s", "h_t", "feat_weight"), [(4, 4, 1.0), (2, 4, 10.0), (3, 5, 0.0)])
+def test_srd_loss_matches_the_formula(h_s, h_t, feat_weight):
+    s, t, z_t, w, b = srd_inputs(h_s, h_t, seed=h_s + h_t)
+    got = srd_loss(s, t, z_t, w, b, feat_weight)
+    assert got.dtype == torch.float64
+    expected = ref_srd(s.numpy(), t.numpy(), w.numpy(), b.numpy(), z_t.numpy(), feat_weight)
+    assert approx(got, expected, rel=1e-12)
+
+
+def test_srd_connector_matches_the_formula_and_passes_gradients():
+    torch.manual_seed(0)
+    connector = SRDConnector(4, 6).double().train()
+    assert connector.bn.weight.eq(1).all() and connector.bn.bias.eq(0).all()
+    x = randn(3, 4, 4, 4, seed=7)
+    w, gamma, beta = (p.detach().numpy() for p in connector.parameters())
+    expected = np.maximum(ref_batch_norm(ref_conv1x1(x.numpy(), w), gamma, beta), 0.0)
+    np.testing.assert_allclose(connector(x).detach().numpy(), expected, atol=1e-12)
+    _, t, z_t, w_t, b_t = srd_inputs(4, 4, seed=8)
+    gradcheck(lambda x: srd_loss(connector(x), t, z_t, w_t, b_t), x)
+
+
+def test_srd_reads_the_teachers_classifier_and_trains_only_its_connector():
+    """WRN teacher: its pre-pool map (after its head's BN-ReLU) has the classifier's width."""
+    srd, student, teacher = built("srd", "resnet8", "wrn_16_2")
+    (classifier,) = srd.teacher_classifier
+    assert classifier is teacher.head[-1] and srd.tapped.teacher_shapes == ((128, 8, 8),)
+    assert {n.split(".")[0] for n, _ in srd.named_parameters()} == {"connector"}
+    x = randn(4, 3, 32, 32, seed=5, dtype=torch.float32)
+    s = outputs(student.train(), srd.tapped.student, x)
+    with torch.no_grad():
+        t = outputs(teacher.eval(), srd.tapped.teacher, x)
+    got = srd.loss(s, t, torch.zeros(4, dtype=torch.long))
+    expected = srd_loss(srd.connector(s.features[0]), t.features[0], t.logits,
+                        classifier.weight, classifier.bias)  # fmt: skip
+    assert approx(got.detach(), expected.detach(), rel=1e-6)
+    got.backward()
+    assert classifier.weight.grad is None and srd.connector.conv.weight.grad.abs().sum() > 0
