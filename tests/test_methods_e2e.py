@@ -27,6 +27,7 @@ FEATURE_METHODS = {
     "catkd": ["prepool"],
     "ickd": ["prepool"],
     "srd": ["prepool"],
+    "kdsvd": ["layer1", "layer2", "layer3"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
@@ -56,7 +57,7 @@ def records(run) -> list[dict]:
 # checked step by step in test_methods_objectives.py and their taps are the same as these.
 # catkd runs for the pre-pool map (ickd, srd: the same tap, checked on models in
 # test_methods_losses_features.py), at for the stages (kdsvd).
-COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt", "ickd", "srd"}
+COVERED_BY_THEIR_KIND = {"dist", "nst", "sp", "pkt", "ickd", "srd", "kdsvd"}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext, Outputs
 from kdlab.methods.catkd import cat_loss, class_activation_maps
 from kdlab.methods.ickd import ICKDEmbed, ickd_loss
+from kdlab.methods.kdsvd import kdsvd_loss
 from kdlab.methods.registry import method
 from kdlab.methods.srd import SRDConnector, srd_loss
 from kdlab.methods.teacher import FrozenTeacher
@@ -23,6 +24,7 @@ from methods_formulas_features import (
     ref_catkd,
     ref_conv1x1,
     ref_ickd,
+    ref_kdsvd,
     ref_pooled,
     ref_srd,
 )
@@ -148,8 +150,10 @@ def test_ickd_gradients_through_the_embed_and_teacher_scale_invariance():
     embed = ICKDEmbed(3, 4).double().train()
     t = randn(2, 4, 3, 3, seed=2).relu()
     gradcheck(lambda x: ickd_loss(embed(x), t), randn(2, 3, 4, 4, seed=1))
-    gradcheck(lambda w: ickd_loss(torch.nn.functional.conv2d(randn(2, 3, 4, 4, seed=1), w), t),
-              randn(4, 3, 1, 1, seed=3))  # fmt: skip
+    gradcheck(
+        lambda w: ickd_loss(torch.nn.functional.conv2d(randn(2, 3, 4, 4, seed=1), w), t),
+        randn(4, 3, 1, 1, seed=3),
+    )
     s = randn(2, 4, 4, 4, seed=4)
     assert approx(ickd_loss(s, 3.0 * t), ickd_loss(s, t), rel=1e-12)
 
@@ -160,8 +164,11 @@ def test_ickd_embeds_the_student_pre_pool_map_to_the_teacher_channels():
     ickd, _, _ = built("ickd", "resnet8", "wrn_16_2")
     assert ickd.tapped.teacher == ("prepool",) and ickd.tapped.teacher_shapes == ((128, 8, 8),)
     assert (ickd.embed.conv.in_channels, ickd.embed.conv.out_channels) == (64, 128)
-    assert {n for n, _ in ickd.named_parameters()} == {"embed.conv.weight", "embed.bn.weight",
-                                                       "embed.bn.bias"}  # fmt: skip
+    assert {n for n, _ in ickd.named_parameters()} == {
+        "embed.conv.weight",
+        "embed.bn.weight",
+        "embed.bn.bias",
+    }
 
 
 # --- SRD -----------------------------------------------------------------------------------
@@ -208,8 +215,95 @@ def test_srd_reads_the_teachers_classifier_and_trains_only_its_connector():
     with torch.no_grad():
         t = outputs(teacher.eval(), srd.tapped.teacher, x)
     got = srd.loss(s, t, torch.zeros(4, dtype=torch.long))
-    expected = srd_loss(srd.connector(s.features[0]), t.features[0], t.logits,
-                        classifier.weight, classifier.bias)  # fmt: skip
+    expected = srd_loss(
+        srd.connector(s.features[0]), t.features[0], t.logits, classifier.weight, classifier.bias
+    )
     assert approx(got.detach(), expected.detach(), rel=1e-6)
     got.backward()
     assert classifier.weight.grad is None and srd.connector.conv.weight.grad.abs().sum() > 0
+
+
+# --- KDSVD ---------------------------------------------------------------------------------
+
+STAGES = [(4, 4), (5, 3), (6, 3)]  # (C, H = W) per stage: HW >= C, thin SVDs of C vectors
+
+
+def stage_maps(seed, shapes=STAGES, batch=3):
+    """Each side's post-ReLU stage maps, float64."""
+    student = [randn(batch, c, h, h, seed=seed + i).relu() for i, (c, h) in enumerate(shapes)]
+    teacher = [randn(batch, c, h, h, seed=seed + 9 + i).relu() for i, (c, h) in enumerate(shapes)]
+    return student, teacher
+
+
+def separated(batch, c, h, seed):
+    """A (batch, c, h, h) map whose (HW, C) matrices have singular values 8, 4, 2, ...: the
+    SVD's gradient is smooth there (it is not at repeated singular values)."""
+    g = torch.Generator().manual_seed(seed)
+    r = min(h * h, c)
+    s = torch.diag(8.0 * 0.5 ** torch.arange(r, dtype=torch.float64))
+    out = []
+    for _ in range(batch):
+        u = torch.linalg.qr(torch.randn(h * h, r, generator=g, dtype=torch.float64))[0]
+        v = torch.linalg.qr(torch.randn(c, r, generator=g, dtype=torch.float64))[0]
+        out.append((u @ s @ v.T).T.reshape(c, h, h))
+    return torch.stack(out)
+
+
+def numpy_maps(maps):
+    return [f.detach().numpy() for f in maps]
+
+
+@pytest.mark.parametrize(("k", "seed"), [(1, 0), (1, 1), (2, 2)])
+@pytest.mark.parametrize("layout", ["channels", "mdistiller"])
+def test_kdsvd_loss_matches_the_formula(k, seed, layout):
+    student, teacher = stage_maps(seed)
+    got = kdsvd_loss(student, teacher, k, "canonical", layout)
+    assert got.dtype == torch.float64
+    expected = ref_kdsvd(numpy_maps(student), numpy_maps(teacher), k, layout)
+    assert approx(got, expected, rel=1e-10, abs=1e-13)
+
+
+def test_kdsvd_with_the_svd_sign_is_the_formula_with_the_backends_teacher_signs():
+    """The official behaviour: the teacher's vectors keep the sign torch's SVD gives them (at
+    this seed the backend's signs differ between samples, so the two choices differ)."""
+    student, teacher = stage_maps(6)
+    signs = []
+    for f in teacher:
+        v = torch.linalg.svd(f.flatten(2).transpose(1, 2), full_matrices=False)[2][:, :1, :]
+        largest = v.abs().argmax(dim=2, keepdim=True)
+        signs.append(torch.sign(torch.gather(v, 2, largest))[:, :, 0].numpy())
+    got = kdsvd_loss(student, teacher, 1, "svd")
+    expected = ref_kdsvd(numpy_maps(student), numpy_maps(teacher), 1, teacher_signs=signs)
+    assert approx(got, expected, rel=1e-10, abs=1e-13)
+    assert not approx(got, kdsvd_loss(student, teacher), rel=1e-3)
+
+
+def test_kdsvd_canonical_sign_makes_the_loss_independent_of_either_maps_sign_and_precision():
+    student, teacher = stage_maps(2)
+    base = kdsvd_loss(student, teacher)
+    assert approx(kdsvd_loss(student, [-f for f in teacher]), base, rel=1e-10)
+    assert approx(kdsvd_loss([-f for f in student], teacher), base, rel=1e-10)
+    single = kdsvd_loss([f.float() for f in student], [f.float() for f in teacher])
+    assert single.dtype == torch.float32 and approx(single, base, rel=1e-4)
+
+
+@pytest.mark.parametrize("sign", ["canonical", "svd"])
+def test_kdsvd_gradients_of_each_stage(sign):
+    student = [separated(2, c, h, seed=i) for i, (c, h) in enumerate(STAGES)]
+    teacher = [separated(2, c, h, seed=10 + i) for i, (c, h) in enumerate(STAGES)]
+    for i in range(len(STAGES)):
+
+        def loss(x, i=i):
+            return kdsvd_loss([*student[:i], x, *student[i + 1 :]], teacher, 1, sign)
+
+        gradcheck(loss, student[i])
+
+
+def test_kdsvd_refuses_stages_of_unequal_widths_and_unknown_choices():
+    with pytest.raises(KdlabError, match=r"loss=kdsvd relates .* channels agree .*\(16, 32, 32\)"):
+        built("kdsvd", "resnet8", "wrn_16_2")
+    kdsvd, _, _ = built("kdsvd", "resnet8", "resnet14", "loss.layout=mdistiller")
+    assert kdsvd.tapped.student == ("layer1", "layer2", "layer3")
+    for bad in ("loss.teacher_sign=backend", "loss.layout=rows", "loss.k=0"):
+        with pytest.raises(KdlabError, match=bad.split("=")[0]):
+            compose_config("distill", ["loss=kdsvd", bad]).loss.check()
