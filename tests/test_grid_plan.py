@@ -49,6 +49,8 @@ README_CELLS = [
     ("vgg13", "vgg8", "wttm", 74.44, "best"),  # WTTM, last column
     ("wrn_40_2", "shufflenetv1", "wttm", 75.42, "best"),  # table 2, WTTM, last column
     ("wrn_40_2", "shufflenetv1", "wkd_l", 76.72, "best"),  # WKD-L, WRN40-2 -> SNV1
+    ("wrn_40_2", "wrn_40_1", "ickd", 74.33, "last"),  # ICKD@403b8d3, ICKD-C(w/o KL)
+    ("vgg13", "vgg8", "ickd", 73.42, "last"),
 ]
 
 
@@ -69,8 +71,9 @@ def test_the_published_table_holds_the_readmes_figures():
     assert published_figure("cifar100", "resnet110", "resnet20", "dkd") is None
     table = published("cifar100")
     # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
-    # TTM and WTTM 13 each, WKD-L 2
-    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2
+    # TTM and WTTM 13 each, WKD-L 2, ICKD 7
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7
+    assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
     assert sources()["repdistiller"].cite() == "HobbitLong/RepDistiller@b84f547 README.md"
@@ -90,7 +93,7 @@ def test_pairs_and_methods_are_parsed_with_one_line_errors():
     assert len(parse_pairs("all")) == 13 and len(parse_pairs("cross")) == 6
     assert parse_pairs("resnet14-resnet8,same")[0] == Pair("resnet14", "resnet8")
     assert parse_methods("kd,dkd,kd") == ["kd", "dkd"]
-    assert len(parse_methods("all")) == 15
+    assert len(parse_methods("all")) == 16
     for bad in ("resnet56", "nosuch-resnet8", ""):
         with pytest.raises(KdlabError, match="pairs"):
             parse_pairs(bad)

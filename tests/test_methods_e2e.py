@@ -24,6 +24,10 @@ FEATURE_METHODS = {
     "crd": ["embedding"],
     "cc": ["embedding"],
     "vid": ["layer1", "layer2", "layer3"],
+    "catkd": ["prepool"],
+    "ickd": ["prepool"],
+    "srd": ["prepool"],
+    "kdsvd": ["layer1", "layer2", "layer3"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
@@ -48,11 +52,15 @@ def records(run) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-# Run by default: dkd, ctkd (a logit method with its own trained parameter) and a feature
-# method of each kind of tap (stages: at, embedding: rkd, a regressor: hint). The others are
-# marked slow: their losses are checked against formulas and take a step in
-# test_method_registry.py, and they go through the same path as these.
-COVERED_BY_THEIR_KIND = {"dist", "nkd", "ttm", "wttm", "wkd_l", "nst", "sp", "pkt"}
+# Run by default: dkd, ctkd (a logit method with its own trained parameter), a feature method
+# of each kind of tap (stages: at, embedding: rkd, a regressor: hint) and catkd for the
+# pre-pool map. The others are marked slow: their losses are checked against formulas and take
+# a step in test_method_registry.py, and they go through the same path as these (ickd, srd:
+# the pre-pool tap, checked on models in test_methods_losses_features.py; kdsvd: the stages).
+COVERED_BY_THEIR_KIND = {
+    *("dist", "nkd", "ttm", "wttm", "wkd_l"),
+    *("nst", "sp", "pkt", "ickd", "srd", "kdsvd"),
+}
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ CROSS_FAMILY = (
 # hint term), `baseline` the student alone. Each method runs with its registry defaults.
 GRID_METHODS = (
     BASELINE, "kd", "hint", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft", "fsp", "nst",
-    "crd", "dkd",
+    "crd", "dkd", "ickd",
 )  # fmt: skip
 # RepDistiller's KD is `-r 0.1 -a 0.9`: 0.1 on the labels, i.e. kdlab's alpha (hard term).
 METHOD_ARGS = {"kd": ("T=4", "alpha=0.1")}

@@ -5,7 +5,10 @@ stage outputs after the stem (RepDistiller's `feat[1:-1]`: f1, f2, f3 of a ResNe
 of a VGG, MobileNetV2 or ResNet-50; the last three feature points of a model that declares no
 stages), `last` = the last stage (`feat[-2]`), `middle` = the model's default point (FitNets'
 hint layer, f2), `embedding` = the pooled features fed to the classifier (`feat[-1]`),
-`preact` = the last three pre-activation points (before the ReLU, models.preact; OFD),
+`prepool` = the map the classifier average-pools (`feat[-2]` of RepDistiller's models: the last
+stage of a ResNet, VGG or ShuffleNetV1, after the head's BN-ReLU of a WRN, after the head's
+1x1 conv of a MobileNetV2 or ShuffleNetV2; CAT-KD, ICKD, SRD), `preact` = the last three
+pre-activation points (before the ReLU, models.preact; OFD),
 `review` = the last three stages and the embedding, the teacher's stages pre-activation
 (ReviewKD), `stem_stages` = the stem's output and the stages (FSP's `feat[:-1]`).
 `loss.student_points` / `loss.teacher_points` override.
@@ -27,10 +30,18 @@ from kdlab.models import (
     feature_points,
     stage_points,
 )
-from kdlab.models.features import EMBEDDING, FALLBACK_STAGES, tapped_shapes
+from kdlab.models.features import (
+    EMBEDDING,
+    FALLBACK_STAGES,
+    PREPOOL,
+    embedding_module,
+    tapped_shapes,
+)
 from kdlab.models.preact import preact_points
 
-TAP_KINDS = ("stages", "stem_stages", "last", "middle", "embedding", "preact", "review")
+TAP_KINDS = (
+    "stages", "stem_stages", "last", "middle", "embedding", "prepool", "preact", "review",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,9 @@ def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple
     """The points of `kind` on `model`; a one-line error listing its points when it lacks them."""
     if kind == "embedding":
         return (EMBEDDING,)
+    if kind == "prepool":
+        check_feature_point(model, PREPOOL)
+        return (PREPOOL,)
     if kind == "middle":
         return (default_feature_point(model),)
     preact = _uses_preact(kind, side)
@@ -155,3 +169,16 @@ def resolve_taps(
     s_shapes = check_shapes(student, s_points, kind, "student", image_size)
     t_shapes = check_shapes(teacher, t_points, kind, "teacher", image_size)
     return Taps(s_points, t_points, tuple(s_shapes), tuple(t_shapes))
+
+
+def pooling_classifier(model: nn.Module, channels: int, method: str, side: str) -> nn.Linear:
+    """The model's final Linear, checked to take the `channels` of the map `method` tapped on
+    `side` (the map it pools), as the methods that apply a classifier to that map need."""
+    linear = embedding_module(model)
+    if linear.in_features != channels:
+        raise KdlabError(
+            f"loss={method} applies the {side}'s classifier ({linear.in_features} inputs) to its "
+            f"tapped map of {channels} channels: tap the map the classifier pools "
+            f"(loss.{side}_points=[{PREPOOL}])"
+        )
+    return linear

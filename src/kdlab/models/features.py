@@ -26,6 +26,9 @@ from kdlab.models.preact import PREACT, preact_modules
 HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads"})
 # The pseudo-point of the pooled embedding: the input of the model's final Linear layer.
 EMBEDDING = "embedding"
+# The pseudo-point of the map the classifier pools: the input of the model's last global pool
+# (a WRN's after its head's BN-ReLU, a MobileNetV2's or ShuffleNetV2's after the head's conv).
+PREPOOL = "prepool"
 # A model that declares no stage points has its last this many feature points as its stages.
 FALLBACK_STAGES = 3
 
@@ -84,6 +87,18 @@ def embedding_module(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def prepool_module(model: nn.Module) -> nn.AdaptiveAvgPool2d:
+    """The model's last adaptive average pool, whose input is the map the classifier pools
+    (RepDistiller's `feat[-2]` in every CIFAR family; every zoo head has one)."""
+    pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools:
+        raise KdlabError(
+            f"model {type(model).__name__} has no adaptive average pool before its classifier, "
+            "so no pre-pool map: pick a convolutional model"
+        )
+    return pools[-1]
+
+
 def _check_stage_point(model: nn.Module, name: str) -> None:
     points = feature_points(model)
     if name not in points:
@@ -97,6 +112,8 @@ def check_feature_point(model: nn.Module, name: str) -> None:
     """Raise a KdlabError naming the valid points if `name` is not one FeatureTap records."""
     if name == EMBEDDING:
         embedding_module(model)
+    elif name == PREPOOL:
+        prepool_module(model)
     elif name.endswith(PREACT):
         preact_modules(model, name)
     else:
@@ -122,10 +139,12 @@ def _prefix(module: nn.Module, path: list[str]) -> list[nn.Module]:
 
 def hooked_child(model: nn.Module, point: str) -> str:
     """The top-level child whose forward records `point`: the point itself, or for
-    `embedding` and `<stage>.preact` the child holding the hooked Linear or ReLU (a WRN
-    stage's pre-activation is the next stage's or the head's)."""
+    `embedding`, `prepool` and `<stage>.preact` the child holding the hooked Linear, pool or
+    ReLU (a WRN stage's pre-activation is the next stage's or the head's)."""
     if point == EMBEDDING:
         target: nn.Module = embedding_module(model)
+    elif point == PREPOOL:
+        target = prepool_module(model)
     elif point.endswith(PREACT):
         target, _ = preact_modules(model, point)
     else:
@@ -140,7 +159,8 @@ class FeatureTap:
     ...     logits = model(x)
     >>> tap.features["layer2"]  # the tensor itself, still in the autograd graph
 
-    The point `embedding` records the input of the final Linear layer (the pooled features);
+    The point `embedding` records the input of the final Linear layer (the pooled features),
+    `prepool` the input of the last global pool (the map the classifier pools);
     `<stage>.preact` a copy of the input of the ReLU after that stage (models.preact).
     """
 
@@ -166,6 +186,9 @@ class FeatureTap:
         if point == EMBEDDING:  # a pre-hook: the final Linear's input
             linear = embedding_module(self.model)
             return linear.register_forward_pre_hook(partial(self._record_input, point))
+        if point == PREPOOL:  # a pre-hook: the last global pool's input
+            pool = prepool_module(self.model)
+            return pool.register_forward_pre_hook(partial(self._record_input, point))
         if point.endswith(PREACT):  # a pre-hook: the input of the ReLU after the stage
             relu, _ = preact_modules(self.model, point)
             return relu.register_forward_pre_hook(partial(self._record_copy, point))
