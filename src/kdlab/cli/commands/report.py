@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=RUN",
         help="call RUN (a run dir, a dir of runs such as a study's kd/, or a run's name) NAME "
         "in the tables and figures; repeatable (default: the run's dir name below the last "
-        "timestamp dir, without seedN)",
+        "timestamp dir, without seedN; for a run in a default dir, what it is: its command, "
+        "variant and overrides, e.g. 'fitnet stage2=frozen')",
     )
     parser.add_argument(
         "--out",
