@@ -107,6 +107,36 @@ def test_runs_in_default_dirs_are_labelled_by_what_they_are(tmp_path):
     ]
 
 
+def test_baseline_means_the_plain_run_of_the_students_model(tmp_path, capsys):
+    """Outside a study no run is named `baseline`: the word means the plain cross-entropy
+    run of the model that was distilled (not the teacher's, not another model's); a name
+    that matches nothing gets every run listed, the likely baseline first."""
+    stamp = iter(f"2026-12-06/03-17-{second:02d}" for second in range(9))
+    teacher = make_run(tmp_path / "train" / next(stamp), model="resnet_teacher")
+    make_run(tmp_path / "train" / next(stamp), model="fitnet_student", test_acc=90.0)
+    make_run(tmp_path / "train" / next(stamp), test_acc=92.0)  # cnn_student: the baseline
+    for seed, acc in ((0, 93.0), (1, 94.0)):
+        make_run(tmp_path / "distill" / next(stamp), command="distill", seed=seed,
+                 overrides=["loss=kd"], loss_name="kd", test_acc=acc, teacher=teacher)
+    report_main([str(tmp_path), "--baseline", "baseline", "--out", str(tmp_path)])
+    rows = {row["run"]: row for row in read_csv(tmp_path / "report.csv")}
+    assert float(rows["distill loss=kd (seeds 0,1)"]["d_test_acc"]) == pytest.approx(1.5)
+    assert float(rows["train model=cnn_student"]["d_test_acc"]) == 0
+    assert "Δ = points against train model=cnn_student" in capsys.readouterr().out
+
+    with pytest.raises(KdlabError) as error:
+        report_main([str(tmp_path), "--baseline", "base"])
+    message = str(error.value)
+    assert "did you mean 'train model=cnn_student'?" in message
+    assert "one of 4 runs: 'train model=cnn_student', " in message
+    for label in rows:
+        assert f"'{label.removesuffix(' (seeds 0,1)')}'" in message
+    for num in range(25):  # more runs than an error lists: it says how many it left out
+        make_run(tmp_path / "more" / f"run{num}")
+    with pytest.raises(KdlabError, match=r"one of 29 runs: .* and 9 more \(`kdlab report"):
+        report_main([str(tmp_path), "--baseline", "base"])
+
+
 def test_delta_only_against_a_baseline_of_the_same_data_set(tmp_path, capsys):
     make_study(tmp_path / "synthetic")
     flowers = ["daisy", "rose", "tulip"]

@@ -20,7 +20,7 @@ from kdlab.report.compare import (
 )
 from kdlab.report.confusion import plot_confusion
 from kdlab.report.curves import write_curves
-from kdlab.report.describe import headline, teacher_dirs
+from kdlab.report.describe import headline, resolve_baseline, teacher_dirs
 from kdlab.report.labels import label_runs, parse_label
 from kdlab.report.per_class import (
     column_names,
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         metavar="RUN",
         help="run dir or run label/name (as in the table) that Δval/Δtest are measured "
-        "against; only runs on its data set get a Δ",
+        "against, or 'baseline': the plain cross-entropy run of the students' model; only "
+        "runs on its data set get a Δ",
     )
     parser.add_argument(
         "--label",
@@ -255,7 +256,7 @@ def write_report(
     )
     if speed is not None:
         found = timed_runs(found, speed)
-    base = resolve_run(baseline, found) if baseline else None
+    base = resolve_baseline(baseline, found) if baseline else None
     out = out or common_parent(run.path for run in found)
     try:
         out.mkdir(parents=True, exist_ok=True)
