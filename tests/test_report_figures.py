@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from kdlab.cli.commands.report import main as report_main
@@ -134,6 +135,22 @@ def test_a_run_has_one_colour_in_every_figure(tmp_path):
     ordered = list(dict.fromkeys(colours.values()))
     assert ordered.index(colours[by_label["teacher"]]) == 0  # the notes' order: teacher first
     assert ordered.index(colours[by_label["baseline"]]) == 1
+
+
+def test_the_next_stage_key_has_the_colours_of_the_lines_drawn(tmp_path):
+    study_runs(tmp_path)  # one FitNet; a second of another config: two colours of stage lines
+    make_run(tmp_path / "fitnet2", command="fitnet", model="fitnet_student", overrides=["a=1"])
+    runs = label_runs(find_runs([tmp_path]))
+    for figure in curves_figures(runs, report_colours(runs)).values():
+        drawn = {
+            to_rgba(line.get_color())
+            for ax in figure.axes
+            for line in ax.get_lines()
+            if line.get_linestyle() == ":"
+        }
+        key = [line for line in figure.legends[-1].findobj(Line2D) if line.get_linestyle() == ":"]
+        assert len(drawn) == 2
+        assert {to_rgba(line.get_color()) for line in key} == drawn
 
 
 def test_legends_stay_outside_the_axes_and_titles_inside_the_figure(tmp_path):
