@@ -62,9 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         metavar="RUN",
-        help="run dir or run label/name (as in the table) that Δval/Δtest are measured "
-        "against, or 'baseline': the plain cross-entropy run of the students' model; only "
-        "runs on its data set get a Δ",
+        help="run dir, label or name (as in the table), or 'baseline' (the students' model's "
+        "plain cross-entropy run) that Δ is measured against, on its data set only",
     )
     parser.add_argument(
         "--label",
@@ -72,9 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=RUN",
         help="call RUN (a run dir, a dir of runs such as a study's kd/, or a run's name) NAME "
-        "in the tables and figures; repeatable (default: the run's dir name below the last "
-        "timestamp dir, without seedN; for a run in a default dir, what it is: its command, "
-        "variant and overrides, e.g. 'fitnet stage2=frozen')",
+        "in the tables and figures; repeatable (default: the run's dir below the last "
+        "timestamp dir, less seedN, else what it is, e.g. 'fitnet stage2=frozen')",
     )
     parser.add_argument(
         "--out",
