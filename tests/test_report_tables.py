@@ -109,12 +109,15 @@ def test_runs_in_default_dirs_are_labelled_by_what_they_are(tmp_path):
 
 def test_baseline_means_the_plain_run_of_the_students_model(tmp_path, capsys):
     """Outside a study no run is named `baseline`: the word means the plain cross-entropy
-    run of the model that was distilled (not the teacher's, not another model's); a name
+    run of the model that was distilled (not the teacher's, not another model's; `kdlab
+    train` before `distill loss=ce`), as the README's first commands make them; a name
     that matches nothing gets every run listed, the likely baseline first."""
     stamp = iter(f"2026-12-06/03-17-{second:02d}" for second in range(9))
     teacher = make_run(tmp_path / "train" / next(stamp), model="resnet_teacher")
     make_run(tmp_path / "train" / next(stamp), model="fitnet_student", test_acc=90.0)
     make_run(tmp_path / "train" / next(stamp), test_acc=92.0)  # cnn_student: the baseline
+    make_run(tmp_path / "distill" / next(stamp), command="distill", overrides=["loss=ce"],
+             loss_name="ce", test_acc=91.0)  # the same through distill: after `kdlab train`
     for seed, acc in ((0, 93.0), (1, 94.0)):
         make_run(tmp_path / "distill" / next(stamp), command="distill", seed=seed,
                  overrides=["loss=kd"], loss_name="kd", test_acc=acc, teacher=teacher)
@@ -128,12 +131,12 @@ def test_baseline_means_the_plain_run_of_the_students_model(tmp_path, capsys):
         report_main([str(tmp_path), "--baseline", "base"])
     message = str(error.value)
     assert "did you mean 'train model=cnn_student'?" in message
-    assert "one of 4 runs: 'train model=cnn_student', " in message
+    assert "one of 5 runs: 'train model=cnn_student', " in message
     for label in rows:
         assert f"'{label.removesuffix(' (seeds 0,1)')}'" in message
     for num in range(25):  # more runs than an error lists: it says how many it left out
         make_run(tmp_path / "more" / f"run{num}")
-    with pytest.raises(KdlabError, match=r"one of 29 runs: .* and 9 more \(`kdlab report"):
+    with pytest.raises(KdlabError, match=r"one of 30 runs: .* and 10 more \(`kdlab report"):
         report_main([str(tmp_path), "--baseline", "base"])
 
 

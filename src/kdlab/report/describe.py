@@ -64,11 +64,13 @@ def method(run: Run, teachers: Collection[Path] = ()) -> str:
 
 
 def baseline_runs(runs: Sequence[Run], teachers: Collection[Path]) -> list[Run]:
-    """What a student is measured against: the plain cross-entropy runs (`kdlab train`, or
-    `distill loss=ce`) that taught no one, of the distilled students' model if there are any."""
+    """What a student is measured against: the plain cross-entropy runs that taught no one,
+    of the distilled students' model if there are any; `kdlab train` ones (the notes'
+    baseline) before `distill loss=ce` ones (the same, through the distillation command)."""
     plain = [run for run in runs if method(run, teachers) == "CE"]
     students = {run.get("model") for run in runs if not method(run, teachers).startswith("CE")}
-    return [run for run in plain if run.get("model") in students] or plain
+    of_students = [run for run in plain if run.get("model") in students] or plain
+    return [run for run in of_students if run.get("command") == "train"] or of_students
 
 
 def resolve_baseline(ref: str, runs: Sequence[Run]) -> Run:
