@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 import kdlab
 from harness import FAST
 from kdlab.engine.checkpoint import load_checkpoint
+from readme_snippets import snippet
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,18 @@ def test_import_kdlab_loads_no_torch():
     code = "import sys, kdlab; print('torch' in sys.modules, callable(kdlab.load_run))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_readme_example_runs_in_a_fresh_dir(tmp_path, monkeypatch, capsys):
+    """The README's Python example as written, in an empty dir, at a tiny budget: it trains
+    its own teacher before distilling from it."""
+    code = snippet("python-api")
+    assert code.count('"experiment=quick",') == 2
+    tiny = ["data.train_size=64", "data.test_size=32", "data.val_split=0.005"]
+    tiny += ["trainer.batch_size=32", "trainer.eval_batch_size=64", "trainer.epochs=1"]
+    monkeypatch.chdir(tmp_path)
+    exec(code.replace('"experiment=quick",', '"experiment=quick", *TINY,'), {"TINY": tiny})
+    assert "did you mean trainer.epochs=3?" in capsys.readouterr().out
+    (found,) = tmp_path.glob("outputs/distill/*/*/summary.json")
+    summary = json.loads(found.read_text())
+    assert summary["teacher"]["model"] == "resnet_teacher" and summary["epochs"] == 1

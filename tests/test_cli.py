@@ -26,6 +26,16 @@ def test_help_lists_the_commands(kdlab):
     assert "kdlab train --help" in proc.stdout
 
 
+def test_help_lists_every_study_where_they_are_defined():
+    from kdlab.cli.main import usage
+
+    study_line = next(line for line in usage().splitlines() if line.strip().startswith("study"))
+    plans = [p.stem for p in (Path(__file__).parents[1] / "conf" / "study").glob("*.yaml")]
+    assert "methods" in plans
+    for name in [*plans, "cifar100"]:
+        assert name in study_line.split(": ", 1)[1].split(", "), (name, study_line)
+
+
 def test_train_help_is_hydras(kdlab):
     proc = kdlab("train", "--help")
     assert proc.returncode == 0, proc.stderr

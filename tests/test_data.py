@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -456,3 +457,16 @@ def test_a_train_subset_larger_than_the_data_set_is_refused(tmp_path):
     write_cifar10(tmp_path)
     with pytest.raises(KdlabError, match=r"data.train_size=21 is larger than the split"):
         build(cifar_cfg("cifar10", tmp_path, train_size=21))
+
+
+def test_reading_jpegs_warns_nothing(tmp_path):
+    """torchvision 0.29's deprecation of its decoders is silenced where kdlab calls them,
+    even where every warning is an error."""
+    from kdlab.data.jpeg import decode_rgb, read_bytes
+
+    path = tmp_path / "red.jpg"
+    Image.new("RGB", (8, 6), (200, 0, 0)).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = decode_rgb(read_bytes(str(path)))
+    assert image.shape == (3, 6, 8) and image[0].float().mean() > 150

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from harness import FOLDER_RUN, run_kdlab, succeeded
 from kdlab.cli.commands import export as export_command
@@ -31,7 +31,8 @@ from kdlab.deploy.formats import Loaded
 from kdlab.deploy.selected import run_preprocessing
 from kdlab.engine.checkpoint import Checkpoint, save_checkpoint
 from kdlab.errors import KdlabError
-from kdlab.models import count_macs, weights_megabytes
+from kdlab.models import build_model, count_macs, weights_megabytes
+from readme_snippets import snippet
 
 CLASSES = ("a", "b", "c")
 METADATA_KEYS = {"model", "class_names", "image_size", "channels", "mean", "std", "input"}
@@ -211,3 +212,27 @@ def test_the_summary_records_size_and_macs_and_the_report_shows_them(run, state,
     (record,) = csv.DictReader((tmp_path / "timed" / "report.csv").open())
     assert int(record["macs"]) == summary["macs"]
     assert float(record["images_per_s_b1"]) > 0 and float(record["images_per_s_b64"]) > 0
+
+
+def test_the_docs_onnx_snippet_reads_a_greyscale_export(state, tmp_path, monkeypatch, capsys):
+    """The README's standalone ONNX code, run as written on a one-channel export: it must
+    take the channel count from the metadata (it once hard-coded RGB)."""
+    arch = state.config["model"]["arch"]
+    model = build_model(arch, state.num_classes, 1).eval()
+    grey = dataclasses.replace(
+        state, model=model.state_dict(), in_channels=1, mean=[0.45], std=[0.2]
+    )
+    checkpoints = tmp_path / "outputs" / "tiny" / "checkpoints"
+    save_checkpoint(grey.to_dict(), checkpoints / "best.pt")
+    export_model(load_selected(checkpoints / "best.pt"), FORMATS["onnx"], checkpoints / "best.onnx")
+    png = tmp_path / "pngs" / "0_disk-stripes.png"
+    png.parent.mkdir()
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(png)
+    monkeypatch.chdir(tmp_path)
+    exec(snippet("onnx-predict"), {})
+    fitted = ImageOps.fit(Image.open(png).convert("L"), (16, 16))
+    x = (torch.from_numpy(np.asarray(fitted, np.float32)) / 255 - 0.45) / 0.2
+    with torch.no_grad():
+        expected = CLASSES[int(model(x[None, None]).argmax())]
+    assert capsys.readouterr().out.splitlines()[-1] == expected

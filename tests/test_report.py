@@ -322,7 +322,7 @@ def test_nothing_found_is_a_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(KdlabError, match="matches no file or dir"):
         report_main(["nowhere/*"])
     make_study(tmp_path / "outputs")
-    with pytest.raises(KdlabError, match="'teachr' is neither a run dir nor a run's name"):
+    with pytest.raises(KdlabError, match=r"'teachr' is neither .*: did you mean 'teacher'"):
         report_main(["--baseline", "teachr"])
     with pytest.raises(KdlabError, match="invalid choice"):
         report_main(["--sort", "loss"])

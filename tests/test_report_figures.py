@@ -3,11 +3,13 @@ every figure, legends outside the axes and inside the figure, titles not clipped
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from kdlab.cli.commands.report import main as report_main
@@ -18,6 +20,7 @@ from kdlab.report.labels import label_runs
 from kdlab.report.per_class import per_class_figure, per_class_records
 from kdlab.report.plotting import report_colours
 from kdlab.report.runs import Run
+from kdlab.runs.summary import run_title
 from test_report import make_run, make_study
 
 LONG = "distilled-with-a-label-as-long-as-a-hydra-path-2026-12-01_09-39-04-402685"
@@ -134,6 +137,38 @@ def test_a_run_has_one_colour_in_every_figure(tmp_path):
     ordered = list(dict.fromkeys(colours.values()))
     assert ordered.index(colours[by_label["teacher"]]) == 0  # the notes' order: teacher first
     assert ordered.index(colours[by_label["baseline"]]) == 1
+
+
+def test_the_next_stage_key_has_the_colours_of_the_lines_drawn(tmp_path):
+    study_runs(tmp_path)  # one FitNet; a second of another config: two colours of stage lines
+    make_run(tmp_path / "fitnet2", command="fitnet", model="fitnet_student", overrides=["a=1"])
+    runs = label_runs(find_runs([tmp_path]))
+    for figure in curves_figures(runs, report_colours(runs)).values():
+        drawn = {
+            to_rgba(line.get_color())
+            for ax in figure.axes
+            for line in ax.get_lines()
+            if line.get_linestyle() == ":"
+        }
+        key = [line for line in figure.legends[-1].findobj(Line2D) if line.get_linestyle() == ":"]
+        assert len(drawn) == 2
+        assert {to_rgba(line.get_color()) for line in key} == drawn
+
+
+def test_figures_show_the_test_accuracy_of_summary_json(tmp_path):
+    """The confusion matrix's diagonal of the teacher's (49.40%) is not what summary.json says
+    (49.30%, the tables' and TensorBoard's): every figure shows summary.json's."""
+    make_run(tmp_path / "teacher", model="resnet_teacher", test_acc=49.40)
+    summary_path = tmp_path / "teacher" / "summary.json"
+    summary = json.loads(summary_path.read_text()) | {"test_acc": 49.3}
+    summary_path.write_text(json.dumps(summary))
+    make_run(tmp_path / "student", command="distill", test_acc=51.0)
+    runs = label_runs(find_runs([tmp_path]))
+    title = "resnet_teacher (train) on synthetic: test confusion, accuracy 49.30%"
+    assert run_title(summary) == title
+    figure = per_class_figure(per_class_records(runs), runs, report_colours(runs))
+    entries = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert sorted(entries) == ["student (test 51.00%)", "teacher (test 49.30%)"]
 
 
 def test_legends_stay_outside_the_axes_and_titles_inside_the_figure(tmp_path):

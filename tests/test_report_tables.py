@@ -12,6 +12,8 @@ import pytest
 
 from kdlab.cli.commands.report import main as report_main
 from kdlab.errors import KdlabError
+from kdlab.report.labels import label_runs
+from kdlab.report.runs import find_runs
 from test_report import make_run, make_study, read_csv
 
 
@@ -67,7 +69,7 @@ def test_runs_are_labelled_by_their_dirs_not_timestamps(tmp_path, capsys):
     make_run(study / "kd/seed0", command="distill", teacher=teacher)
     report_main([str(outputs), "--out", str(tmp_path)])
     runs = [row["run"] for row in read_csv(tmp_path / "report.csv")]
-    assert runs == ["resnet_teacher (train)", "baseline (seeds 0,1)", "kd"]
+    assert runs == ["train model=resnet_teacher", "baseline (seeds 0,1)", "kd"]
     labels = ["--label", f"teacher={teacher}", "--label", f"base={study}/baseline"]
     report_main([str(outputs), *labels])
     runs = [row["run"] for row in read_csv(outputs / "report.csv")]
@@ -77,6 +79,65 @@ def test_runs_are_labelled_by_their_dirs_not_timestamps(tmp_path, capsys):
         report_main([str(outputs), "--label", "teacher"])
     with pytest.raises(KdlabError, match="--label x names runs of different configs"):
         report_main([str(outputs), "--label", f"x={study}"])
+
+
+def test_runs_in_default_dirs_are_labelled_by_what_they_are(tmp_path):
+    """`outputs/COMMAND/DATE/TIME` says nothing: the label comes from summary.json (the
+    command's variant, even when it was the default) and the overrides asked for."""
+    stamp = iter(f"2026-12-06/03-17-{second:02d}-717589" for second in range(10))
+    for stage2 in ("frozen", "finetune"):
+        overrides = ["stage2=finetune"] if stage2 == "finetune" else []
+        make_run(tmp_path / "fitnet" / next(stamp), command="fitnet", overrides=overrides,
+                 model="fitnet_student", stage2=stage2)
+    make_run(tmp_path / "distill" / next(stamp), command="distill",
+             overrides=["loss=dkd", "T=2", "teacher.ckpt=/t/best.pt", "trainer.progress=false"],
+             loss_name="dkd")
+    make_run(tmp_path / "train" / next(stamp), model="resnet_teacher",
+             overrides=["model=resnet_teacher"])
+    for data in ("synthetic", "cifar10"):  # one label, two configs: told apart by the data
+        make_run(tmp_path / "train" / next(stamp), data=data)
+    labels = sorted(run.label for run in label_runs(find_runs([tmp_path])))
+    assert labels == [
+        "distill loss=dkd T=2",
+        "fitnet stage2=finetune",
+        "fitnet stage2=frozen",
+        "train model=cnn_student (data=cifar10)",
+        "train model=cnn_student (data=synthetic)",
+        "train model=resnet_teacher",
+    ]
+
+
+def test_baseline_means_the_plain_run_of_the_students_model(tmp_path, capsys):
+    """Outside a study no run is named `baseline`: the word means the plain cross-entropy
+    run of the model that was distilled (not the teacher's, not another model's; `kdlab
+    train` before `distill loss=ce`), as the README's first commands make them; a name
+    that matches nothing gets every run listed, the likely baseline first."""
+    stamp = iter(f"2026-12-06/03-17-{second:02d}" for second in range(9))
+    teacher = make_run(tmp_path / "train" / next(stamp), model="resnet_teacher")
+    make_run(tmp_path / "train" / next(stamp), model="fitnet_student", test_acc=90.0)
+    make_run(tmp_path / "train" / next(stamp), test_acc=92.0)  # cnn_student: the baseline
+    make_run(tmp_path / "distill" / next(stamp), command="distill", overrides=["loss=ce"],
+             loss_name="ce", test_acc=91.0)  # the same through distill: after `kdlab train`
+    for seed, acc in ((0, 93.0), (1, 94.0)):
+        make_run(tmp_path / "distill" / next(stamp), command="distill", seed=seed,
+                 overrides=["loss=kd"], loss_name="kd", test_acc=acc, teacher=teacher)
+    report_main([str(tmp_path), "--baseline", "baseline", "--out", str(tmp_path)])
+    rows = {row["run"]: row for row in read_csv(tmp_path / "report.csv")}
+    assert float(rows["distill loss=kd (seeds 0,1)"]["d_test_acc"]) == pytest.approx(1.5)
+    assert float(rows["train model=cnn_student"]["d_test_acc"]) == 0
+    assert "Δ = points against train model=cnn_student" in capsys.readouterr().out
+
+    with pytest.raises(KdlabError) as error:
+        report_main([str(tmp_path), "--baseline", "base"])
+    message = str(error.value)
+    assert "did you mean 'train model=cnn_student'?" in message
+    assert "one of 5 runs: 'train model=cnn_student', " in message
+    for label in rows:
+        assert f"'{label.removesuffix(' (seeds 0,1)')}'" in message
+    for num in range(25):  # more runs than an error lists: it says how many it left out
+        make_run(tmp_path / "more" / f"run{num}")
+    with pytest.raises(KdlabError, match=r"one of 30 runs: .* and 10 more \(`kdlab report"):
+        report_main([str(tmp_path), "--baseline", "base"])
 
 
 def test_delta_only_against_a_baseline_of_the_same_data_set(tmp_path, capsys):

@@ -16,6 +16,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, NoReturn
 
+from kdlab.cli.commands.study_jobs import study_names
 from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
 from kdlab.runs.failed_run import Launch, record_failure
@@ -31,13 +32,18 @@ class Command:
 
     summary: str
     hydra: bool = True
+    # The names the command takes, read where they are defined and listed after the summary.
+    names: Callable[[], Sequence[str]] | None = None
+
+    def line(self) -> str:
+        return f"{self.summary}: {', '.join(self.names())}" if self.names else self.summary
 
 
 COMMANDS: dict[str, Command] = {
     "train": Command("train one model with cross-entropy (teacher or baseline)"),
     "distill": Command("train a student against a frozen teacher (loss=kd T=4 alpha=0.1)"),
     "fitnet": Command("FitNets: hint stage, then KD (stage2=frozen|finetune)"),
-    "study": Command("a note's study or the CIFAR-100 grid: note1, note2, cifar100", hydra=False),
+    "study": Command("a note's study or the CIFAR-100 grid", hydra=False, names=study_names),
     "report": Command("tables and figures across finished runs and sweeps", hydra=False),
     "models": Command("list the models with parameter counts and feature points", hydra=False),
     "export": Command("a run's model as ONNX, TorchScript or safetensors, checked", hydra=False),
@@ -68,7 +74,7 @@ def usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {c.line()}" for name, c in COMMANDS.items()]
     lines += [
         "",
         "Each training command is a Hydra app: `kdlab train --help` lists its config groups,",

@@ -18,12 +18,17 @@ from kdlab.engine.objective import Objective
 
 
 class Accumulator:
-    """Sums of per-batch losses and hit counts, kept on the device until read."""
+    """Sums of per-batch losses and hit counts, kept on the device until read; with
+    `num_classes`, also the confusion matrix of the same top-1 predictions as the accuracy."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, num_classes: int | None = None) -> None:
         self.device = device
         self.sums: dict[str, Tensor] = {}
         self.count = 0
+        self.num_classes = num_classes
+        self.confusion: Tensor | None = None
+        if num_classes is not None:
+            self.confusion = torch.zeros(num_classes**2, dtype=torch.long, device=device)
 
     def add(self, losses: dict[str, Tensor], logits: Tensor | None, y: Tensor) -> None:
         n = y.shape[0]
@@ -31,9 +36,13 @@ class Accumulator:
             weighted = value.detach().float() * n
             self.sums[key] = self.sums[key] + weighted if key in self.sums else weighted
         if logits is not None:
-            hits = topk_hits(logits.detach(), y)
-            self.sums["correct"] = self.sums.get("correct", 0) + hits[0]
-            self.sums["correct5"] = self.sums.get("correct5", 0) + hits[1]
+            top = top_predictions(logits.detach())
+            match = top == y[:, None]
+            self.sums["correct"] = self.sums.get("correct", 0) + match[:, 0].sum()
+            self.sums["correct5"] = self.sums.get("correct5", 0) + match.any(dim=1).sum()
+            if self.confusion is not None and self.num_classes is not None:
+                cells = y * self.num_classes + top[:, 0]
+                self.confusion += torch.bincount(cells, minlength=self.confusion.numel())
         self.count += n
 
     def read(self) -> dict[str, float]:
@@ -55,13 +64,18 @@ class Accumulator:
                 out[key] = value / total
         return out
 
+    def read_confusion(self) -> Tensor | None:
+        """The confusion matrix over all ranks (rows: true class), on the host."""
+        if self.confusion is None or self.num_classes is None:
+            return None
+        return all_reduce_sum(self.confusion).view(self.num_classes, self.num_classes).cpu()
 
-def topk_hits(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Top-1 and top-5 hit counts as device tensors (top-5 = top-k for k = min(5, C))."""
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    match = top == y[:, None]
-    return match[:, 0].sum(), match.any(dim=1).sum()
+
+def top_predictions(logits: Tensor) -> Tensor:
+    """The k = min(5, C) likeliest classes, best first: top-1, top-5 and the confusion matrix
+    all read this one call (argmax and topk may pick different classes among tied logits,
+    which bf16 logits often have)."""
+    return logits.topk(min(5, logits.shape[1]), dim=1).indices
 
 
 @torch.inference_mode()
@@ -74,19 +88,14 @@ def evaluate(
     num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Mean losses, top-1/top-5 accuracy; with `num_classes`, also the confusion matrix."""
-    acc = Accumulator(device)
-    confusion = None
-    if num_classes is not None:
-        confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    acc = Accumulator(device, num_classes)
     with eval_mode(model, objective):
         for x, y in loader:
             with autocast(device, precision):
                 out = objective(model, x, y)
             acc.add(out.losses, out.logits, y)
-            if confusion is not None and out.logits is not None:
-                pred = out.logits.argmax(dim=1)
-                confusion += torch.bincount(y * num_classes + pred, minlength=confusion.numel())
     result: dict[str, Any] = acc.read()
+    confusion = acc.read_confusion()
     if confusion is not None:
-        result["confusion"] = all_reduce_sum(confusion).view(num_classes, num_classes).cpu()
+        result["confusion"] = confusion
     return result

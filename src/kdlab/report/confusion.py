@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from kdlab.errors import KdlabError
 from kdlab.report.plotting import fit_titles, new_figure, save_png
+from kdlab.report.runs import SUMMARY, read_summary
 
 ANNOTATE_UP_TO = 25  # classes; beyond that the counts would not fit in the cells
 
@@ -65,12 +66,22 @@ def write_confusion_png(
     return save_png(confusion_figure(confusion, class_names, title), path)
 
 
+def test_accuracy_text(test_acc: float | None) -> str:
+    """summary.json's test_acc as every figure shows it: the number of the tables and
+    TensorBoard, never recounted from a matrix or a table of classes."""
+    return "n/a" if test_acc is None else f"{test_acc:.2f}%"
+
+
+def confusion_title(name: str, test_acc: float | None) -> str:
+    return f"{name}: test confusion, accuracy {test_accuracy_text(test_acc)}"
+
+
 def plot_confusion(csv_path: Path, png_path: Path, name: str | None = None) -> Path:
     """confusion.csv drawn as a heat-map, titled with the run's `name` (default: its dir's)
-    and its accuracy."""
+    and the test accuracy of the run's summary.json beside it."""
     names, counts = read_confusion_csv(csv_path)
-    total = sum(map(sum, counts))
-    hits = sum(counts[i][i] for i in range(len(names)))
-    accuracy = f", accuracy {100 * hits / total:.2f}%" if total else ""
-    title = f"{name or csv_path.parent.name}: test confusion{accuracy}"
+    run_dir = csv_path.parent
+    if not (run_dir / SUMMARY).is_file():
+        raise KdlabError(f"{csv_path} has no {SUMMARY} beside it: plot a run dir's confusion")
+    title = confusion_title(name or run_dir.name, read_summary(run_dir).get("test_acc"))
     return write_confusion_png(counts, names, png_path, title)

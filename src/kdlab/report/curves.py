@@ -17,6 +17,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
 from kdlab.errors import KdlabError
@@ -152,11 +153,18 @@ def _legend(figure: Figure, curves: Sequence[Curves]) -> None:
         split: Line2D([], [], color="grey", markerfacecolor=_fill("grey", split), **style)
         for split, style in SPLITS.items()
     }
-    if any(run.stage_starts() for run in curves):
-        styles["next\nstage\nstarts"] = Line2D([], [], color="grey", linestyle=":")
+    staged = dict.fromkeys(run.colour for run in curves if run.stage_starts())
+    if staged:  # drawn in each staged run's colour: the key shows those colours side by side
+        styles["next\nstage\nstarts"] = tuple(
+            Line2D([], [], color=colour, linestyle=":") for colour in staged
+        )
     figure.set_figwidth(figure.get_figwidth() + STYLE_KEY_IN)
     figure.legend(
-        styles.values(), styles.keys(), loc="outside right upper", fontsize=LEGEND_PT
+        styles.values(),
+        styles.keys(),
+        loc="outside right upper",
+        fontsize=LEGEND_PT,
+        handler_map={tuple: HandlerTuple(ndivide=None, pad=0)},
     )
 
 

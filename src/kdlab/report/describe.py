@@ -10,8 +10,9 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdlab.report.groups import RunGroup, override_items
-from kdlab.report.runs import Run, natural_key
+from kdlab.errors import KdlabError
+from kdlab.report.groups import RunGroup, group_by_seed, override_items
+from kdlab.report.runs import Run, natural_key, resolve_run
 
 TEACHER, BASELINE, KD, FITNET, OTHER = range(5)  # ranks in the notes' order
 
@@ -60,6 +61,28 @@ def method(run: Run, teachers: Collection[Path] = ()) -> str:
     if run.get("command") == "train" or loss == "ce":
         return "CE (teacher)" if run.path in teachers else "CE"
     return str(loss or run.get("command"))
+
+
+def baseline_runs(runs: Sequence[Run], teachers: Collection[Path]) -> list[Run]:
+    """What a student is measured against: the plain cross-entropy runs that taught no one,
+    of the distilled students' model if there are any; `kdlab train` ones (the notes'
+    baseline) before `distill loss=ce` ones (the same, through the distillation command)."""
+    plain = [run for run in runs if method(run, teachers) == "CE"]
+    students = {run.get("model") for run in runs if not method(run, teachers).startswith("CE")}
+    of_students = [run for run in plain if run.get("model") in students] or plain
+    return [run for run in of_students if run.get("command") == "train"] or of_students
+
+
+def resolve_baseline(ref: str, runs: Sequence[Run]) -> Run:
+    """--baseline: a run dir, label or name, as resolve_run finds them; else, for the word
+    `baseline` (a study's run name), the baseline runs if they are one config."""
+    likely = group_by_seed(baseline_runs(runs, teacher_dirs(runs)))
+    try:
+        return resolve_run(ref, runs, [group.first for group in likely])
+    except KdlabError:
+        if ref == "baseline" and len(likely) == 1:
+            return likely[0].first
+        raise
 
 
 def rank(run: Run, teachers: Collection[Path], baseline: RunGroup | None) -> int:

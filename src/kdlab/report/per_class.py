@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from kdlab.errors import KdlabError
+from kdlab.report.confusion import test_accuracy_text
 from kdlab.report.plotting import (
     fit_titles,
     legend_below,
@@ -109,7 +110,8 @@ def _bars(ax: Axes, columns: Sequence[tuple[str, Any]], records: Sequence[dict[s
 def per_class_figure(
     records: Sequence[dict[str, Any]], runs: Sequence[Run], colours: Mapping[Run, Any]
 ) -> Figure:
-    """Grouped bars of per-class accuracy (top) and the change against the first run."""
+    """Grouped bars of per-class accuracy (top) and the change against the first run; the
+    legend gives each run's test accuracy as its summary.json does."""
     classes = [r["class"] for r in records]
     names = column_names(runs)
     shades = [colours[run] for run in runs]
@@ -131,7 +133,11 @@ def per_class_figure(
     )
     bottom.set_xlabel("class")
     handles = [Patch(color=shade) for shade in shades]
-    legend_below(figure, handles, names)
+    entries = [
+        f"{name} (test {test_accuracy_text(run.get('test_acc'))})"
+        for name, run in zip(names, runs, strict=True)
+    ]
+    legend_below(figure, handles, entries)
     fit_titles(figure)
     return figure
 

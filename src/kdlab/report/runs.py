@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ NUMERIC = (
 )
 SWEEP_MARKER = "multirun.yaml"
 DEFAULT_SEARCH = "outputs"
+LISTED = 20  # the most run labels an error lists (it says how many it left out)
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,10 @@ def find_runs(paths_or_globs: Sequence[str | Path] = (DEFAULT_SEARCH,)) -> list[
     return [Run(d, str(d.relative_to(parent)), read_summary(d)) for d in dirs]
 
 
-def resolve_run(ref: str, runs: Sequence[Run]) -> Run:
+def resolve_run(ref: str, runs: Sequence[Run], likely: Sequence[Run] = ()) -> Run:
     """A run by its label (the first seed of a pooled one), its name or the end of its name,
-    or any run dir on disk."""
+    or any run dir on disk; if none or several match, the error lists them (or all runs),
+    the `likely` ones and the closest label first."""
     path = Path(ref).expanduser()
     if (path / SUMMARY).is_file():
         resolved = path.resolve()
@@ -166,6 +169,17 @@ def resolve_run(ref: str, runs: Sequence[Run]) -> Run:
     matches = exact or labelled or [run for run in runs if run.name.endswith(f"/{ref}")]
     if len(matches) == 1:
         return matches[0]
-    names = ", ".join(run.label for run in (matches or runs)[:6])
-    problem = "is ambiguous" if matches else "is neither a run dir nor a run's name"
-    raise KdlabError(f"'{ref}' {problem}: give a run dir or one of: {names}")
+    if matches:
+        names = ", ".join(f"'{run.name}'" for run in matches)
+        raise KdlabError(f"'{ref}' is ambiguous: give a run dir or one of: {names}")
+    labels = list(dict.fromkeys(run.label for run in runs))
+    guesses = [*get_close_matches(ref, labels, n=1), *dict.fromkeys(run.label for run in likely)]
+    guess = f"did you mean '{guesses[0]}'? " if guesses else ""
+    shown = list(dict.fromkeys([*guesses, *labels]))
+    listed = ", ".join(f"'{label}'" for label in shown[:LISTED])
+    left_out = len(shown) - LISTED
+    more = f" and {left_out} more (`kdlab report RUNS` lists all)" if left_out > 0 else ""
+    raise KdlabError(
+        f"'{ref}' is neither a run dir nor a run's label or name: {guess}"
+        f"give a run dir or one of {len(shown)} runs: {listed}{more}"
+    )

@@ -117,11 +117,7 @@ def write_results(session: Session, summary: dict[str, Any], confusion: torch.Te
     class_names = session.data.class_names
     write_confusion_csv(confusion, class_names, session.run_dir / "confusion.csv")
     png = write_confusion_png(
-        confusion.tolist(),
-        class_names,
-        session.run_dir / "confusion.png",
-        f"{summary['model']} ({summary['command']}) on {summary['data']} test: "
-        f"{summary['test_acc']:.2f}%",
+        confusion.tolist(), class_names, session.run_dir / "confusion.png", run_title(summary)
     )
     session.logger.image("test/confusion", png, summary["best_epoch"])
     write_record(session.run_dir / "checkpoints" / "best.pt", summary, asdict(session.cfg))
@@ -130,6 +126,14 @@ def write_results(session: Session, summary: dict[str, Any], confusion: torch.Te
         run_hparams(summary),
         {f"hparam/{k}": summary[k] for k in ("val_acc", "test_acc", "train_acc")},
     )
+
+
+def run_title(summary: dict[str, Any]) -> str:
+    """confusion.png's title: what the run is and its test accuracy, as summary.json has it."""
+    from kdlab.report.confusion import confusion_title
+
+    what = f"{summary['model']} ({summary['command']}) on {summary['data']}"
+    return confusion_title(what, summary["test_acc"])
 
 
 def run_hparams(summary: dict[str, Any]) -> dict[str, Any]:

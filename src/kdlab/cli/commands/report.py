@@ -20,7 +20,7 @@ from kdlab.report.compare import (
 )
 from kdlab.report.confusion import plot_confusion
 from kdlab.report.curves import write_curves
-from kdlab.report.describe import headline, teacher_dirs
+from kdlab.report.describe import headline, resolve_baseline, teacher_dirs
 from kdlab.report.labels import label_runs, parse_label
 from kdlab.report.per_class import (
     column_names,
@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         metavar="RUN",
-        help="run dir or run label/name (as in the table) that Δval/Δtest are measured "
-        "against; only runs on its data set get a Δ",
+        help="run dir, label or name (as in the table), or 'baseline' (the students' model's "
+        "plain cross-entropy run) that Δ is measured against, on its data set only",
     )
     parser.add_argument(
         "--label",
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=RUN",
         help="call RUN (a run dir, a dir of runs such as a study's kd/, or a run's name) NAME "
-        "in the tables and figures; repeatable (default: the run's dir name below the last "
-        "timestamp dir, without seedN)",
+        "in the tables and figures; repeatable (default: the run's dir below the last "
+        "timestamp dir, less seedN, else what it is, e.g. 'fitnet stage2=frozen')",
     )
     parser.add_argument(
         "--out",
@@ -254,7 +254,7 @@ def write_report(
     )
     if speed is not None:
         found = timed_runs(found, speed)
-    base = resolve_run(baseline, found) if baseline else None
+    base = resolve_baseline(baseline, found) if baseline else None
     out = out or common_parent(run.path for run in found)
     try:
         out.mkdir(parents=True, exist_ok=True)
