@@ -101,3 +101,26 @@ def test_feature_methods_take_beta_as_the_old_name_of_their_weight():
     context = MethodContext(FrozenTeacher(build_model("resnet14", 10)), build_model("resnet8", 10),
                             cfg.T, cfg.alpha, SIZE, 0.0)  # fmt: skip
     assert method("at")(cfg.loss, context).weight == 7.0
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_computes_its_losses_in_float32_under_bf16_autocast(name):
+    distiller, student = built(name)
+    x, y, named = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = distiller(student, x, y, **(named if distiller.uses_indices else {}))
+    assert {k: v.dtype for k, v in out.losses.items()} == dict.fromkeys(out.losses, torch.float32)
+    assert torch.isfinite(out.losses["loss"])
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in METHODS.items() if cls.taps == "logits"))
+def test_every_logit_method_trains_on_cached_logits_made_in_inference_mode(name):
+    """The logit cache hands a step the teacher's logits computed under inference mode."""
+    distiller, student = built(name)
+    x, y, _ = batch()
+    with torch.inference_mode():
+        cached = distiller.teacher.model(x)
+    out = distiller(student, x, y, cached.clone())
+    out.losses["loss"].backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -7,28 +7,16 @@ import json
 import pytest
 
 from conftest import TINY, read_summary, run_kdlab
+from kdlab.methods.base import InitStageMethod
+from kdlab.methods.points import resolve_taps
+from kdlab.methods.registry import METHODS  # every built-in method, imported
+from kdlab.models import build_model
 from kdlab.report import find_runs
 from kdlab.report.curves import curves_figures
 from kdlab.report.plotting import report_colours
 from test_cli import assert_one_line_error
 
 TEACHER = "resnet8"
-LOGIT_METHODS = ["dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l"]
-FEATURE_METHODS = {
-    "at": ["layer1", "layer2", "layer3"],
-    "nst": ["layer1", "layer2", "layer3"],
-    "sp": ["layer3"],
-    "pkt": ["embedding"],
-    "rkd": ["embedding"],
-    "hint": ["layer2"],
-    "crd": ["embedding"],
-    "cc": ["embedding"],
-    "vid": ["layer1", "layer2", "layer3"],
-    "catkd": ["prepool"],
-    "ickd": ["prepool"],
-    "srd": ["prepool"],
-    "kdsvd": ["layer1", "layer2", "layer3"],
-}
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
 
@@ -52,24 +40,29 @@ def records(run) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-# Run by default: dkd, ctkd (a logit method with its own trained parameter), a feature method
-# of each kind of tap (stages: at, embedding: rkd, a regressor: hint) and catkd for the
-# pre-pool map. The others are marked slow: their losses are checked against formulas and take
-# a step in test_method_registry.py, and they go through the same path as these (ickd, srd:
-# the pre-pool tap, checked on models in test_methods_losses_features.py; kdsvd: the stages).
-COVERED_BY_THEIR_KIND = {
-    *("dist", "nkd", "ttm", "wttm", "wkd_l"),
-    *("nst", "sp", "pkt", "ickd", "srd", "kdsvd"),
-}
+def combined_methods() -> list:
+    """Every registered method with the combined objective (not ce or kd; the init-stage
+    methods have their own file), from the registry: a new one runs without editing a list.
+    The first method of each kind of tap (logits, stages, embedding, middle, prepool, ...)
+    runs by default, the others under -m slow: the same path, and each takes a step and is
+    checked against its formula in the unit tests."""
+    params, seen = [], set()
+    for name, cls in METHODS.items():
+        if name in ("ce", "kd") or issubclass(cls, InitStageMethod):
+            continue
+        slow = cls.taps in seen and not cls.uses_indices  # CRD: its memory bank, by default
+        seen.add(cls.taps)
+        params.append(pytest.param(name, marks=pytest.mark.slow) if slow else name)
+    return params
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.slow) if name in COVERED_BY_THEIR_KIND else name
-        for name in [*LOGIT_METHODS, *FEATURE_METHODS]
-    ],
-)
+def tapped_teacher_points(name: str) -> list[str]:
+    """What `loss=NAME` taps on the teacher, as its class resolves it."""
+    teacher, student = build_model(TEACHER, 10), build_model(TEACHER, 10)
+    return list(resolve_taps(student, teacher, METHODS[name].taps, name, 32).teacher)
+
+
+@pytest.mark.parametrize("name", combined_methods())
 def test_each_method_trains_and_writes_its_loss_parts(workdir, name):
     summary = distill(workdir, name, *ONE_EPOCH, f"loss={name}", f"model={TEACHER}")
     assert summary["loss_name"] == name
@@ -77,10 +70,10 @@ def test_each_method_trains_and_writes_its_loss_parts(workdir, name):
     last = records(workdir / name)[-1]
     assert {f"train/loss_{name}", f"val/loss_{name}", "train/loss_hard"} <= last.keys()
     teacher = summary["teacher"]
-    if name in FEATURE_METHODS:  # the teacher runs online: its features are tapped
+    if METHODS[name].taps != "logits":  # the teacher runs online: its features are tapped
         assert teacher["logit_cache"] is None
         assert "taps the teacher's features" in teacher["logit_cache_off"]
-        assert summary["teacher_features"] == FEATURE_METHODS[name]
+        assert summary["teacher_features"] == tapped_teacher_points(name)
     else:  # logits only: they come from the cache
         cache = teacher["logit_cache"]
         assert cache["views_computed"] + cache["views_reused"] > 0

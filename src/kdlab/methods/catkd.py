@@ -16,10 +16,11 @@ from torch import Tensor
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 from kdlab.methods.points import pooling_classifier
 
 
+@float32_math
 def class_activation_maps(feature: Tensor, classifier_weight: Tensor) -> Tensor:
     """CAM[b, k, h, w] = sum_c W[k, c] x[b, c, h, w]: the (K, C) classifier weight applied as a
     1x1 conv without bias to the (B, C, H, W) map it pools; (B, K, H, W)."""
@@ -27,6 +28,7 @@ def class_activation_maps(feature: Tensor, classifier_weight: Tensor) -> Tensor:
     return torch.einsum("kc,bchw->bkhw", w, x)
 
 
+@float32_math
 def cat_loss(student_cam: Tensor, teacher_cam: Tensor, resolution: int, normalize: bool) -> Tensor:
     """mean over (b, k, i, j) of (P_s - P_t)^2, P = the CAMs average-pooled to r x r and, with
     `normalize`, each map divided by its l2 norm over the r*r cells (eps 1e-12): the official

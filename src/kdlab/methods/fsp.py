@@ -17,7 +17,7 @@ from torch import Tensor
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import InitStageMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype, match_spatial
+from kdlab.methods.losses import float32_math, in_compute_dtype, match_spatial
 
 
 def fsp_matrices(features: Sequence[Tensor]) -> list[Tensor]:
@@ -31,6 +31,7 @@ def fsp_matrices(features: Sequence[Tensor]) -> list[Tensor]:
     return matrices
 
 
+@float32_math
 def fsp_loss(student_features: Sequence[Tensor], teacher_features: Sequence[Tensor]) -> Tensor:
     """sum over consecutive pairs of mean over B * C_top * C_bottom of (G_s - G_t)^2
     (RepDistiller's FSP loss group, summed as its init stage does). Both sides' maps must have

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.methods.base import FeatureMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 
 
 def channel_correlation(feature: Tensor) -> Tensor:
@@ -22,6 +22,7 @@ def channel_correlation(feature: Tensor) -> Tensor:
     return F.normalize(torch.bmm(f, f.transpose(1, 2)), dim=2)
 
 
+@float32_math
 def ickd_loss(student_embedded: Tensor, teacher_feature: Tensor) -> Tensor:
     """sum_{b,i,j} (G_s - G_t)^2 / (C * B), the official reduction, from the student's embedded
     map and the teacher's map (same B and C; H, W may differ)."""

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 
 TEACHER_SIGNS = ("canonical", "svd")
 LAYOUTS = ("channels", "mdistiller")
@@ -63,6 +63,7 @@ def _rbf(v_top: Tensor, v_bottom: Tensor) -> Tensor:
     return torch.exp(-(v_top.unsqueeze(2) - v_bottom.unsqueeze(1)).pow(2) / 8)
 
 
+@float32_math
 def kdsvd_loss(
     student_features: Sequence[Tensor],
     teacher_features: Sequence[Tensor],

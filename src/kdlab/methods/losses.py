@@ -7,9 +7,29 @@ inputs stay float64, so the tests can compare against float64 formulas).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def float32_math(loss: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Run a loss with autocast off on its tensors' device, so its matrix products compute in
+    the dtype `in_compute_dtype` chose (float32, or float64), not in autocast's bf16/fp16: a
+    Gram matrix or a kernel in bf16 keeps 8 bits of mantissa."""
+
+    @functools.wraps(loss)
+    def computed(*args: Any, **kwargs: Any) -> Tensor:
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
+        if not tensors:  # lists of feature maps (FSP)
+            tensors = [x for a in args if isinstance(a, list | tuple) for x in a]
+        with torch.autocast(tensors[0].device.type, enabled=False):
+            return loss(*args, **kwargs)
+
+    return computed
 
 
 def in_compute_dtype(*tensors: Tensor) -> tuple[Tensor, ...]:

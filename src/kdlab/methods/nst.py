@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods.base import FeatureMethod, Outputs, paired, register
-from kdlab.methods.losses import in_compute_dtype, match_spatial
+from kdlab.methods.losses import float32_math, in_compute_dtype, match_spatial
 
 
 def _mean_kernel(a: Tensor, b: Tensor) -> Tensor:
@@ -19,6 +19,7 @@ def _mean_kernel(a: Tensor, b: Tensor) -> Tensor:
     return (a @ b.transpose(1, 2)).pow(2).mean()
 
 
+@float32_math
 def nst_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     """mean k(t, t) + mean k(s, s) - 2 mean k(s, t) over B x C x C' (the references' full
     loss, so its value is the MMD^2 >= 0); the larger map is first average-pooled to the

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from kdlab.methods.base import FeatureMethod, Outputs, paired, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 
 
 def _neighbour_probabilities(x: Tensor, eps: float) -> Tensor:
@@ -21,6 +21,7 @@ def _neighbour_probabilities(x: Tensor, eps: float) -> Tensor:
     return k / k.sum(dim=1, keepdim=True)
 
 
+@float32_math
 def pkt_loss(student_embedding: Tensor, teacher_embedding: Tensor, eps: float = 1e-7) -> Tensor:
     """mean over all B^2 entries of P_t * log((P_t + eps) / (P_s + eps)) (the references'
     reduction: not a per-row KL sum). NaN inputs propagate (the references zero NaNs after

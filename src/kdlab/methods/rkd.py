@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods.base import FeatureMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 
 
 def _relations(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -33,6 +33,7 @@ def _relations(x: Tensor) -> tuple[Tensor, Tensor]:
     return d, (e @ e.transpose(1, 2)).flatten()
 
 
+@float32_math
 def rkd_loss(
     student_embedding: Tensor,
     teacher_embedding: Tensor,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods.base import FeatureMethod, Outputs, paired, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 
 
 def _similarity(f: Tensor) -> Tensor:
@@ -19,6 +19,7 @@ def _similarity(f: Tensor) -> Tensor:
     return F.normalize(q @ q.t(), dim=1)
 
 
+@float32_math
 def sp_loss(student_feature: Tensor, teacher_feature: Tensor) -> Tensor:
     """||G_t - G_s||_F^2 / B^2, a 0-dim tensor (RepDistiller returns shape [1])."""
     f_s, f_t = in_compute_dtype(student_feature, teacher_feature)

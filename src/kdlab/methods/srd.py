@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.methods.base import FeatureMethod, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 from kdlab.methods.points import pooling_classifier
 
 
+@float32_math
 def srd_loss(
     student_connected: Tensor,
     teacher_feature: Tensor,

@@ -25,12 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab.methods.base import LogitMethod, LossConfig, MethodContext, Outputs, register
-from kdlab.methods.losses import in_compute_dtype
+from kdlab.methods.losses import float32_math, in_compute_dtype
 from kdlab.models.features import embedding_module
 
 _EPS = 1e-8  # the official denominators' and cost floor's epsilon
 
 
+@float32_math
 def classifier_cost(weight: Tensor, sharpen: float) -> Tensor:
     """The official `COST_MATRIX: "fc"`: C_ij = 1 - cos(w_i, w_j) of the classifier's rows,
     sharpened to 1 - exp(-sharpen * C) (`COST_MATRIX_SHARPEN`; 0 leaves C as it is)."""
@@ -40,6 +41,7 @@ def classifier_cost(weight: Tensor, sharpen: float) -> Tensor:
     return cost if sharpen == 0 else 1.0 - torch.exp(-sharpen * cost)
 
 
+@float32_math
 def wasserstein_term(
     student_logits: Tensor,
     teacher_logits: Tensor,
