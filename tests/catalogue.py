@@ -398,3 +398,93 @@ def run_bad_input(case: BadInput, ws: Workspace, run_dir: Path) -> subprocess.Co
     if hydra_app and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
     return run_kdlab(*args, cwd=ws.root)
+
+
+# --- issue 25 (branch `reliability`): no output over a run's records or an existing file ----
+# (a separate block, to carry over as is when the catalogue is restructured)
+
+
+def not_utf8_summary(ws: Workspace) -> Path:
+    """A run dir whose summary.json is not UTF-8 (what a CSV written over it can leave)."""
+    run = ws.root / "not_utf8"
+    run.mkdir(exist_ok=True)
+    (run / "summary.json").write_bytes(b'{"command": "train", "model": "\xff\xfe"}\n')
+    return run
+
+
+def in_teacher(*parts: str) -> Callable[[Workspace], Path]:
+    return lambda ws: ws.teacher.joinpath(*parts)
+
+
+def export_to(fmt: str, out: Callable[[Workspace], Path]) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["export", str(ws.teacher), "--format", fmt, "--out", str(out(ws))]
+
+
+def predict_to(csv: Callable[[Workspace], Path]) -> Callable[[Workspace], list[str]]:
+    images = "test/a"  # two of the image folder's test images
+    return lambda ws: ["predict", str(ws.teacher), str(ws.abc / images), "--csv", str(csv(ws))]
+
+
+RECORDS = "is one of the records of the run in"
+CATALOGUE += [
+    BadInput(
+        "`kdlab export RUN --format torchscript --out RUN/checkpoints/best.pt`",
+        export_to("torchscript", in_teacher("checkpoints", "best.pt")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --format safetensors --out RUN/checkpoints/last.pt`",
+        export_to("safetensors", in_teacher("checkpoints", "last.pt")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out RUN/summary.json`",
+        export_to("torchscript", in_teacher("summary.json")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out RUN/.hydra/config.yaml`",
+        export_to("torchscript", in_teacher(".hydra", "config.yaml")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out EXISTING_FILE` (no --force)",
+        export_to("torchscript", lambda ws: ws.regular_file),
+        ("a_file exists: add --force to replace it", "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES --csv RUN/summary.json`",
+        predict_to(in_teacher("summary.json")),
+        (RECORDS, "pick another --csv"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES --csv EXISTING_FILE` (no --force)",
+        predict_to(lambda ws: ws.regular_file),
+        ("a_file exists: add --force to replace it",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab report RUN --out RUN/checkpoints`",
+        lambda ws: ["report", str(ws.teacher), "--out", str(ws.teacher / "checkpoints")],
+        ("holds the records of the run in", "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab study note1 --out EXISTING_FILE`",
+        lambda ws: ["study", "note1", "--out", str(ws.regular_file)],
+        ("a_file is a file: give a dir",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab report` on a run whose summary.json is not UTF-8",
+        lambda ws: ["report", str(not_utf8_summary(ws)), f"--out={ws.root / 'report'}"],
+        ("cannot read", "summary.json", "fix or delete that run dir"),
+        preflight=True,
+    ),
+]

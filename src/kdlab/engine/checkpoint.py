@@ -8,12 +8,10 @@ values, loaded with `weights_only=True`: a crafted file cannot run code.
 
 from __future__ import annotations
 
-import os
 import pickle
-import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,10 +20,9 @@ import torch
 from torch import nn
 
 from kdlab.errors import KdlabError
+from kdlab.files import TEMP_SUFFIX, write_atomic
 from kdlab.models import build_model, build_options
 from kdlab.version import __version__
-
-TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
 
 
 @dataclass
@@ -95,49 +92,6 @@ def copy_checkpoint(source: Path, target: Path) -> None:
             shutil.copyfileobj(src, f)
 
     write_atomic(target, copy)
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`.
-
-    A kill at any moment leaves either the old file or the new one, never a torn one; a
-    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        cause = _os_error(error)
-        if cause is None:
-            raise
-        raise KdlabError(
-            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
-            f"hydra.run.dir (nothing was overwritten)"
-        ) from error
-    _fsync_dir(path.parent)
-
-
-def _os_error(error: BaseException) -> OSError | None:
-    """The OS error behind a failed write; torch.save reports it as its RuntimeError's context."""
-    for candidate in (error, error.__context__):
-        if isinstance(candidate, OSError):
-            return candidate
-    return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from kdlab.cli.commands.study_jobs import job_command, split_study_args
 from kdlab.engine.checkpoint import checkpoint_in
 from kdlab.errors import KdlabError, OneLineParser
+from kdlab.files import check_output_dir
 from kdlab.grid.plan import (
     OWNED,
     RECIPE,
@@ -227,6 +228,7 @@ def main(argv: Sequence[str]) -> None:
     if args.dry_run:
         print_plan(plan, study_dir, shared)
         return
+    check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     failed = run_plan(plan, study_dir, args.jobs)
