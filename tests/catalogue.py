@@ -488,3 +488,45 @@ CATALOGUE += [
         preflight=True,
     ),
 ]
+
+
+# --- issue 25 (branch `reliability`): a checkpoint that differs from its record -------------
+
+
+def modified_teacher(ws: Workspace) -> Path:
+    """A copy of the teacher run whose best.pt was changed (one weight) after its record."""
+    import shutil
+
+    run = ws.root / "modified_teacher"
+    if not run.exists():
+        shutil.copytree(ws.teacher, run)
+        best = run / "checkpoints" / "best.pt"
+        state = torch.load(best, weights_only=True)
+        first = next(iter(state["model"]))
+        state["model"][first] = state["model"][first] + 1e-3
+        torch.save(state, best)
+    return run
+
+
+DIFFERS = "is not the file its record best.pt.json describes"
+CATALOGUE += [
+    BadInput(
+        "`kdlab export RUN` whose best.pt differs from best.pt.json",
+        lambda ws: ["export", str(modified_teacher(ws)), "--format", "torchscript"],
+        (DIFFERS, "restore it, or pass --allow-modified"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES` whose best.pt differs from best.pt.json",
+        lambda ws: ["predict", str(modified_teacher(ws)), str(ws.abc / "test" / "a")],
+        (DIFFERS, "restore it, or pass --allow-modified"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab distill teacher.ckpt=RUN` whose best.pt differs from best.pt.json",
+        lambda ws: [
+            "distill", *FOLDER_RUN, f"data.root={ws.abc}", f"teacher.ckpt={modified_teacher(ws)}"
+        ],
+        (DIFFERS, "restore it, or pass teacher.allow_modified=true"),
+    ),
+]

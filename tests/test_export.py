@@ -111,7 +111,7 @@ def test_torchscript_export_carries_the_metadata_and_matches_pytorch(run, state,
 def test_an_existing_out_is_replaced_only_with_force(run, tmp_path):
     out = tmp_path / "student.safetensors"
     out.write_bytes(b"the user's own file")
-    with pytest.raises(KdlabError, match="student.safetensors exists: add --force"):
+    with pytest.raises(KdlabError, match=r"student\.safetensors exists: add --force"):
         export_command.main([str(run), "--format", "safetensors", "--out", str(out)])
     assert out.read_bytes() == b"the user's own file"
     export_command.main([str(run), "--format", "safetensors", "--out", str(out), "--force"])

@@ -36,10 +36,13 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
-    """The model of a run dir (its best.pt) or of a .pt file, in eval mode."""
+def load_run(path: str | Path, device: str = "cpu", *, allow_modified: bool = False) -> LoadedRun:
+    """The model of a run dir (its best.pt) or of a .pt file, in eval mode; a file that differs
+    from its record (best.pt.json) is refused unless `allow_modified`."""
     file = checkpoint_in(path)
-    state = Checkpoint.read(file, device)
+    state = Checkpoint.read(
+        file, device, allow_modified=allow_modified, override="allow_modified=True"
+    )
     model = state.build_model().to(device).eval()
     summary_file = file.parent.parent / "summary.json"
     summary = None

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from kdlab.engine.provenance import check_intact, record_path
 from kdlab.errors import KdlabError
 from kdlab.files import TEMP_SUFFIX, write_atomic
 from kdlab.models import build_model, build_options
@@ -49,6 +50,8 @@ class Checkpoint:
     rng: dict[str, Any] = field(default_factory=dict)
     loader: dict[str, Any] = field(default_factory=dict)  # a stateful train loader's counts
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
+    # The teacher a distillation run learns from ({"path", "sha256"}): a resume uses that one.
+    teacher: dict[str, Any] = field(default_factory=dict)
     best_score: float = float("-inf")
     best_record: dict[str, Any] = field(default_factory=dict)
     last_record: dict[str, Any] = field(default_factory=dict)
@@ -64,8 +67,15 @@ class Checkpoint:
         return cls(**{k: v for k, v in state.items() if k in known})
 
     @classmethod
-    def read(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-        return cls.from_dict(load_checkpoint(path, map_location))
+    def read(
+        cls,
+        path: str | Path,
+        map_location: str | torch.device = "cpu",
+        *,
+        allow_modified: bool = False,
+        override: str = "--allow-modified",
+    ) -> Checkpoint:
+        return cls.from_dict(load_checkpoint(path, map_location, allow_modified, override))
 
     def to_dict(self) -> dict[str, Any]:
         """The file's dict (shallow: tensors are not copied, unlike dataclasses.asdict)."""
@@ -80,7 +90,9 @@ class Checkpoint:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` (plus the kdlab version) to `path` atomically."""
+    """Write `state` (plus the kdlab version) to `path` atomically; a record beside `path`
+    (best.pt.json) describes the old bytes, so it goes first (the run writes a new one)."""
+    record_path(path).unlink(missing_ok=True)
     write_atomic(path, lambda f: torch.save({**state, "kdlab_version": __version__}, f))
 
 
@@ -111,13 +123,18 @@ def checkpoint_in(path: str | Path) -> Path:
 
 
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    allow_modified: bool = False,
+    override: str = "--allow-modified",
 ) -> dict[str, Any]:
     """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
-    unsafe is a one-line KdlabError."""
+    unsafe, or a file that differs from its record (unless `allow_modified`; `override` says
+    how to allow it), is a one-line KdlabError."""
     path = checkpoint_in(path)
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    check_intact(path, allow_modified, override)
     with path.open("rb") as file:
         head = file.read(4)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save: a zip, or a bare pickle

@@ -46,7 +46,11 @@ MAY_CHANGE_ON_RESUME = (
     "data.in_memory_max_mb",
     "teacher.cache",  # the cache is exact: the same logits either way
     "teacher.cache_dir",
+    "teacher.allow_modified",  # a permission, not a setting: the pin below still holds
 )
+# How a run finds its teacher: free on resume once its checkpoints pin the teacher by its
+# sha256 (Checkpoint.teacher), which a resume then checks (kdlab.runs.teacher).
+FOUND_BY = ("teacher.ckpt", "teacher.search_dir")
 # Run dirs this process holds the lock of: path -> the open lock file (closing unlocks).
 _HELD: dict[Path, int] = {}
 
@@ -91,14 +95,17 @@ def shown(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def changed_settings(ours: dict[str, Any], run: dict[str, Any]) -> list[str]:
+def changed_settings(
+    ours: dict[str, Any], run: dict[str, Any], teacher_pinned: bool = False
+) -> list[str]:
     """`key (ours vs theirs in the run)` for each setting a resume may not change; keys one
     side lacks (another kdlab version's) are not compared."""
     mine, theirs = flat(ours), flat(run)
+    free = (*MAY_CHANGE_ON_RESUME, *(FOUND_BY if teacher_pinned else ()))
     changes = [
         f"{key} changed ({shown(mine[key])} vs {shown(theirs[key])} in the run)"
         for key in mine
-        if key in theirs and key not in MAY_CHANGE_ON_RESUME and mine[key] != theirs[key]
+        if key in theirs and key not in free and mine[key] != theirs[key]
     ]
     epochs, run_epochs = select(ours, "trainer.epochs"), select(run, "trainer.epochs")
     if isinstance(run_epochs, int) and epochs < run_epochs:
@@ -125,8 +132,8 @@ def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
     check_run_dir(run_dir, cfg.resume)
     if not cfg.resume:
         return
-    saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt").config
-    changes = changed_settings(asdict(cfg), saved)
+    saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    changes = changed_settings(asdict(cfg), saved.config, bool(saved.teacher))
     if changes:
         raise KdlabError(
             f"resume=true but {', '.join(changes)} in {run_dir}: resume with the run's own "

@@ -33,6 +33,11 @@ def build_parser() -> OneLineParser:
         metavar="FILE",
         help="write image,rank,class,probability rows here instead of printing them",
     )
+    parser.add_argument(
+        "--allow-modified",
+        action="store_true",
+        help="use a checkpoint whose bytes differ from its record (best.pt.json)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --csv file")
     parser.add_argument(
         "--device", default="auto", help="auto (cuda > mps > cpu, the default), cpu, cuda, ..."
@@ -60,7 +65,7 @@ def main(argv: Sequence[str]) -> None:
     if args.csv is not None:
         check_output(args.csv, force=args.force, option="--csv")
     files = image_files(args.images)
-    selected = load_selected(args.run)
+    selected = load_selected(args.run, args.allow_modified)
     predictions = predict(selected, files, args.top_k, pick_device(args.device))
     if args.csv is None:
         width = max(len(str(p.image)) for p in predictions)
