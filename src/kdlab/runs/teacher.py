@@ -26,6 +26,7 @@ from kdlab.errors import KdlabError
 from kdlab.methods.logit_cache import CachedLogitLoader, cached_logit_loader
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import DistillConfig, TeacherConfig
+from kdlab.runs.run_dir import pinned_teacher_path
 from kdlab.runs.session import Session, hydra_run_info
 
 log = logging.getLogger("kdlab")
@@ -115,32 +116,12 @@ def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
     return Checkpoint.read(last).teacher if last.is_file() else {}
 
 
-def resolve_pinned(cfg: DistillConfig, pin: dict[str, Any]) -> Path:
-    """A resumed run's own teacher: the file it started with (or the teacher.ckpt given now,
-    relative or not), refused unless its bytes are those the run started with."""
-    pinned, sha256 = Path(pin["path"]), str(pin["sha256"])
-    path = resolve_teacher(cfg) if cfg.teacher.ckpt else pinned
-    if not path.is_file():
-        raise KdlabError(
-            f"resume=true but the teacher this run started with, {path}, is gone: restore it "
-            f"(sha256 {sha256[:HASH_SHOWN]}) to resume, or start a new run"
-        )
-    now = sha256_file(path)
-    if now != sha256:
-        raise KdlabError(
-            f"resume=true but teacher {path} is not the one this run started with (sha256 "
-            f"{sha256[:HASH_SHOWN]} then, {now[:HASH_SHOWN]} now): restore {pinned} to resume, "
-            "or start a new run"
-        )
-    return path
-
-
 def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
     """Find and read the teacher before any data is built, so a missing, corrupt, modified or
     other-data-set teacher fails in a second rather than after the data set is loaded. A
     resumed run reads the teacher it started with (pinned by its sha256)."""
     pin = pinned_teacher(cfg)
-    path = resolve_pinned(cfg, pin) if pin else resolve_teacher(cfg)
+    path = pinned_teacher_path(cfg.teacher.ckpt, pin) if pin else resolve_teacher(cfg)
     allowed, override = cfg.teacher.allow_modified, "teacher.allow_modified=true"
     state = Checkpoint.read(path, allow_modified=allowed, override=override)
     if state.data != cfg.data.name:
