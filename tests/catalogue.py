@@ -10,10 +10,13 @@ it. The rows are grouped by what goes wrong, in the table's order.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from harness import BLOW_UP, FAST, FOLDER_RUN, Workspace, run_kdlab
 
@@ -368,3 +371,132 @@ def run_bad_input(case: BadInput, ws: Workspace, run_dir: Path) -> subprocess.Co
     if hydra_app and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
     return run_kdlab(*args, cwd=ws.root)
+
+
+# --- outputs: never over a run's records, nor over an existing file without --force ---------
+
+
+def not_utf8_summary(ws: Workspace) -> Path:
+    """A run dir whose summary.json is not UTF-8 (what a CSV written over it can leave)."""
+    run = ws.root / "not_utf8"
+    run.mkdir(exist_ok=True)
+    (run / "summary.json").write_bytes(b'{"command": "train", "model": "\xff\xfe"}\n')
+    return run
+
+
+def in_teacher(*parts: str) -> Callable[[Workspace], Path]:
+    return lambda ws: ws.teacher.joinpath(*parts)
+
+
+def export_to(fmt: str, out: Callable[[Workspace], Path]) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["export", str(ws.teacher), "--format", fmt, "--out", str(out(ws))]
+
+
+def predict_to(csv: Callable[[Workspace], Path]) -> Callable[[Workspace], list[str]]:
+    images = "test/a"  # two of the image folder's test images
+    return lambda ws: ["predict", str(ws.teacher), str(ws.abc / images), "--csv", str(csv(ws))]
+
+
+RECORDS = "is one of the records of the run in"
+CATALOGUE += [
+    BadInput(
+        "`kdlab export RUN --format torchscript --out RUN/checkpoints/best.pt`",
+        export_to("torchscript", in_teacher("checkpoints", "best.pt")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --format safetensors --out RUN/checkpoints/last.pt`",
+        export_to("safetensors", in_teacher("checkpoints", "last.pt")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out RUN/summary.json`",
+        export_to("torchscript", in_teacher("summary.json")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out RUN/.hydra/config.yaml`",
+        export_to("torchscript", in_teacher(".hydra", "config.yaml")),
+        (RECORDS, "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out EXISTING_FILE` (no --force)",
+        export_to("torchscript", lambda ws: ws.regular_file),
+        ("a_file exists: add --force to replace it", "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES --csv RUN/summary.json`",
+        predict_to(in_teacher("summary.json")),
+        (RECORDS, "pick another --csv"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES --csv EXISTING_FILE` (no --force)",
+        predict_to(lambda ws: ws.regular_file),
+        ("a_file exists: add --force to replace it",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab report RUN --out RUN/checkpoints`",
+        lambda ws: ["report", str(ws.teacher), "--out", str(ws.teacher / "checkpoints")],
+        ("holds the records of the run in", "pick another --out"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab study note1 --out EXISTING_FILE`",
+        lambda ws: ["study", "note1", "--out", str(ws.regular_file)],
+        ("a_file is a file: give a dir",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab report` on a run whose summary.json is not UTF-8",
+        lambda ws: ["report", str(not_utf8_summary(ws)), f"--out={ws.root / 'report'}"],
+        ("cannot read", "summary.json", "fix or delete that run dir"),
+        preflight=True,
+    ),
+]
+
+
+# --- checkpoints that differ from their records (best.pt.json) -------------------------------
+
+
+def modified_teacher(ws: Workspace) -> Path:
+    """A copy of the teacher run whose best.pt was changed (one weight) after its record."""
+    run = ws.root / "modified_teacher"
+    if not run.exists():
+        shutil.copytree(ws.teacher, run)
+        best = run / "checkpoints" / "best.pt"
+        state = torch.load(best, weights_only=True)
+        first = next(iter(state["model"]))
+        state["model"][first] = state["model"][first] + 1e-3
+        torch.save(state, best)
+    return run
+
+
+DIFFERS = "is not the file its record best.pt.json describes"
+CATALOGUE += [
+    BadInput(
+        "`kdlab export RUN` whose best.pt differs from best.pt.json",
+        lambda ws: ["export", str(modified_teacher(ws)), "--format", "torchscript"],
+        (DIFFERS, "restore it, or pass --allow-modified"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab predict RUN IMAGES` whose best.pt differs from best.pt.json",
+        lambda ws: ["predict", str(modified_teacher(ws)), str(ws.abc / "test" / "a")],
+        (DIFFERS, "restore it, or pass --allow-modified"),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab distill teacher.ckpt=RUN` whose best.pt differs from best.pt.json",
+        lambda ws: [
+            "distill", *FOLDER_RUN, f"data.root={ws.abc}", f"teacher.ckpt={modified_teacher(ws)}"
+        ],
+        (DIFFERS, "restore it, or pass teacher.allow_modified=true"),
+    ),
+]

@@ -121,4 +121,17 @@ FAULTS = [
         "bf16 only where the run's own device computes it natively, else fp32",
         "tests/test_runtime.py::test_auto_precision_asks_the_gpu_it_trains_on",
     ),
+    # --- issue 25 (branch `reliability`) ---
+    Fault(
+        "a distill run stopped after epoch 1, a newer teacher run appears, `resume=true`",
+        "resumes with the teacher it started with (its path and sha256 in every checkpoint); "
+        "refused in one line if that file changed or is gone",
+        f"{RELIABILITY}::test_a_resumed_run_keeps_the_teacher_it_started_with",
+    ),
+    Fault(
+        "another teacher's logits.npy/check.npy/filled.npy copied into a logit store",
+        "every row fails its check (the store's name is in it): set aside and rebuilt",
+        "tests/test_logit_cache_integrity.py::"
+        "test_another_teachers_rows_copied_into_a_store_are_never_trained_on",
+    ),
 ]

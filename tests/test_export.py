@@ -110,6 +110,18 @@ def test_torchscript_export_carries_the_metadata_and_matches_pytorch(run, state,
     torch.testing.assert_close(module(batch), pytorch_logits(state, batch))
 
 
+def test_an_existing_out_is_replaced_only_with_force(run, tmp_path):
+    out = tmp_path / "student.safetensors"
+    out.write_bytes(b"the user's own file")
+    with pytest.raises(KdlabError, match=r"student\.safetensors exists: add --force"):
+        export_command.main([str(run), "--format", "safetensors", "--out", str(out)])
+    assert out.read_bytes() == b"the user's own file"
+    export_command.main([str(run), "--format", "safetensors", "--out", str(out), "--force"])
+    assert out.read_bytes() != b"the user's own file"
+    assert FORMATS["safetensors"].load(out).metadata["format"] == "safetensors"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, f"{out.name}.json"]
+
+
 def test_safetensors_export_rebuilds_the_model_from_its_metadata(run, state, tmp_path):
     from safetensors import safe_open
 

@@ -96,21 +96,39 @@ def test_a_damaged_store_is_set_aside_rebuilt_and_never_trained_on(filled, tmp_p
 def test_every_single_bit_flip_of_a_row_fails_its_check():
     rows = (np.random.default_rng(0).standard_normal((3, 10)) * 20).astype(np.float32)
     keys = np.array([7, 123456, 2**33])
-    checks = row_checks(rows, keys)
+    store, other_store = 0x9E3779B97F4A7C15, 0x9E3779B97F4A7C16  # names one bit apart
+    checks = row_checks(rows, keys, store)
     words = rows.view(np.uint32)
     for column in range(10):
         for bit in range(32):
             damaged = words.copy()
             damaged[1, column] ^= np.uint32(1 << bit)
-            assert (row_checks(damaged.view(np.float32), keys) != checks).tolist() == [
+            assert (row_checks(damaged.view(np.float32), keys, store) != checks).tolist() == [
                 False,
                 True,
                 False,
             ]
-    assert (row_checks(rows, np.roll(keys, 1)) != checks).all()  # rows in the wrong places
-    assert (row_checks(np.zeros_like(rows), keys) != checks).all()
+    assert (row_checks(rows, np.roll(keys, 1), store) != checks).all()  # in the wrong places
+    assert (row_checks(rows, keys, other_store) != checks).all()  # another teacher's rows
+    assert (row_checks(np.zeros_like(rows), keys, store) != checks).all()
     halves = rows.astype(np.float16)
-    assert (row_checks(halves, keys) != row_checks(halves[:, ::-1], keys)).all()
+    assert (row_checks(halves, keys, store) != row_checks(halves[:, ::-1], keys, store)).all()
+
+
+def test_another_teachers_rows_copied_into_a_store_are_never_trained_on(filled, tmp_path):
+    """The arrays of teacher B's store (same shapes) copied over teacher A's: every row fails
+    its check in A's store, which is set aside and rebuilt from teacher A."""
+    data, teacher, path, directory = filled
+    other, other_path = teacher_file(tmp_path, seed=1)
+    other_loader = open_loader(data, other, other_path, tmp_path / "cache")
+    run_epoch(other_loader, 1)
+    other_directory = other_loader.store.directory
+    for name in ("logits.npy", "check.npy", "filled.npy"):
+        (directory / name).write_bytes((other_directory / name).read_bytes())
+    loader = open_loader(data, teacher, path, tmp_path / "cache")
+    run_epoch(loader, 1)  # every batch equals teacher A's own logits
+    assert loader.computed == 96  # all of them recomputed: none of B's was used
+    assert any(p.name.startswith(f"{directory.name}.damaged-") for p in directory.parent.iterdir())
 
 
 @contextlib.contextmanager

@@ -34,10 +34,12 @@ from harness import (
     run_kdlab,
     train_one_epoch,
 )
+from kdlab.api import load_run
 from kdlab.data import DataBundle
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.engine.execution import resolve_precision, seed_everything
 from kdlab.engine.objective import CrossEntropy
+from kdlab.engine.provenance import sha256_file
 from kdlab.engine.run_logger import RunLogger, read_metrics
 from kdlab.engine.stage import Stage
 from kdlab.engine.trainer import RunPlace, Trainer
@@ -503,6 +505,64 @@ def test_an_output_dir_that_refuses_writes_is_one_line(tmp_path):
 def files_under(directory: Path) -> dict[Path, bytes]:
     """Every file (Hydra's record and log included) with its bytes."""
     return {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+# --- a run's inputs are pinned: its teacher, its checkpoints' records (issue 25) -------------
+
+
+def distill_args(*more: str) -> list[str]:
+    """A student of the newest cnn_student teacher run under teachers/."""
+    return ["distill", *FAST, "teacher.model=cnn_student", "teacher.search_dir=teachers", *more]
+
+
+def test_a_resumed_run_keeps_the_teacher_it_started_with(tmp_path):
+    """Stopped after epoch 1 (a 1-epoch run, then extended); a newer teacher run appears in the
+    search dir: the resume uses the first teacher, pinned by its sha256, and refuses once that
+    file is replaced (record and all)."""
+    teachers = tmp_path / "teachers"
+    proc = run_kdlab("train", *FAST, "trainer.epochs=1", "hydra.run.dir=teachers/t1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_kdlab(*distill_args("trainer.epochs=1", "hydra.run.dir=s"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(tmp_path / "s", tmp_path / "reference")
+    proc = run_kdlab(
+        "train", *FAST, "trainer.epochs=1", "seed=1", "hydra.run.dir=teachers/t2", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    resume = distill_args("resume=true", "hydra.run.dir=s")
+    proc = run_kdlab(*resume, "trainer.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # The reference names teacher t1, relative (the pin holds its absolute path).
+    named = ["teacher.ckpt=teachers/t1", "hydra.run.dir=reference"]
+    proc = run_kdlab(*distill_args("trainer.epochs=2", "resume=true", *named), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_run(tmp_path / "s", tmp_path / "reference")
+    t1_best = teachers / "t1" / "checkpoints" / "best.pt"
+    assert read_summary(tmp_path / "s")["teacher"]["sha256"] == sha256_file(t1_best)
+
+    for name in ("best.pt", "best.pt.json"):  # t1 replaced by t2, its record too
+        shutil.copy(teachers / "t2" / "checkpoints" / name, t1_best.with_name(name))
+    before = files_under(tmp_path / "s")
+    proc = run_kdlab(*resume, "trainer.epochs=3", cwd=tmp_path)
+    assert_one_line_error(
+        proc, f"resume=true but teacher {t1_best} is not the one this run started with"
+    )
+    assert files_under(tmp_path / "s") == before
+
+
+def test_load_run_refuses_a_checkpoint_that_differs_from_its_record(one_epoch_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    best = run / "checkpoints" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    first = next(iter(state["model"]))
+    state["model"][first] += 1e-3
+    torch.save(state, best)
+    with pytest.raises(KdlabError, match=r"restore it, or pass allow_modified=True"):
+        load_run(run)
+    loaded = load_run(run, allow_modified=True)
+    torch.testing.assert_close(loaded.model.state_dict()[first], state["model"][first])
 
 
 # --- the fault catalogue (faults) ------------------------------------------------------

@@ -37,12 +37,15 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
+def load_run(path: str | Path, device: str = "cpu", *, allow_modified: bool = False) -> LoadedRun:
     """The model of a run dir (its best.pt) or of a .pt file, in eval mode (a plugin's model
-    too: the plugins are loaded first)."""
+    too: the plugins are loaded first); a file that differs from its record (best.pt.json) is
+    refused unless `allow_modified`."""
     load_plugins()
     file = checkpoint_in(path)
-    state = Checkpoint.read(file, device)
+    state = Checkpoint.read(
+        file, device, allow_modified=allow_modified, override="allow_modified=True"
+    )
     model = state.build_model().to(device).eval()
     summary_file = file.parent.parent / "summary.json"
     summary = None

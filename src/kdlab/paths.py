@@ -1,8 +1,21 @@
-"""Where kdlab finds its Hydra configs, installed or in a source checkout."""
+"""kdlab's files: where its Hydra configs are, which files are a run's records, and writing
+any file safely.
+
+Every file kdlab writes goes through `write_atomic`: a kill or a full disk leaves the old file
+or the new one, never a torn one. A path a user names for an output (`--out`, `--csv`) is
+checked first by `check_output`: a run's own records are refused (a run dir is what every
+later command reads), and any other existing file is replaced only with `--force`.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+from kdlab.errors import KdlabError
 
 # In a run dir: flock-ed by the one process writing the run (kdlab.runs.run_dir), holds its pid.
 RUN_LOCK = ".kdlab.lock"
@@ -17,3 +30,131 @@ def config_dir() -> Path:
     if checkout.is_dir():
         return checkout
     raise FileNotFoundError(f"kdlab's configs are missing: looked in {packaged} and {checkout}")
+
+
+TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
+
+# What a run writes in its dir (besides checkpoints/ and .hydra/, see `run_record`).
+RUN_FILES = ("summary.json", "metrics.jsonl", "confusion.csv", "confusion.png", RUN_LOCK)
+RUN_FILE_PREFIXES = ("events.out.tfevents.",)  # TensorBoard's event files
+RUN_FILE_SUFFIXES = (".log",)  # Hydra's job log
+EXPORT_CHECKPOINT_SUFFIX = ".torchscript.pt"  # an export's name, not one of the run's checkpoints
+
+
+def write_atomic(
+    path: Path, write: Callable[[BinaryIO], None], option: str = "hydra.run.dir"
+) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`.
+
+    A kill at any moment leaves either the old file or the new one, never a torn one; a
+    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError
+    naming `option`, the setting that picks another place.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        raise KdlabError(
+            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
+            f"{option} (nothing was overwritten)"
+        ) from error
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str, option: str = "hydra.run.dir") -> None:
+    write_atomic(path, lambda f: f.write(text.encode()), option)
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OS error behind a failed write; torch.save reports it as its RuntimeError's context."""
+    for candidate in (error, error.__context__):
+        if isinstance(candidate, OSError):
+            return candidate
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def is_run_dir(directory: Path) -> bool:
+    """A dir a kdlab run wrote: it holds a summary, checkpoints or Hydra's record."""
+    return (
+        (directory / "summary.json").is_file()
+        or (directory / "checkpoints").is_dir()
+        or (directory / ".hydra").is_dir()
+    )
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    """last.pt, best.pt, <stage>.pt and their records (best.pt.json); not an export's name."""
+    stem = name.removesuffix(".json")
+    return stem.endswith(".pt") and not stem.endswith(EXPORT_CHECKPOINT_SUFFIX)
+
+
+def run_record(path: Path) -> Path | None:
+    """The run dir whose records `path` names (None: it names none).
+
+    A run's records are what the run wrote: its summary, metrics, log, event files, confusion
+    matrix, lock, anything under .hydra/, and its checkpoints and their records (exports
+    written beside them are not records).
+    """
+    path = path.expanduser().absolute()
+    parent, name = path.parent, path.name
+    if is_run_dir(parent) and (
+        name in RUN_FILES
+        or name.startswith(RUN_FILE_PREFIXES)
+        or name.endswith(RUN_FILE_SUFFIXES)
+        or name in (".hydra", "checkpoints")
+    ):
+        return parent
+    if parent.name == ".hydra" and is_run_dir(parent.parent):
+        return parent.parent
+    in_checkpoints = parent.name == "checkpoints" and is_run_dir(parent.parent)
+    if in_checkpoints and (_is_checkpoint_name(name) or name.endswith(TEMP_SUFFIX)):
+        return parent.parent
+    return None
+
+
+def check_output_dir(directory: Path, option: str) -> None:
+    """A dir a command writes its files into (a report's, a study's): not a file, and not
+    among a run's records (its checkpoints/ or .hydra/)."""
+    run_dir = run_record(directory)
+    if run_dir is not None:
+        raise KdlabError(
+            f"{option} {directory} holds the records of the run in {run_dir}: kdlab never "
+            f"writes among them; pick another {option}"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise KdlabError(f"{option} {directory} is a file: give a dir, new or one of kdlab's")
+
+
+def check_output(path: Path, *, force: bool, option: str) -> None:
+    """Refuse an output path that names a run's records (always) or an existing file (unless
+    `force`): a command writes over nothing it did not create for this output."""
+    run_dir = run_record(path)
+    if run_dir is not None:
+        raise KdlabError(
+            f"{option} {path} is one of the records of the run in {run_dir}: kdlab never "
+            f"writes over them; pick another {option} (e.g. outside the run dir)"
+        )
+    if path.is_dir():
+        raise KdlabError(f"{option} {path} is a directory: give a file name")
+    if path.exists() and not force:
+        raise KdlabError(
+            f"{option} {path} exists: add --force to replace it, or pick another {option}"
+        )

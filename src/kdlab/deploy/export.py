@@ -17,8 +17,8 @@ import torch
 
 from kdlab.deploy.formats import ExportFormat
 from kdlab.deploy.selected import SelectedModel
-from kdlab.engine.checkpoint import write_atomic
 from kdlab.errors import KdlabError
+from kdlab.paths import write_atomic, write_text_atomic
 
 CHECK_IMAGES = 8  # the check's batch (the graph is traced at batch 1: this tests the batch axis)
 RELATIVE_TOLERANCE = 1e-4  # of the largest logit's size (at least 1)
@@ -40,6 +40,11 @@ def default_output(selected: SelectedModel, fmt: ExportFormat) -> Path:
     """Beside the checkpoint, named after it: run/checkpoints/best.onnx."""
     file = selected.checkpoint
     return file.with_name(file.name.removesuffix(file.suffix) + fmt.suffix)
+
+
+def sidecar_of(out: Path) -> Path:
+    """The JSON written beside an exported file: its metadata and the check's result."""
+    return out.with_name(out.name + ".json")
 
 
 def check_batch(selected: SelectedModel, seed: int = 0) -> torch.Tensor:
@@ -92,10 +97,10 @@ def export_model(selected: SelectedModel, fmt: ExportFormat, out: Path) -> Expor
         with torch.inference_mode():
             checked["diff"] = compare(fmt, reference, loaded.run(batch), tolerance)
 
-    write_atomic(out, write_checked)
+    write_atomic(out, write_checked, "--out")
     check = {"images": CHECK_IMAGES, "runtime": fmt.runtime, "max_abs_diff": checked["diff"]}
     check["tolerance"] = tolerance
     record: dict[str, Any] = {**metadata, "file": out.name, "check": check}
-    sidecar = out.with_name(out.name + ".json")
-    write_atomic(sidecar, lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
+    sidecar = sidecar_of(out)
+    write_text_atomic(sidecar, json.dumps(record, indent=2) + "\n", "--out")
     return ExportResult(out, sidecar, checked["diff"], tolerance)

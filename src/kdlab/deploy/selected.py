@@ -126,8 +126,9 @@ def run_preprocessing(state: Checkpoint) -> Preprocessing:
     return Preprocessing(size, state.in_channels, mean, std, resize)
 
 
-def load_selected(path: str | Path) -> SelectedModel:
-    """The selected model of a run dir or .pt file, in eval mode on the CPU."""
+def load_selected(path: str | Path, allow_modified: bool = False) -> SelectedModel:
+    """The selected model of a run dir or .pt file, in eval mode on the CPU; a file that
+    differs from its record is refused unless `allow_modified` (--allow-modified)."""
     file = selected_checkpoint(path)
-    state = Checkpoint.read(file)
+    state = Checkpoint.read(file, allow_modified=allow_modified)
     return SelectedModel(file, state, state.build_model().eval(), run_preprocessing(state))

@@ -8,12 +8,10 @@ values, loaded with `weights_only=True`: a crafted file cannot run code.
 
 from __future__ import annotations
 
-import os
 import pickle
-import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,11 +19,11 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from kdlab.engine.provenance import check_intact, record_path
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, build_options
+from kdlab.paths import TEMP_SUFFIX, write_atomic
 from kdlab.version import __version__
-
-TEMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: a write in progress, or one a kill cut short
 
 
 @dataclass
@@ -52,6 +50,8 @@ class Checkpoint:
     rng: dict[str, Any] = field(default_factory=dict)
     loader: dict[str, Any] = field(default_factory=dict)  # a stateful train loader's counts
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
+    # The teacher a distillation run learns from ({"path", "sha256"}): a resume uses that one.
+    teacher: dict[str, Any] = field(default_factory=dict)
     best_score: float = float("-inf")
     best_record: dict[str, Any] = field(default_factory=dict)
     last_record: dict[str, Any] = field(default_factory=dict)
@@ -67,8 +67,15 @@ class Checkpoint:
         return cls(**{k: v for k, v in state.items() if k in known})
 
     @classmethod
-    def read(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-        return cls.from_dict(load_checkpoint(path, map_location))
+    def read(
+        cls,
+        path: str | Path,
+        map_location: str | torch.device = "cpu",
+        *,
+        allow_modified: bool = False,
+        override: str = "--allow-modified",
+    ) -> Checkpoint:
+        return cls.from_dict(load_checkpoint(path, map_location, allow_modified, override))
 
     def to_dict(self) -> dict[str, Any]:
         """The file's dict (shallow: tensors are not copied, unlike dataclasses.asdict)."""
@@ -83,7 +90,9 @@ class Checkpoint:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` (plus the kdlab version) to `path` atomically."""
+    """Write `state` (plus the kdlab version) to `path` atomically; a record beside `path`
+    (best.pt.json) describes the old bytes, so it goes first (the run writes a new one)."""
+    record_path(path).unlink(missing_ok=True)
     write_atomic(path, lambda f: torch.save({**state, "kdlab_version": __version__}, f))
 
 
@@ -95,49 +104,6 @@ def copy_checkpoint(source: Path, target: Path) -> None:
             shutil.copyfileobj(src, f)
 
     write_atomic(target, copy)
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`.
-
-    A kill at any moment leaves either the old file or the new one, never a torn one; a
-    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        cause = _os_error(error)
-        if cause is None:
-            raise
-        raise KdlabError(
-            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
-            f"hydra.run.dir (nothing was overwritten)"
-        ) from error
-    _fsync_dir(path.parent)
-
-
-def _os_error(error: BaseException) -> OSError | None:
-    """The OS error behind a failed write; torch.save reports it as its RuntimeError's context."""
-    for candidate in (error, error.__context__):
-        if isinstance(candidate, OSError):
-            return candidate
-    return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:
@@ -157,13 +123,18 @@ def checkpoint_in(path: str | Path) -> Path:
 
 
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    allow_modified: bool = False,
+    override: str = "--allow-modified",
 ) -> dict[str, Any]:
     """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
-    unsafe is a one-line KdlabError."""
+    unsafe, or a file that differs from its record (unless `allow_modified`; `override` says
+    how to allow it), is a one-line KdlabError."""
     path = checkpoint_in(path)
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    check_intact(path, allow_modified, override)
     with path.open("rb") as file:
         head = file.read(4)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save: a zip, or a bare pickle

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.engine.run_logger import write_json_atomic
+from kdlab.errors import KdlabError
 from kdlab.published import published_accuracy
 
 FAR_BELOW = 3.0  # points under the published accuracy at which a teacher is worth a warning
@@ -59,6 +60,21 @@ def read_record(ckpt: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def check_intact(ckpt: Path, allow_modified: bool, override: str) -> None:
+    """Refuse a checkpoint whose bytes are not the ones its record hashed (a file without a
+    record has nothing to be checked against); `override` names how to use it anyway."""
+    record = read_record(ckpt)
+    if record is None or allow_modified:
+        return
+    recorded, now = str(record.get("sha256")), sha256_file(ckpt)
+    if recorded != now:
+        raise KdlabError(
+            f"{ckpt} is not the file its record {record_path(ckpt).name} describes (sha256 "
+            f"{recorded[:HASH_SHOWN]} recorded, {now[:HASH_SHOWN]} now): it changed after its "
+            f"run wrote it; restore it, or pass {override} to use it anyway"
+        )
 
 
 @dataclass(frozen=True)

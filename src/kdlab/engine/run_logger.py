@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from kdlab.paths import write_text_atomic
 
 
 def _clean(value: Any) -> Any:
@@ -26,9 +27,7 @@ def _clean(value: Any) -> Any:
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
     """Write JSON via a temp file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_clean(data), indent=2) + "\n")
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -50,7 +49,7 @@ class RunLogger:
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
-        self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(_clean(r)) + "\n" for r in kept))
         # Imported here: reading metrics.jsonl back (kdlab report) needs no tensorboard.
         from torch.utils.tensorboard import SummaryWriter
 

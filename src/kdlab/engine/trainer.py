@@ -77,6 +77,7 @@ class RunPlace:
     logger: RunLogger
     show_bars: bool
     config: dict[str, Any]  # the resolved config, stored in every checkpoint
+    teacher: dict[str, Any] = field(default_factory=dict)  # Checkpoint.teacher: path, sha256
 
 
 class Trainer:
@@ -218,6 +219,7 @@ class Trainer:
         return Checkpoint(
             model=self.model.state_dict(),
             config=self.place.config,
+            teacher=self.place.teacher,
             num_classes=self.data.num_classes,
             in_channels=self.data.in_channels,
             class_names=list(self.data.class_names),

@@ -10,6 +10,7 @@ is the best epoch on the test split itself, ours selected on the validation spli
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from kdlab.engine.provenance import Provenance
 from kdlab.grid.plan import Cell, Plan
 from kdlab.published import Figure, published_accuracy, published_figure
 from kdlab.report import Stat, write_difference_heatmap
-from kdlab.report.tables import cannot_write
+from kdlab.report.tables import write_text
 
 COLUMNS = (
     "pair", "method", "seeds", "best_mean", "best_std", "last_mean", "last_std",
@@ -120,20 +121,18 @@ def write_csv(results: Sequence[CellResult], path: Path) -> None:
     def num(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    try:
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            for r in results:
-                fig = r.published
-                writer.writerow([
-                    r.cell.pair.name, r.cell.method, r.seeds, num(r.best.mean), num(r.best.std),
-                    num(r.last.mean), num(r.last.std), num(fig.top1 if fig else None),
-                    fig.source.protocol if fig else "", fig.source.cite() if fig else "",
-                    num(r.delta), r.note,
-                ])  # fmt: skip
-    except OSError as error:
-        raise cannot_write(path, error) from error
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for r in results:
+        fig = r.published
+        writer.writerow([
+            r.cell.pair.name, r.cell.method, r.seeds, num(r.best.mean), num(r.best.std),
+            num(r.last.mean), num(r.last.std), num(fig.top1 if fig else None),
+            fig.source.protocol if fig else "", fig.source.cite() if fig else "",
+            num(r.delta), r.note,
+        ])  # fmt: skip
+    write_text(buffer.getvalue(), path)
 
 
 def write_heatmap(results: Sequence[CellResult], path: Path, data: str) -> Path:
@@ -158,10 +157,7 @@ def write_grid_report(plan: Plan, study_dir: Path, data: str, header: Sequence[s
     lines = [*header, *teacher_lines(plan, data), "", PROTOCOL]
     text = markdown(results, lines)
     paths = [study_dir / "grid.md", study_dir / "grid.csv", study_dir / "grid_delta.png"]
-    try:
-        paths[0].write_text(text)
-    except OSError as error:
-        raise cannot_write(paths[0], error) from error
+    write_text(text, paths[0])
     write_csv(results, paths[1])
     write_heatmap(results, paths[2], data)
     print(text, flush=True)

@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator
 
+from kdlab.paths import write_atomic
 from kdlab.report.describe import notes_order, teacher_dirs
 from kdlab.report.groups import group_by_seed
 from kdlab.report.runs import Run
-from kdlab.report.tables import cannot_write
 
 DPI = 120
 LEGEND_PT = 9.0  # legend font size
@@ -39,11 +39,7 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_png(figure: Figure, path: Path) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=DPI)
-    except OSError as error:
-        raise cannot_write(path, error) from error
+    write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=DPI), "--out")
     return path
 
 

@@ -92,7 +92,7 @@ def display_path(path: Path) -> str:
 def read_summary(path: Path) -> dict[str, Any]:
     try:
         summary = json.loads((path / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or not JSON
         raise KdlabError(
             f"cannot read {display_path(path / SUMMARY)} ({error}): fix or delete that run dir"
         ) from error

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.errors import KdlabError
+from kdlab.paths import write_text_atomic
 
 ACC_KEYS = ("train_acc", "val_acc", "test_acc", "last_test_acc")
 # The final training loss and its parts. summary.json's `loss` is called `train_loss` in
@@ -166,10 +167,7 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def write_text(text: str, path: Path) -> None:
-    try:
-        path.write_text(text)
-    except OSError as error:
-        raise cannot_write(path, error) from error
+    write_text_atomic(path, text, "--out")
 
 
 def cannot_write(path: Path, error: OSError) -> KdlabError:

@@ -54,6 +54,8 @@ class TeacherConfig:
     # beside its checkpoint (<ckpt>.logits/) and reused by later runs on the same images.
     cache: bool = True
     cache_dir: str | None = None  # null = beside the teacher checkpoint
+    # A teacher whose bytes differ from its record (best.pt.json) is refused unless this is set.
+    allow_modified: bool = False
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from kdlab.engine.distributed import is_main
+from kdlab.engine.run_logger import write_json_atomic
 from kdlab.paths import RUN_LOCK
 
 SUMMARY = "summary.json"
@@ -100,4 +101,4 @@ def record_failure(cfg: Any, run_dir: Path, launch: Launch | None, error: BaseEx
             _remove_created(run_dir.absolute(), launch)
         return
     summary = failed_summary(cfg, run_dir, error)
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(summary, run_dir / SUMMARY)

@@ -16,8 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kdlab.engine.checkpoint import Checkpoint, remove_stale_temp_files
+from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, remove_stale_temp_files
 from kdlab.engine.distributed import is_main
+from kdlab.engine.provenance import HASH_SHOWN, sha256_file
 from kdlab.errors import KdlabError
 from kdlab.paths import RUN_LOCK
 from kdlab.runs.config import RunConfig
@@ -46,7 +47,11 @@ MAY_CHANGE_ON_RESUME = (
     "data.in_memory_max_mb",
     "teacher.cache",  # the cache is exact: the same logits either way
     "teacher.cache_dir",
+    "teacher.allow_modified",  # a permission, not a setting: the pin below still holds
 )
+# How a run finds its teacher: free on resume once its checkpoints pin the teacher by its
+# sha256 (Checkpoint.teacher), which a resume then checks (kdlab.runs.teacher).
+FOUND_BY = ("teacher.ckpt", "teacher.search_dir")
 # Run dirs this process holds the lock of: path -> the open lock file (closing unlocks).
 _HELD: dict[Path, int] = {}
 
@@ -91,14 +96,17 @@ def shown(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def changed_settings(ours: dict[str, Any], run: dict[str, Any]) -> list[str]:
+def changed_settings(
+    ours: dict[str, Any], run: dict[str, Any], teacher_pinned: bool = False
+) -> list[str]:
     """`key (ours vs theirs in the run)` for each setting a resume may not change; keys one
     side lacks (another kdlab version's) are not compared."""
     mine, theirs = flat(ours), flat(run)
+    free = (*MAY_CHANGE_ON_RESUME, *(FOUND_BY if teacher_pinned else ()))
     changes = [
         f"{key} changed ({shown(mine[key])} vs {shown(theirs[key])} in the run)"
         for key in mine
-        if key in theirs and key not in MAY_CHANGE_ON_RESUME and mine[key] != theirs[key]
+        if key in theirs and key not in free and mine[key] != theirs[key]
     ]
     epochs, run_epochs = select(ours, "trainer.epochs"), select(run, "trainer.epochs")
     if isinstance(run_epochs, int) and epochs < run_epochs:
@@ -125,13 +133,36 @@ def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
     check_run_dir(run_dir, cfg.resume)
     if not cfg.resume:
         return
-    saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt").config
-    changes = changed_settings(asdict(cfg), saved)
+    saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    teacher = getattr(cfg, "teacher", None)
+    if saved.teacher and teacher is not None:
+        pinned_teacher_path(teacher.ckpt, saved.teacher)
+    changes = changed_settings(asdict(cfg), saved.config, bool(saved.teacher))
     if changes:
         raise KdlabError(
             f"resume=true but {', '.join(changes)} in {run_dir}: resume with the run's own "
             f"settings ({run_dir / '.hydra' / 'overrides.yaml'}) or start a new run"
         )
+
+
+def pinned_teacher_path(ckpt: str | None, pin: dict[str, Any]) -> Path:
+    """A resumed run's own teacher: the file it started with (or `ckpt`, teacher.ckpt given
+    now, relative or not), refused unless its bytes are those the run started with."""
+    pinned, sha256 = Path(pin["path"]), str(pin["sha256"])
+    path = checkpoint_in(Path(ckpt).expanduser().resolve()) if ckpt else pinned
+    if not path.is_file():
+        raise KdlabError(
+            f"resume=true but the teacher this run started with, {path}, is gone: restore it "
+            f"(sha256 {sha256[:HASH_SHOWN]}) to resume, or start a new run"
+        )
+    now = sha256_file(path)
+    if now != sha256:
+        raise KdlabError(
+            f"resume=true but teacher {path} is not the one this run started with (sha256 "
+            f"{sha256[:HASH_SHOWN]} then, {now[:HASH_SHOWN]} now): restore {pinned} to resume, "
+            "or start a new run"
+        )
+    return path
 
 
 def lock_run_dir(run_dir: Path, create: bool = True) -> None:

@@ -46,9 +46,16 @@ class Session:
     overrides: list[str]
     started: float
 
-    def trainer(self, model: nn.Module) -> Trainer:
+    def trainer(self, model: nn.Module, teacher: dict[str, Any] | None = None) -> Trainer:
+        """The trainer of `model`; `teacher` (path, sha256) is kept in every checkpoint."""
         place = RunPlace(
-            self.run_dir, self.device, self.precision, self.logger, self.show_bars, asdict(self.cfg)
+            self.run_dir,
+            self.device,
+            self.precision,
+            self.logger,
+            self.show_bars,
+            asdict(self.cfg),
+            teacher or {},
         )
         return Trainer(model, self.data, self.cfg.trainer, self.cfg.optim, self.cfg.sched, place)
 

@@ -22,6 +22,7 @@ from kdlab.engine.run_logger import write_json_atomic
 from kdlab.engine.stage import StageResult
 from kdlab.engine.trainer import Trainer
 from kdlab.models import count_macs, count_params, model_label, weights_megabytes
+from kdlab.paths import write_text_atomic
 from kdlab.runs.session import Session
 from kdlab.version import __version__
 
@@ -170,7 +171,7 @@ def write_confusion_csv(confusion: torch.Tensor, class_names: list[str], path: P
         ",".join([name, *map(str, row)])
         for name, row in zip(class_names, confusion.tolist(), strict=True)
     ]
-    path.write_text("\n".join(rows) + "\n")
+    write_text_atomic(path, "\n".join(rows) + "\n")
 
 
 def stage_summary(stage: StageResult) -> dict[str, Any]:

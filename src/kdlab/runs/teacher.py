@@ -21,12 +21,13 @@ from kdlab.data.choices import run_normalization
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.engine.metrics import evaluate
 from kdlab.engine.objective import CrossEntropy
-from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published
+from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published, sha256_file
 from kdlab.errors import KdlabError
 from kdlab.methods.logit_cache import CachedLogitLoader, cached_logit_loader
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import DistillConfig, TeacherConfig
-from kdlab.runs.session import Session
+from kdlab.runs.run_dir import pinned_teacher_path
+from kdlab.runs.session import Session, hydra_run_info
 
 log = logging.getLogger("kdlab")
 
@@ -99,19 +100,36 @@ class TeacherCheckpoint:
     path: Path
     state: Checkpoint
     settings: TeacherConfig  # teacher.*: how it was found, whether its logits are cached
+    sha256: str  # of the file: what the run pins
+
+    def pin(self) -> dict[str, str]:
+        """What the run's checkpoints keep of its teacher (Checkpoint.teacher)."""
+        return {"path": str(self.path), "sha256": self.sha256}
+
+
+def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
+    """The teacher a resumed run started with (path, sha256, from its last.pt); empty for a
+    new run, or a run whose checkpoints predate the pin."""
+    if not cfg.resume:
+        return {}
+    last = hydra_run_info()[0] / "checkpoints" / "last.pt"
+    return Checkpoint.read(last).teacher if last.is_file() else {}
 
 
 def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
-    """Find and read the teacher before any data is built, so a missing, corrupt or
-    other-data-set teacher fails in a second rather than after the data set is loaded."""
-    path = resolve_teacher(cfg)
-    state = Checkpoint.read(path)
+    """Find and read the teacher before any data is built, so a missing, corrupt, modified or
+    other-data-set teacher fails in a second rather than after the data set is loaded. A
+    resumed run reads the teacher it started with (pinned by its sha256)."""
+    pin = pinned_teacher(cfg)
+    path = pinned_teacher_path(cfg.teacher.ckpt, pin) if pin else resolve_teacher(cfg)
+    allowed, override = cfg.teacher.allow_modified, "teacher.allow_modified=true"
+    state = Checkpoint.read(path, allow_modified=allowed, override=override)
     if state.data != cfg.data.name:
         raise KdlabError(
             f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
-    return TeacherCheckpoint(path, state, cfg.teacher)
+    return TeacherCheckpoint(path, state, cfg.teacher, pin.get("sha256") or sha256_file(path))
 
 
 def load_teacher(

@@ -24,6 +24,7 @@ every float must be finite (`inf` and `nan` parse as floats):
 | data.* | kdlab.data.settings.check_common (and the data set's own check) |
 | loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
 | teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| teacher.cache, allow_modified | bool (typed) |
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
 | fitnet.stage1_lr | > 0; finetune_lr_scale >= 0; hint/guided_layer: checked against the models |

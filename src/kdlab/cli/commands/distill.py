@@ -50,7 +50,7 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
     distiller = build_method(cfg, teacher, model, data.image_size, data.train_images)
     if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
         batches = teacher_batches(teacher, checkpoint, session)
-    trainer = session.trainer(model)
+    trainer = session.trainer(model, checkpoint.pin() if checkpoint else None)
     *init, main = method_stages(distiller, model, cfg.trainer.epochs, batches)
     tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
     stages = [*init, *tuned]

@@ -36,18 +36,29 @@ def build_parser() -> OneLineParser:
         metavar="FILE",
         help="where to write (default: beside the checkpoint, e.g. RUN/checkpoints/best.onnx)",
     )
+    parser.add_argument(
+        "--allow-modified",
+        action="store_true",
+        help="use a checkpoint whose bytes differ from its record (best.pt.json)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing --out file (and its .json)"
+    )
     return parser
 
 
 def main(argv: Sequence[str]) -> None:
     from kdlab.deploy import FORMATS, ExportMismatch, default_output, export_model, load_selected
-    from kdlab.deploy.export import CHECK_IMAGES
+    from kdlab.deploy.export import CHECK_IMAGES, sidecar_of
+    from kdlab.paths import check_output
 
     args = build_parser().parse_args(list(argv))
     fmt = FORMATS[args.format]
     fmt.check_available()  # before the checkpoint is read: the fix comes in a second
-    selected = load_selected(args.run)
+    selected = load_selected(args.run, args.allow_modified)
     out = args.out or default_output(selected, fmt)
+    for path in (out, sidecar_of(out)):
+        check_output(path, force=args.force, option="--out")
     p = selected.preprocessing
     print(
         f"exporting {selected.checkpoint} ({selected.metadata()['model']} on {selected.state.data}"

@@ -96,7 +96,7 @@ def run(cfg: FitnetRunConfig) -> dict[str, Any]:
     session = open_session(cfg, checkpoint.state.config)
     student = build_model_to_train(session)
     teacher, teacher_info = prepare_teacher(checkpoint, session)
-    trainer = session.trainer(student)
+    trainer = session.trainer(student, checkpoint.pin())
     stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
     batches = teacher_batches(teacher, checkpoint, session)
     stage2 = kd_stage(cfg, teacher, student, prefix, batches, session.data.image_size)

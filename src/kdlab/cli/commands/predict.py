@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdlab.errors import KdlabError, OneLineParser
+from kdlab.errors import OneLineParser
 
 if TYPE_CHECKING:
     from kdlab.deploy import Prediction
@@ -34,6 +34,12 @@ def build_parser() -> OneLineParser:
         help="write image,rank,class,probability rows here instead of printing them",
     )
     parser.add_argument(
+        "--allow-modified",
+        action="store_true",
+        help="use a checkpoint whose bytes differ from its record (best.pt.json)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --csv file")
+    parser.add_argument(
         "--device", default="auto", help="auto (cuda > mps > cpu, the default), cpu, cuda, ..."
     )
     return parser
@@ -53,10 +59,13 @@ def csv_text(predictions: Sequence[Prediction]) -> str:
 def main(argv: Sequence[str]) -> None:
     from kdlab.deploy import image_files, load_selected, predict
     from kdlab.engine.execution import pick_device
+    from kdlab.paths import check_output, write_text_atomic
 
     args = build_parser().parse_args(list(argv))
+    if args.csv is not None:
+        check_output(args.csv, force=args.force, option="--csv")
     files = image_files(args.images)
-    selected = load_selected(args.run)
+    selected = load_selected(args.run, args.allow_modified)
     predictions = predict(selected, files, args.top_k, pick_device(args.device))
     if args.csv is None:
         width = max(len(str(p.image)) for p in predictions)
@@ -64,10 +73,6 @@ def main(argv: Sequence[str]) -> None:
             top = "  ".join(f"{name} {prob:.1%}" for name, prob in p.top)
             print(f"{p.image!s:<{width}}  {top}")
         return
-    try:
-        args.csv.write_text(csv_text(predictions))
-    except OSError as error:
-        message = f"cannot write {args.csv} ({error.strerror}): pick another --csv"
-        raise KdlabError(message) from None
+    write_text_atomic(args.csv, csv_text(predictions), "--csv")
     top = len(predictions[0].top)
     print(f"wrote the top {top} classes of {len(predictions)} image(s) to {args.csv}")

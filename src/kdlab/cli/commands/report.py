@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.errors import KdlabError, OneLineParser
+from kdlab.paths import check_output_dir
 from kdlab.report.compare import (
     SORTS,
     baseline_group,
@@ -256,6 +257,7 @@ def write_report(
         found = timed_runs(found, speed)
     base = resolve_baseline(baseline, found) if baseline else None
     out = out or common_parent(run.path for run in found)
+    check_output_dir(out, "--out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -20,7 +20,7 @@ from kdlab.cli.commands.report import print_written, write_report
 from kdlab.cli.commands.study_jobs import GRIDS, job_command, split_study_args, study_names
 from kdlab.data import DATASETS
 from kdlab.errors import KdlabError, OneLineParser
-from kdlab.paths import config_dir
+from kdlab.paths import check_output_dir, config_dir
 from kdlab.runs.preflight import check_overrides
 
 
@@ -126,6 +126,7 @@ def main(argv: Sequence[str]) -> None:
 
     for _, command, job_args in jobs:
         check_overrides(command, [a for a in job_args if not a.startswith("teacher.ckpt=")], False)
+    check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     print(f"{spec['description']}\nstudy dir: {study_dir} ({len(jobs)} runs)", flush=True)
     started = time.perf_counter()

@@ -31,6 +31,7 @@ from kdlab.grid.plan import (
     parse_pairs,
 )
 from kdlab.grid.results import read_finished, write_grid_report
+from kdlab.paths import check_output_dir
 from kdlab.runs.preflight import check_overrides
 
 CIFAR100_TRAIN = 50_000  # images in CIFAR-100's train split (before kdlab's val split)
@@ -227,6 +228,7 @@ def main(argv: Sequence[str]) -> None:
     if args.dry_run:
         print_plan(plan, study_dir, shared)
         return
+    check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     failed = run_plan(plan, study_dir, args.jobs)

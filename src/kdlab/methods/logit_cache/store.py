@@ -35,7 +35,7 @@ import torch
 
 from kdlab.methods.logit_cache.integrity import StoreDamaged, check_npy, row_checks, set_aside
 
-FORMAT = 2
+FORMAT = 3  # 3: a row's check includes its store's name
 
 # The teacher's logits dtype -> how the store keeps it (numpy has no bfloat16: raw bits).
 _STORED = {
@@ -46,7 +46,8 @@ _STORED = {
 
 
 def store_key(meta: dict[str, Any]) -> str:
-    """The store's directory name: a hash of its metadata (canonical JSON)."""
+    """The store's directory name: a hash of its metadata (canonical JSON), 64 bits in hex
+    (also in every row's check)."""
     text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -63,6 +64,7 @@ class LogitStore:
         self.directory = directory
         self.meta = meta
         self.dtype = dtype
+        self.name = int(store_key(meta), 16)  # in every row's check: rows of other stores fail
         self.writable = _accepts_writes(directory / "logits.npy")
         mode = "r+" if self.writable else "r"
         self.logits = np.load(directory / "logits.npy", mmap_mode=mode)
@@ -109,7 +111,7 @@ class LogitStore:
             raise TypeError(f"this store keeps {self.dtype} logits, got {logits.dtype}")
         rows = _to_numpy(logits)
         self.logits[keys] = rows
-        self.check[keys] = row_checks(rows, keys)
+        self.check[keys] = row_checks(rows, keys, self.name)
 
     def commit(self, keys: np.ndarray) -> None:
         """Flush the written rows to disk, then flag them (and flush the flags): a kill at any
@@ -123,7 +125,7 @@ class LogitStore:
         """The stored logits of `keys` as a host tensor of the teacher's dtype; StoreDamaged
         if any row fails its check."""
         rows = np.ascontiguousarray(self.logits[keys])
-        bad = row_checks(rows, keys) != self.check[keys]
+        bad = row_checks(rows, keys, self.name) != self.check[keys]
         if bad.any():
             raise StoreDamaged(f"{int(bad.sum())} of {keys.size} rows read fail their checksum")
         tensor = torch.from_numpy(rows)
