@@ -9,8 +9,12 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdlab.engine.trackers import Tracker
 
 
 def _clean(value: Any) -> Any:
@@ -44,10 +48,14 @@ def _shown(tag: str, value: Any) -> bool:
 
 
 class RunLogger:
-    """One run's TensorBoard writer and metrics.jsonl; resumes cleanly after `epoch`."""
+    """One run's TensorBoard writer and metrics.jsonl, and the trackers `logger=` added (each
+    gets the same scalars); resumes cleanly after `epoch`."""
 
-    def __init__(self, run_dir: Path, resume_epoch: int = 0) -> None:
+    def __init__(
+        self, run_dir: Path, resume_epoch: int = 0, trackers: Sequence[Tracker] = ()
+    ) -> None:
         self.run_dir = run_dir
+        self.trackers = list(trackers)
         self.metrics_path = run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
         self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))
@@ -63,12 +71,16 @@ class RunLogger:
     def step(self, global_step: int, scalars: dict[str, float]) -> None:
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, global_step)
+        for tracker in self.trackers:
+            tracker.step(global_step, scalars)
 
     def epoch(self, record: dict[str, Any]) -> None:
         """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
-        for tag, value in record.items():
-            if _shown(tag, value):
-                self.writer.add_scalar(tag, value, record["epoch"])
+        scalars = {tag: value for tag, value in record.items() if _shown(tag, value)}
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, record["epoch"])
+        for tracker in self.trackers:
+            tracker.epoch(record["epoch"], scalars)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(_clean(record)) + "\n")
             f.flush()
@@ -101,8 +113,16 @@ class RunLogger:
             pixels = np.asarray(img.convert("RGB"))
         self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
+    def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
+        """The trackers' closing entries: the summary's final figures and the run's files."""
+        for tracker in self.trackers:
+            tracker.summary(summary)
+            tracker.artifacts(artifacts)
+
     def close(self) -> None:
         self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 class NullLogger(RunLogger):
@@ -121,6 +141,9 @@ class NullLogger(RunLogger):
         pass
 
     def image(self, tag: str, png: Path, step: int) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
         pass
 
     def close(self) -> None:
