@@ -156,7 +156,9 @@ def checkpoint_in(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
     unsafe is a one-line KdlabError."""
     path = checkpoint_in(path)

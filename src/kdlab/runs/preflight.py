@@ -32,11 +32,12 @@ def composition_message(error: Exception) -> str:
 
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         group, _, name = error.missing_cfg_file.rpartition("/")
-        # A list-valued choice (logger=[a,b]) fails without the options: look them up.
-        options = sorted(error.options or ConfigStore.instance().list(group))
-        shown = ", ".join(option.removesuffix(".yaml") for option in options)
-        usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
-        return f"unknown {group} '{name}': choose one of {shown} ({usage})"
+        options = error.options
+        if group == "logger":  # a list-valued choice fails without the options: look them up
+            options = [o.removesuffix(".yaml") for o in ConfigStore.instance().list(group)]
+        if options:
+            usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
+            return f"unknown {group} '{name}': choose one of {', '.join(sorted(options))} ({usage})"
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     cause = error.__cause__
     if cause is not None and str(cause).strip():

@@ -25,6 +25,7 @@ from kdlab.runs.config import RunConfig
 log = logging.getLogger("kdlab")
 
 
+
 # The settings a resumed run may change: where and how it runs and reports, not what it
 # trains. Every other key of the resolved config must equal the run's (Checkpoint.config).
 # trainer.epochs may only grow: the lr schedule is a function of the step and the total
