@@ -96,18 +96,6 @@ def check_trackers(settings: LoggerConfig) -> None:
         )
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> dotted keys; lists become their JSON text (one parameter each)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = json.dumps(value) if isinstance(value, list | tuple) else value
-    return flat
-
-
 def final_figures(summary: dict[str, Any]) -> dict[str, float]:
     """summary.json's top-level numbers (test_acc, val_acc, loss parts, ...)."""
     return {
@@ -312,15 +300,15 @@ class CsvTracker:
 
 
 def open_trackers(
-    settings: LoggerConfig, run_dir: Path, config: dict[str, Any], resume_epoch: int
+    settings: LoggerConfig, run_dir: Path, params: dict[str, Any], resume_epoch: int
 ) -> list[Tracker]:
-    """The chosen trackers' runs (TensorBoard is RunLogger's own), each given the config;
-    a resumed run reopens the runs named in checkpoints/trackers.json."""
+    """The chosen trackers' runs (TensorBoard is RunLogger's own), each given `params` (the
+    resolved config, dotted keys); a resumed run reopens the runs named in
+    checkpoints/trackers.json."""
     from kdlab.engine.run_logger import write_json_atomic
 
     ids_path = run_dir / RUN_IDS
     previous = json.loads(ids_path.read_text()) if resume_epoch and ids_path.is_file() else {}
-    params = flatten(config)
     run_name = run_dir.name
     trackers: dict[str, Tracker] = {}
     if settings.mlflow is not None:

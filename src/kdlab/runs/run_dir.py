@@ -25,7 +25,6 @@ from kdlab.runs.config import RunConfig
 log = logging.getLogger("kdlab")
 
 
-
 # The settings a resumed run may change: where and how it runs and reports, not what it
 # trains. Every other key of the resolved config must equal the run's (Checkpoint.config).
 # trainer.epochs may only grow: the lr schedule is a function of the step and the total
@@ -46,6 +45,7 @@ MAY_CHANGE_ON_RESUME = (
     "data.in_memory_max_mb",
     "teacher.cache",  # the cache is exact: the same logits either way
     "teacher.cache_dir",
+    "logger",  # the trackers (and their settings): every logger.* key
 )
 # Run dirs this process holds the lock of: path -> the open lock file (closing unlocks).
 _HELD: dict[Path, int] = {}
@@ -91,6 +91,11 @@ def shown(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+def may_change(key: str) -> bool:
+    """Whether a resume may change `key` (named in MAY_CHANGE_ON_RESUME, or below a name)."""
+    return any(key == k or key.startswith(f"{k}.") for k in MAY_CHANGE_ON_RESUME)
+
+
 def changed_settings(ours: dict[str, Any], run: dict[str, Any]) -> list[str]:
     """`key (ours vs theirs in the run)` for each setting a resume may not change; keys one
     side lacks (another kdlab version's) are not compared."""
@@ -98,7 +103,7 @@ def changed_settings(ours: dict[str, Any], run: dict[str, Any]) -> list[str]:
     changes = [
         f"{key} changed ({shown(mine[key])} vs {shown(theirs[key])} in the run)"
         for key in mine
-        if key in theirs and key not in MAY_CHANGE_ON_RESUME and mine[key] != theirs[key]
+        if key in theirs and not may_change(key) and mine[key] != theirs[key]
     ]
     epochs, run_epochs = select(ours, "trainer.epochs"), select(run, "trainer.epochs")
     if isinstance(run_epochs, int) and epochs < run_epochs:

@@ -27,7 +27,7 @@ from kdlab.engine.trackers import open_trackers
 from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.models import build_model, build_options
 from kdlab.runs.config import RunConfig
-from kdlab.runs.run_dir import guard_run_dir
+from kdlab.runs.run_dir import flat, guard_run_dir
 
 log = logging.getLogger("kdlab")
 
@@ -87,7 +87,7 @@ def open_session(cfg: RunConfig, teacher_config: dict[str, Any] | None = None) -
     resume_epoch = resume_state.epoch if resume_state else 0
     logger: RunLogger = NullLogger()
     if is_main():
-        trackers = open_trackers(cfg.logger, run_dir, asdict(cfg), resume_epoch)
+        trackers = open_trackers(cfg.logger, run_dir, flat(asdict(cfg)), resume_epoch)
         logger = RunLogger(run_dir, resume_epoch=resume_epoch, trackers=trackers)
     log.info(
         "%s on %s: %s (%d classes), %d train%s / %s val / %d test images%s, device %s, "
