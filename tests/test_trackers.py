@@ -217,3 +217,34 @@ def test_an_unknown_tracker_is_one_line_listing_the_trackers(tmp_path):
         "(logger=[NAME,...])"
     )
     assert not (tmp_path / "outputs").exists()
+
+
+def test_report_tables_an_mlflow_experiment_as_it_tables_the_run_dir(resumed_run, monkeypatch):
+    from kdlab.report.runs import find_runs
+
+    store = resumed_run.parent / "outputs/mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(store))
+    (tracked,) = find_runs(["mlflow:train"])
+    (on_disk,) = find_runs([resumed_run])
+    for key in ("command", "model", "data", "overrides", "status", "best_epoch", "epochs"):
+        assert tracked.get(key) == on_disk.get(key), key
+    for key in ("test_acc", "val_acc", "train_acc", "test_loss", "params", "wall_time_s"):
+        assert tracked.get(key) == pytest.approx(on_disk.get(key)), key
+    ours, theirs = tracked.metrics(), on_disk.metrics()
+    assert [r["epoch"] for r in ours] == [r["epoch"] for r in theirs] == [1, 2]
+    for mine, record in zip(ours, theirs, strict=True):
+        assert mine.keys() <= record.keys()
+        assert {k for k, v in record.items() if "/" in k and isinstance(v, float)} <= mine.keys()
+        for key, value in mine.items():
+            assert value == pytest.approx(record[key]), key
+
+    out = resumed_run.parent / "report"
+    env = {"MLFLOW_TRACKING_URI": str(store)}
+    proc = run_kdlab(
+        "report", "mlflow:train", "--curves", "--out", str(out), cwd=out.parent, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    with (out / "report.csv").open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["test_acc"]) == pytest.approx(read_summary(resumed_run)["test_acc"])
+    assert any(out.glob("curves*.png"))

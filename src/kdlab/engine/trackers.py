@@ -187,11 +187,13 @@ class MlflowTracker:
         self._metrics(scalars, epoch)
 
     def summary(self, summary: dict[str, Any]) -> None:
-        """The final figures as metrics (at step = epochs), the strings as `kdlab.` tags."""
+        """The final figures as metrics (at step = epochs), the strings and lists (e.g. the
+        overrides, as JSON) as `kdlab.` tags: what `kdlab report mlflow:` reads back."""
         self._metrics(final_figures(summary), int(summary.get("epochs", 0)))
         for key, value in summary.items():
-            if isinstance(value, str):
-                self.client.set_tag(self.run_id, f"kdlab.{key}", value)
+            if isinstance(value, str | list):
+                text = value if isinstance(value, str) else json.dumps(value)
+                self.client.set_tag(self.run_id, f"kdlab.{key}", text)
 
     def artifacts(self, paths: list[Path]) -> None:
         for path in paths:
