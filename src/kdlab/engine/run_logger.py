@@ -9,9 +9,11 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kdlab.engine.trackers import RUN_IDS
 
 if TYPE_CHECKING:
     from kdlab.engine.trackers import Tracker
@@ -52,10 +54,14 @@ class RunLogger:
     gets the same scalars); resumes cleanly after `epoch`."""
 
     def __init__(
-        self, run_dir: Path, resume_epoch: int = 0, trackers: Sequence[Tracker] = ()
+        self, run_dir: Path, resume_epoch: int = 0, trackers: Mapping[str, Tracker] | None = None
     ) -> None:
         self.run_dir = run_dir
-        self.trackers = list(trackers)
+        self.trackers = list((trackers or {}).values())
+        ids = {name: t.run_id for name, t in (trackers or {}).items() if t.run_id is not None}
+        if ids:  # what a resumed run reopens (engine.trackers.open_trackers)
+            (run_dir / RUN_IDS).parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(ids, run_dir / RUN_IDS)
         self.metrics_path = run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
         self.metrics_path.write_text("".join(json.dumps(_clean(r)) + "\n" for r in kept))

@@ -303,12 +303,10 @@ class CsvTracker:
 
 def open_trackers(
     settings: LoggerConfig, run_dir: Path, params: dict[str, Any], resume_epoch: int
-) -> list[Tracker]:
-    """The chosen trackers' runs (TensorBoard is RunLogger's own), each given `params` (the
-    resolved config, dotted keys); a resumed run reopens the runs named in
-    checkpoints/trackers.json."""
-    from kdlab.engine.run_logger import write_json_atomic
-
+) -> dict[str, Tracker]:
+    """The chosen trackers' runs by name (TensorBoard is RunLogger's own), each given `params`
+    (the resolved config, dotted keys); a resumed run reopens the runs named in
+    checkpoints/trackers.json (RunLogger writes it)."""
     ids_path = run_dir / RUN_IDS
     previous = json.loads(ids_path.read_text()) if resume_epoch and ids_path.is_file() else {}
     run_name = run_dir.name
@@ -323,8 +321,4 @@ def open_trackers(
         )
     if settings.csv is not None:
         trackers["csv"] = CsvTracker(run_dir, resume_epoch)
-    ids = {name: t.run_id for name, t in trackers.items() if t.run_id is not None}
-    if ids:
-        ids_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(ids, ids_path)
-    return list(trackers.values())
+    return trackers
