@@ -8,8 +8,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kdlab.engine.trackers import RUN_IDS
+
+if TYPE_CHECKING:
+    from kdlab.engine.trackers import Tracker
 
 from kdlab.paths import write_text_atomic
 
@@ -43,10 +49,18 @@ def _shown(tag: str, value: Any) -> bool:
 
 
 class RunLogger:
-    """One run's TensorBoard writer and metrics.jsonl; resumes cleanly after `epoch`."""
+    """One run's TensorBoard writer and metrics.jsonl, and the trackers `logger=` added (each
+    gets the same scalars); resumes cleanly after `epoch`."""
 
-    def __init__(self, run_dir: Path, resume_epoch: int = 0) -> None:
+    def __init__(
+        self, run_dir: Path, resume_epoch: int = 0, trackers: Mapping[str, Tracker] | None = None
+    ) -> None:
         self.run_dir = run_dir
+        self.trackers = list((trackers or {}).values())
+        ids = {name: t.run_id for name, t in (trackers or {}).items() if t.run_id is not None}
+        if ids:  # what a resumed run reopens (engine.trackers.open_trackers)
+            (run_dir / RUN_IDS).parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(ids, run_dir / RUN_IDS)
         self.metrics_path = run_dir / "metrics.jsonl"
         kept = [r for r in read_metrics(self.metrics_path) if r["epoch"] <= resume_epoch]
         write_text_atomic(self.metrics_path, "".join(json.dumps(_clean(r)) + "\n" for r in kept))
@@ -62,12 +76,16 @@ class RunLogger:
     def step(self, global_step: int, scalars: dict[str, float]) -> None:
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, global_step)
+        for tracker in self.trackers:
+            tracker.step(global_step, scalars)
 
     def epoch(self, record: dict[str, Any]) -> None:
         """Log one epoch: scalars to TensorBoard (x = epoch), the whole record to JSONL."""
-        for tag, value in record.items():
-            if _shown(tag, value):
-                self.writer.add_scalar(tag, value, record["epoch"])
+        scalars = {tag: value for tag, value in record.items() if _shown(tag, value)}
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, record["epoch"])
+        for tracker in self.trackers:
+            tracker.epoch(record["epoch"], scalars)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(_clean(record)) + "\n")
             f.flush()
@@ -100,8 +118,16 @@ class RunLogger:
             pixels = np.asarray(img.convert("RGB"))
         self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
+    def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
+        """The trackers' closing entries: the summary's final figures and the run's files."""
+        for tracker in self.trackers:
+            tracker.summary(summary)
+            tracker.artifacts(artifacts)
+
     def close(self) -> None:
         self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 class NullLogger(RunLogger):
@@ -120,6 +146,9 @@ class NullLogger(RunLogger):
         pass
 
     def image(self, tag: str, png: Path, step: int) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
         pass
 
     def close(self) -> None:

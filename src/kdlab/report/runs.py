@@ -18,6 +18,7 @@ from typing import Any
 
 from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
+from kdlab.report.mlflow_runs import is_mlflow_ref, mlflow_runs
 
 SUMMARY = "summary.json"
 # The figures of summary.json the report computes with: numbers (or null), nothing else.
@@ -53,6 +54,8 @@ class Run:
     name: str = field(compare=False)
     summary: dict[str, Any] = field(compare=False, repr=False)
     label: str = field(default="", compare=False)
+    # The epoch records of a run read from a tracker (kdlab report mlflow:), not metrics.jsonl
+    history: tuple[dict[str, Any], ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -68,6 +71,8 @@ class Run:
 
     def metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records of metrics.jsonl (empty if the run has none)."""
+        if self.history is not None:
+            return list(self.history)
         return read_metrics(self.path / "metrics.jsonl")
 
     def best_record(self) -> dict[str, Any] | None:
@@ -134,7 +139,17 @@ def _run_dirs_in(path: Path) -> list[Path]:
 
 
 def find_runs(paths_or_globs: Sequence[str | Path] = (DEFAULT_SEARCH,)) -> list[Run]:
-    """Every finished run in the given run dirs, sweep dirs, globs or dirs searched below."""
+    """Every finished run in the given run dirs, sweep dirs, globs or dirs searched below,
+    and in the MLflow experiments named `mlflow:EXPERIMENT`."""
+    tracked = [item for item in paths_or_globs if is_mlflow_ref(item)]
+    paths_or_globs = [item for item in paths_or_globs if not is_mlflow_ref(item)]
+    from_mlflow = [
+        Run(path, name, summary, history=tuple(records))
+        for ref in tracked
+        for path, name, summary, records in mlflow_runs(str(ref))
+    ]
+    if not paths_or_globs:
+        return from_mlflow
     dirs: dict[Path, None] = {}  # ordered and without duplicates
     for item in paths_or_globs:
         matches = _expand(item)
@@ -152,7 +167,7 @@ def find_runs(paths_or_globs: Sequence[str | Path] = (DEFAULT_SEARCH,)) -> list[
             "fitnet first, or pass the dirs that hold the runs"
         )
     parent = common_parent(dirs)
-    return [Run(d, str(d.relative_to(parent)), read_summary(d)) for d in dirs]
+    return [Run(d, str(d.relative_to(parent)), read_summary(d)) for d in dirs] + from_mlflow
 
 
 def resolve_run(ref: str, runs: Sequence[Run], likely: Sequence[Run] = ()) -> Run:

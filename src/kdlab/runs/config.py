@@ -4,7 +4,7 @@ registries.
 Each package owns the schema of its own settings (`data.DataConfig` and each data set's
 subclass, `optim.OptimConfig`, `optim.SchedConfig`); this module puts them together per
 command. Every default is stated once, in a dataclass: the `model=`, `data=`, `optim=`,
-`sched=`, `loss=` and `stage2=` groups are generated here from the registries, so no YAML
+`sched=`, `loss=`, `stage2=` and `logger=` groups are generated here from the registries, so no YAML
 file mirrors them. A composed config is checked once (`kdlab.runs.validation`) and turned into
 these typed objects once (`typed_config`); the engine, data and optimiser take their parts.
 """
@@ -21,6 +21,8 @@ from kdlab.data import DataConfig
 from kdlab.data.registry import group_options as data_options
 from kdlab.engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig
 from kdlab.engine.settings import TrainerConfig
+from kdlab.engine.trackers import LoggerConfig
+from kdlab.engine.trackers import group_options as logger_options
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
 from kdlab.methods.registry import group_options as loss_options
@@ -43,6 +45,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=[tensorboard,mlflow]
 
 
 @dataclass
@@ -113,6 +116,7 @@ def register_configs() -> None:
         "sched": SCHEDULES,
         "loss": loss_options(),
         "stage2": {mode: Stage2Config(mode=mode) for mode in STAGE2_MODES},
+        "logger": logger_options(),
     }
     for group, options in groups.items():
         for name, node in options.items():
@@ -127,4 +131,3 @@ def typed_config(cfg: DictConfig) -> RunConfig:
     typed = OmegaConf.to_object(cfg)
     assert isinstance(typed, RunConfig)
     return typed
-

@@ -27,13 +27,17 @@ _CHECKED: dict[str, RunConfig] = {}
 
 def composition_message(error: Exception) -> str:
     """Squeeze a Hydra/OmegaConf composition error into one line."""
+    from hydra.core.config_store import ConfigStore
     from hydra.errors import MissingConfigException
 
-    if isinstance(error, MissingConfigException) and error.options:
-        group = (error.missing_cfg_file or "").split("/")[0]
-        name = (error.missing_cfg_file or "").split("/")[-1]
-        options = ", ".join(sorted(error.options))
-        return f"unknown {group} '{name}': choose one of {options} ({group}=NAME)"
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        options = error.options
+        if group == "logger":  # a list-valued choice fails without the options: look them up
+            options = [o.removesuffix(".yaml") for o in ConfigStore.instance().list(group)]
+        if options:
+            usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
+            return f"unknown {group} '{name}': choose one of {', '.join(sorted(options))} ({usage})"
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     cause = error.__cause__
     if cause is not None and str(cause).strip():

@@ -26,7 +26,6 @@ from kdlab.runs.config import RunConfig
 log = logging.getLogger("kdlab")
 
 
-
 # The settings a resumed run may change: where and how it runs and reports, not what it
 # trains. Every other key of the resolved config must equal the run's (Checkpoint.config).
 # trainer.epochs may only grow: the lr schedule is a function of the step and the total
@@ -48,6 +47,7 @@ MAY_CHANGE_ON_RESUME = (
     "teacher.cache",  # the cache is exact: the same logits either way
     "teacher.cache_dir",
     "teacher.allow_modified",  # a permission, not a setting: the pin below still holds
+    "logger",  # the trackers (and their settings): every logger.* key
 )
 # How a run finds its teacher: free on resume once its checkpoints pin the teacher by its
 # sha256 (Checkpoint.teacher), which a resume then checks (kdlab.runs.teacher).
@@ -96,6 +96,11 @@ def shown(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+def may_change(key: str, free: tuple[str, ...]) -> bool:
+    """Whether a resume may change `key` (named in `free`, or below a name there)."""
+    return any(key == k or key.startswith(f"{k}.") for k in free)
+
+
 def changed_settings(
     ours: dict[str, Any], run: dict[str, Any], teacher_pinned: bool = False
 ) -> list[str]:
@@ -106,7 +111,7 @@ def changed_settings(
     changes = [
         f"{key} changed ({shown(mine[key])} vs {shown(theirs[key])} in the run)"
         for key in mine
-        if key in theirs and key not in free and mine[key] != theirs[key]
+        if key in theirs and not may_change(key, free) and mine[key] != theirs[key]
     ]
     epochs, run_epochs = select(ours, "trainer.epochs"), select(run, "trainer.epochs")
     if isinstance(run_epochs, int) and epochs < run_epochs:

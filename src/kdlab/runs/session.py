@@ -23,10 +23,11 @@ from kdlab.engine.checkpoint import Checkpoint
 from kdlab.engine.distributed import is_main, rank, world_size
 from kdlab.engine.execution import resolve_precision, seed_everything, setup_runtime
 from kdlab.engine.run_logger import NullLogger, RunLogger, bars_enabled
+from kdlab.engine.trackers import open_trackers
 from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.models import build_model, build_options
 from kdlab.runs.config import RunConfig
-from kdlab.runs.run_dir import guard_run_dir
+from kdlab.runs.run_dir import flat, guard_run_dir
 
 log = logging.getLogger("kdlab")
 
@@ -91,7 +92,10 @@ def open_session(cfg: RunConfig, teacher_config: dict[str, Any] | None = None) -
     )
     log.info("data: augment %s, normalisation %s", data.augment, data.normalization)
     resume_epoch = resume_state.epoch if resume_state else 0
-    logger = RunLogger(run_dir, resume_epoch=resume_epoch) if is_main() else NullLogger()
+    logger: RunLogger = NullLogger()
+    if is_main():
+        trackers = open_trackers(cfg.logger, run_dir, flat(asdict(cfg)), resume_epoch)
+        logger = RunLogger(run_dir, resume_epoch=resume_epoch, trackers=trackers)
     log.info(
         "%s on %s: %s (%d classes), %d train%s / %s val / %d test images%s, device %s, "
         "precision %s",

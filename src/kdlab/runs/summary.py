@@ -112,17 +112,20 @@ def write_summary(
 
 
 def write_results(session: Session, summary: dict[str, Any], confusion: torch.Tensor) -> None:
-    """The run's closing files: confusion.csv/png, summary.json, the TensorBoard entries."""
+    """The run's closing files: confusion.csv/png, summary.json, the TensorBoard entries and
+    the trackers' final figures and artifacts."""
     from kdlab.report import write_confusion_png  # matplotlib: paid only by finished runs
 
     class_names = session.data.class_names
-    write_confusion_csv(confusion, class_names, session.run_dir / "confusion.csv")
+    csv_path = session.run_dir / "confusion.csv"
+    write_confusion_csv(confusion, class_names, csv_path)
     png = write_confusion_png(
         confusion.tolist(), class_names, session.run_dir / "confusion.png", run_title(summary)
     )
     session.logger.image("test/confusion", png, summary["best_epoch"])
     write_record(session.run_dir / "checkpoints" / "best.pt", summary, asdict(session.cfg))
     write_json_atomic(summary, session.run_dir / "summary.json")  # last: marks it finished
+    session.logger.finish(summary, [png, csv_path, session.run_dir / "summary.json"])
     session.logger.hparams(
         run_hparams(summary),
         {f"hparam/{k}": summary[k] for k in ("val_acc", "test_acc", "train_acc")},

@@ -29,6 +29,8 @@ every float must be finite (`inf` and `nan` parse as floats):
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
 | fitnet.stage1_lr | > 0; finetune_lr_scale >= 0; hint/guided_layer: checked against the models |
 | model.* | the model's own options (kdlab.models: names, pretrained weights present and fitting) |
+| logger | the chosen trackers' packages installed (mlflow, wandb); logger.wandb.mode one of |
+| | WANDB_MODES |
 | model.freeze_epochs | int in [0, trainer.epochs); > 0 only with pretrained weights, not fitnet |
 """
 
@@ -41,6 +43,7 @@ import torch
 from kdlab.data import check_data_settings
 from kdlab.engine.distributed import world_size
 from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
+from kdlab.engine.trackers import check_trackers
 from kdlab.errors import KdlabError
 from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
 from kdlab.models import check_model_choice, freeze_epochs, model_names
@@ -92,6 +95,7 @@ def validate(cfg: RunConfig) -> None:
     check_optimisation(cfg)
     check_schedule(cfg)
     check_data_settings(cfg.data)
+    check_trackers(cfg.logger)
     if isinstance(cfg, DistillConfig):
         check_distillation(cfg)
     if isinstance(cfg, FitnetRunConfig):

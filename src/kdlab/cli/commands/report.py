@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[DEFAULT_SEARCH],
         metavar="RUNS",
         help="run dirs, sweep dirs, globs, or dirs searched for summary.json "
-        f"(default: {DEFAULT_SEARCH}/); put them before --per-class",
+        f"(default: {DEFAULT_SEARCH}/), or mlflow:EXPERIMENT (the runs of logger=[...,mlflow] "
+        "in MLFLOW_TRACKING_URI, else outputs/mlruns); put them before --per-class",
     )
     parser.add_argument(
         "--baseline",
@@ -256,7 +257,9 @@ def write_report(
     if speed is not None:
         found = timed_runs(found, speed)
     base = resolve_baseline(baseline, found) if baseline else None
-    out = out or common_parent(run.path for run in found)
+    # The runs of an MLflow store: the report goes into the cwd, not into the store
+    tracked = any(str(ref).startswith("mlflow:") for ref in runs)
+    out = out or (Path.cwd() if tracked else common_parent(run.path for run in found))
     check_output_dir(out, "--out")
     try:
         out.mkdir(parents=True, exist_ok=True)
