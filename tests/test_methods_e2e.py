@@ -28,6 +28,7 @@ FEATURE_METHODS = {
     "ickd": ["prepool"],
     "srd": ["prepool"],
     "kdsvd": ["layer1", "layer2", "layer3"],
+    "sdd": ["prepool"],
 }
 ONE_EPOCH = [*TINY, "trainer.epochs=1", f"teacher.model={TEACHER}"]
 
@@ -56,10 +57,11 @@ def records(run) -> list[dict]:
 # of each kind of tap (stages: at, embedding: rkd, a regressor: hint) and catkd for the
 # pre-pool map. The others are marked slow: their losses are checked against formulas and take
 # a step in test_method_registry.py, and they go through the same path as these (ickd, srd:
-# the pre-pool tap, checked on models in test_methods_losses_features.py; kdsvd: the stages).
+# the pre-pool tap, checked on models in test_methods_losses_features.py; sdd: the same tap,
+# checked on models in test_methods_losses_2023.py; kdsvd: the stages).
 COVERED_BY_THEIR_KIND = {
     *("dist", "nkd", "ttm", "wttm", "wkd_l"),
-    *("nst", "sp", "pkt", "ickd", "srd", "kdsvd"),
+    *("nst", "sp", "pkt", "ickd", "srd", "kdsvd", "sdd"),
 }
 
 

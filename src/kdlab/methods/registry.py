@@ -21,7 +21,7 @@ log = logging.getLogger("kdlab")
 BUILT_IN = (
     "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l", "at", "nst", "sp", "pkt",
     "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp", "catkd", "ickd",
-    "srd", "kdsvd",
+    "srd", "kdsvd", "sdd",
 )  # fmt: skip
 for _module in BUILT_IN:
     import_module(f"kdlab.methods.{_module}")
