@@ -59,6 +59,7 @@ class MethodContext:
     label_smoothing: float
     train_images: int = 0  # the training split's size: what per-sample state is indexed by
     epochs: int = 0  # the method's stage's epochs (trainer.epochs); 0 where not known
+    student_arch: str = ""  # the student's model.arch; "" where not known
 
 
 @dataclass(frozen=True)

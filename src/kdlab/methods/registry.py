@@ -50,6 +50,7 @@ class DistillSettings(Protocol):
     T: float
     alpha: float
     trainer: Any  # label_smoothing, epochs
+    model: Any  # a mapping: arch, options
     teacher: Any  # cache
 
 
@@ -71,6 +72,7 @@ def build_method(
         label_smoothing=cfg.trainer.label_smoothing,
         train_images=train_images,
         epochs=cfg.trainer.epochs,
+        student_arch=str(cfg.model["arch"]),
     )
     chosen = method(cfg.loss.name)
     built = chosen(cfg.loss, context)
