@@ -1,5 +1,5 @@
-"""Independent float64 formulas for the 2023-2024 logit methods (NKD, TTM/WTTM, CTKD, WKD-L),
-in Python loops from the papers' definitions, never from kdlab's vectorised code."""
+"""Independent float64 formulas for the 2023-2024 logit methods (NKD, TTM/WTTM, CTKD, WKD-L,
+SDD), in Python loops from the papers' definitions, never from kdlab's vectorised code."""
 
 from __future__ import annotations
 
@@ -101,3 +101,72 @@ def ref_wkd_l(z_s, z_t, labels, cost, T: float, gamma: float, reg: float, iters:
         total += -softmax_row(zt)[y] * math.log(softmax_row(zs)[y])
         total += gamma * sinkhorn_cost(a, b, sub, reg, iters)
     return total / len(labels)
+
+
+def adaptive_average(x, s: int):
+    """(D, H, W) nested lists -> (D, s, s): cell (i, j) the mean over rows floor(iH/s) ..
+    ceil((i+1)H/s) - 1 and the same bounds for the columns (adaptive average pooling)."""
+    h, w = len(x[0]), len(x[0][0])
+    out = []
+    for channel in x:
+        grid = []
+        for i in range(s):
+            r0, r1 = (i * h) // s, -((-(i + 1) * h) // s)
+            row = []
+            for j in range(s):
+                c0, c1 = (j * w) // s, -((-(j + 1) * w) // s)
+                cells = [channel[r][c] for r in range(r0, r1) for c in range(c0, c1)]
+                row.append(sum(cells) / len(cells))
+            grid.append(row)
+        out.append(grid)
+    return out
+
+
+def ref_region_logits(f, weight, bias, scales):
+    """Wei et al. 2024: per sample, the map pooled to a 4 x 4 grid (the official SPP), then
+    each scale s's s x s regions of that grid, row-major, through the classifier; returns
+    [b][n] logit lists, region n in scale order."""
+    out = []
+    for sample in f.tolist():
+        grid = adaptive_average(sample, 4)
+        regions = []
+        for s in scales:
+            cells = adaptive_average(grid, s)
+            for i in range(s):
+                for j in range(s):
+                    feat = [channel[i][j] for channel in cells]
+                    regions.append(
+                        [sum(wk * x for wk, x in zip(row, feat, strict=True)) + bk
+                         for row, bk in zip(weight.tolist(), bias.tolist(), strict=True)]
+                    )  # fmt: skip
+        out.append(regions)
+    return out
+
+
+def ref_dkd_term(s, t, y: int, alpha: float, beta: float, T: float) -> float:
+    """Zhao et al. 2022: T^2 [alpha KL(b_t || b_s) + beta KL(p^_t || p^_s)], b = [p_y, 1 - p_y],
+    p^ the softmax over the non-target classes."""
+    ps, pt = softmax_row(s, T), softmax_row(t, T)
+    others = [j for j in range(len(s)) if j != y]
+    tckd = kl([pt[y], 1.0 - pt[y]], [ps[y], 1.0 - ps[y]])
+    nckd = kl(softmax_row([t[j] for j in others], T), softmax_row([s[j] for j in others], T))
+    return T * T * (alpha * tckd + beta * nckd)
+
+
+def ref_sdd(s_regions, t_regions, labels, T, variant, alpha, beta, comp) -> float:
+    """Wei et al. 2024: the mean over samples and regions of w * (KD or DKD term), w = 1 when
+    the teacher's region prediction is right exactly when its global (region 0) one is, else
+    `comp`."""
+    total, count = 0.0, 0
+    for s_b, t_b, y in zip(s_regions, t_regions, labels.tolist(), strict=True):
+        global_right = max(range(len(t_b[0])), key=lambda k: t_b[0][k]) == y
+        for s, t in zip(s_b, t_b, strict=True):
+            right = max(range(len(t)), key=lambda k: t[k]) == y
+            w = 1.0 if right == global_right else comp
+            if variant == "kd":
+                term = T * T * kl(softmax_row(t, T), softmax_row(s, T))
+            else:
+                term = ref_dkd_term(s, t, y, alpha, beta, T)
+            total += w * term
+            count += 1
+    return total / count

@@ -51,6 +51,7 @@ README_CELLS = [
     ("wrn_40_2", "shufflenetv1", "wkd_l", 76.72, "best"),  # WKD-L, WRN40-2 -> SNV1
     ("wrn_40_2", "wrn_40_1", "ickd", 74.33, "last"),  # ICKD@403b8d3, ICKD-C(w/o KL)
     ("vgg13", "vgg8", "ickd", 73.42, "last"),
+    ("resnet50", "mobilenetv2", "sdd", 69.55, "best"),  # SDD@e412036 cifar100.png, SD-KD
 ]
 
 
@@ -72,7 +73,7 @@ def test_the_published_table_holds_the_readmes_figures():
     table = published("cifar100")
     # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
     # TTM and WTTM 13 each, WKD-L 2, ICKD 7
-    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}

@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from kdlab.engine.optim import OptimConfig, build_optimizer
+from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext
 from kdlab.methods.ctkd import CTKD, GlobalTemperature, ctkd_kd_loss, curriculum_lambda
+from kdlab.methods.dkd import dkd_loss
 from kdlab.methods.nkd import nkd_loss
+from kdlab.methods.sdd import multiscale_logits, region_weights, sdd_loss
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.methods.ttm import ttm_loss
 from kdlab.methods.wkd_l import classifier_cost, decayed_weight, target_term, wasserstein_term
@@ -23,11 +26,14 @@ from methods_formulas_2023 import (
     ref_curriculum_lambda,
     ref_kd_at,
     ref_nkd,
+    ref_region_logits,
+    ref_sdd,
     ref_tau,
     ref_ttm,
     ref_wkd_l,
 )
 from test_methods_losses import approx, gradcheck, randn
+from test_methods_losses_features import built, outputs
 
 SHAPES = [(1, 5), (7, 10), (16, 100)]
 
@@ -137,3 +143,100 @@ def test_wkd_l_weight_decays_along_a_half_cosine_after_its_start():
     assert [decayed_weight(600.0, e, 150, 240) for e in (1, 150, 240)] == [600.0, 600.0, 0.0]
     assert decayed_weight(600.0, 195, 150, 240) == pytest.approx(300.0)
     assert decayed_weight(600.0, 9, 0, 0) == 600.0  # the run's length unknown: no decay
+
+
+# --- SDD -----------------------------------------------------------------------------------
+
+
+def sdd_inputs(b, d, k, h, w, seed):
+    """Student and teacher maps (B, D, H, W), classifiers and labels, float64."""
+    f_s, f_t = randn(b, d, h, w, seed=seed), randn(b, d, h, w, seed=seed + 1, scale=2.0)
+    w_s, w_t = randn(k, d, seed=seed + 2), randn(k, d, seed=seed + 3, scale=2.0)
+    b_s, b_t = randn(k, seed=seed + 4), randn(k, seed=seed + 5)
+    labels = torch.randint(0, k, (b,), generator=torch.Generator().manual_seed(seed))
+    return f_s, f_t, (w_s, b_s), (w_t, b_t), labels
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "scales"), [(8, 8, [1, 2, 4]), (5, 3, [1, 2]), (2, 2, [1, 2, 4])]
+)
+def test_sdd_region_logits_pool_a_4x4_grid_then_each_scale(h, w, scales):
+    f_s, _, (w_s, b_s), _, _ = sdd_inputs(2, 3, 5, h, w, seed=h + w)
+    got = multiscale_logits(f_s, w_s, b_s, scales)
+    expected = torch.tensor(ref_region_logits(f_s, w_s, b_s, scales), dtype=torch.float64)
+    expected = expected.transpose(1, 2)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("variant", "T", "alpha", "beta"),
+    [("kd", 4.0, 1.0, 8.0), ("dkd", 4.0, 1.0, 8.0), ("dkd", 2.0, 9.0, 72.0)],
+)
+@pytest.mark.parametrize(("b", "k", "scales"), [(6, 5, [1, 2, 4]), (3, 100, [1, 2]), (4, 7, [1])])
+def test_sdd_matches_the_formula_with_complementary_regions(variant, T, alpha, beta, b, k, scales):
+    f_s, f_t, (w_s, b_s), (w_t, b_t), y = sdd_inputs(b, 4, k, 8, 8, seed=k + b)
+    multi_s = multiscale_logits(f_s, w_s, b_s, scales)
+    multi_t = multiscale_logits(f_t, w_t, b_t, scales)
+    comp = 2.0 if len(scales) > 1 else 1.0
+    got = sdd_loss(multi_s, multi_t, y, T, variant, alpha, beta, comp)
+    regions_s = multi_s.transpose(1, 2).tolist()
+    regions_t = multi_t.transpose(1, 2).tolist()
+    assert approx(got, ref_sdd(regions_s, regions_t, y, T, variant, alpha, beta, comp), rel=1e-11)
+    if b == 6:  # both kinds of region are there: the weights matter
+        assert set(region_weights(multi_t, y, 2.0).tolist()) == {1.0, 2.0}
+
+
+def test_sdd_on_one_global_region_is_kd_and_dkd():
+    f_s, f_t, (w_s, b_s), (w_t, b_t), y = sdd_inputs(5, 4, 10, 8, 8, seed=9)
+    z_s, z_t = f_s.mean(dim=(2, 3)) @ w_s.T + b_s, f_t.mean(dim=(2, 3)) @ w_t.T + b_t
+    multi_s = multiscale_logits(f_s, w_s, b_s, [1])
+    multi_t = multiscale_logits(f_t, w_t, b_t, [1])
+    dkd = sdd_loss(multi_s, multi_t, y, 4.0, "dkd", 1.0, 8.0)
+    assert approx(dkd, dkd_loss(z_s, z_t, y, 1.0, 8.0, 4.0), rel=1e-12)
+    assert approx(sdd_loss(multi_s, multi_t, y, 4.0, "kd"), ref_kd_at(z_s, z_t, 4.0), rel=1e-11)
+
+
+@pytest.mark.parametrize("variant", ["kd", "dkd"])
+def test_sdd_gradients_reach_the_student_map_and_region_logits(variant):
+    f_s, f_t, (w_s, b_s), (w_t, b_t), y = sdd_inputs(3, 3, 6, 8, 8, seed=4)
+    multi_t = multiscale_logits(f_t, w_t, b_t, [1, 2])
+    multi_s = multiscale_logits(f_s, w_s, b_s, [1, 2])
+    gradcheck(lambda x: sdd_loss(x, multi_t, y, 4.0, variant, 1.0, 8.0), multi_s)
+    gradcheck(
+        lambda x: sdd_loss(multiscale_logits(x, w_s, b_s, [1, 2]), multi_t, y, 4.0, variant), f_s
+    )
+
+
+@pytest.mark.parametrize(("variant", "ce_weight", "weight"), [("kd", 0.1, 0.9), ("dkd", 1.0, 1.0)])
+def test_sdd_reads_both_classifiers_with_the_official_weights_per_variant(
+    variant, ce_weight, weight
+):
+    sdd, student, teacher = built("sdd", "resnet8", "resnet14", f"loss.variant={variant}")
+    assert (sdd.ce_weight, sdd.weight, sdd.beta) == (ce_weight, weight, 8.0)
+    assert sdd.tapped.student == ("prepool",) and list(sdd.parameters()) == []
+    x = randn(4, 3, 32, 32, seed=5, dtype=torch.float32)
+    y = torch.tensor([0, 1, 2, 3])
+    s = outputs(student, sdd.tapped.student, x)
+    with torch.no_grad():
+        t = outputs(teacher.eval(), sdd.tapped.teacher, x)
+    sdd.epoch = 5
+    got = sdd.loss(s, t, y)
+    ramp = 5 / 20 if variant == "dkd" else 1.0
+    multi = [
+        multiscale_logits(
+            o.features[0].double(), m.head[-1].weight.double(), m.head[-1].bias.double(), [1, 2, 4]
+        )
+        for o, m in ((s, student), (t, teacher))
+    ]
+    regions = [r.transpose(1, 2).tolist() for r in multi]
+    expected = ramp * ref_sdd(*regions, y, 4.0, variant, 1.0, 8.0, 2.0)
+    assert approx(got.detach(), expected, rel=1e-5)
+    got.backward()
+    assert student.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_sdd_refuses_an_unknown_variant_and_empty_scales():
+    with pytest.raises(KdlabError, match=r"loss\.variant must be one of kd, dkd"):
+        compose_config("distill", ["loss=sdd", "loss.variant=nkd"]).loss.check()
+    with pytest.raises(KdlabError, match=r"loss\.scales must be a non-empty list"):
+        compose_config("distill", ["loss=sdd", "loss.scales=[]"]).loss.check()

@@ -4,6 +4,8 @@ train, in process."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,10 @@ from kdlab.errors import KdlabError
 from kdlab.methods.ab import ab_loss
 from kdlab.methods.fsp import fsp_loss
 from kdlab.methods.ft import ft_loss
+from kdlab.methods.registry import build_method
+from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
+from kdlab.runs.preflight import compose_config
 from methods_formulas import matched_np, pool_np
 from test_methods_losses import approx, gradcheck, randn
 from test_methods_objectives import batch, count_forwards, objective_for
@@ -210,3 +215,24 @@ def test_fsp_refuses_a_pair_of_other_widths_in_one_line():
     student, teacher = build_model("resnet8", 10), build_model("resnet8x4", 10)
     with pytest.raises(KdlabError, match=r"same channels: student .* \(16, 16, 32, 64\)"):
         objective_for("loss=fsp", student=student, teacher=teacher)
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides", "scale", "logged"),
+    [
+        ("vgg8", [], 1.0, "1 of optim.lr (a VGG student vgg8"),
+        ("resnet8", [], 0.2, "0.2 of optim.lr (not a VGG student resnet8"),
+        ("vgg8", ["loss.init_lr_scale=0.5"], 0.5, "loss.init_lr_scale=0.5"),
+    ],
+)
+def test_ft_init_lr_follows_repdistillers_rule_by_the_student_unless_set(
+    arch, overrides, scale, logged, caplog
+):
+    """helper/pretrain.py @ b84f547: lr 0.01 for the ResNet/WRN students, the run's 0.05 for
+    a VGG's; an explicit loss.init_lr_scale wins. Built as a run builds it (model.arch)."""
+    cfg = compose_config("distill", [f"model={arch}", "loss=ft", *overrides])
+    student = build_model(arch, 10)
+    ft = build_method(cfg, FrozenTeacher(build_model("resnet8", 10)), student, 32)
+    with caplog.at_level(logging.INFO, logger="kdlab"):
+        assert ft.init_stage(student).lr_scale == scale
+    assert logged in caplog.text

@@ -59,6 +59,7 @@ class MethodContext:
     label_smoothing: float
     train_images: int = 0  # the training split's size: what per-sample state is indexed by
     epochs: int = 0  # the method's stage's epochs (trainer.epochs); 0 where not known
+    student_arch: str = ""  # the student's model.arch; "" where not known
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,12 @@ class FeatureMethod(Method):
     student_points: list[str] | None = None  # null = the method's default points
     teacher_points: list[str] | None = None
     beta: float | None = None  # the old name of loss.weight (RepDistiller's -b), kept
+    # False where a method declares a beta of its own (sdd's NCKD weight, as dkd's).
+    beta_is_weight: ClassVar[bool] = True
 
     def __init__(self, settings: LossConfig, context: MethodContext) -> None:
         super().__init__(settings, context)
-        if self.beta is not None:
+        if self.beta_is_weight and self.beta is not None:
             self.weight = self.beta
         assert context.teacher is not None
         self.tapped = resolve_taps(

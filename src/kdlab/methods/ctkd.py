@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab.methods.base import LogitMethod, LossConfig, MethodContext, Outputs, register
-from kdlab.methods.losses import in_compute_dtype, kl_rows
+from kdlab.methods.losses import in_compute_dtype, kl_rows, standardize_logits
 
 
 class _GradReverse(torch.autograd.Function):
@@ -100,6 +100,7 @@ class CTKD(LogitMethod):
     loops: int = 10  # epochs of the cosine curriculum of lambda
     lambda_max: float = 1.0
     lambda_min: float = 0.0
+    standardize: bool = False  # z-score the logits before tau (Sun et al. 2024)
 
     def __init__(self, settings: LossConfig, context: MethodContext) -> None:
         super().__init__(settings, context)
@@ -108,4 +109,7 @@ class CTKD(LogitMethod):
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
         strength = curriculum_lambda(self.epoch, self.loops, self.lambda_max, self.lambda_min)
-        return ctkd_kd_loss(student.logits, teacher.logits, self.temperature(strength))
+        z_s, z_t = student.logits, teacher.logits
+        if self.standardize:
+            z_s, z_t = standardize_logits(z_s), standardize_logits(z_t)
+        return ctkd_kd_loss(z_s, z_t, self.temperature(strength))

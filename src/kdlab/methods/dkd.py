@@ -30,6 +30,21 @@ def _log_parts(logits: Tensor, labels: Tensor, T: float) -> tuple[Tensor, Tensor
     return log_b, z_other - log_other
 
 
+def dkd_rows(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    alpha: float,
+    beta: float,
+    T: float,
+) -> Tensor:
+    """T^2 * [alpha * KL(b_t || b_s) + beta * KL(p^_t || p^_s)] per row, (B,)."""
+    z_s, z_t = in_compute_dtype(student_logits, teacher_logits)
+    b_s, hat_s = _log_parts(z_s, labels, T)
+    b_t, hat_t = _log_parts(z_t, labels, T)
+    return T * T * (alpha * kl_rows(b_t, b_s) + beta * kl_rows(hat_t, hat_s))
+
+
 def dkd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -38,14 +53,11 @@ def dkd_loss(
     beta: float,
     T: float,
 ) -> Tensor:
-    """T^2 * mean_b[alpha * KL(b_t || b_s) + beta * KL(p^_t || p^_s)] (mdistiller's reduction).
+    """`dkd_rows` averaged over the batch (mdistiller's reduction).
 
     The warm-up factor is not included: multiply by `dkd_warmup(epoch, warmup)`.
     """
-    z_s, z_t = in_compute_dtype(student_logits, teacher_logits)
-    b_s, hat_s = _log_parts(z_s, labels, T)
-    b_t, hat_t = _log_parts(z_t, labels, T)
-    return T * T * (alpha * kl_rows(b_t, b_s) + beta * kl_rows(hat_t, hat_s)).mean()
+    return dkd_rows(student_logits, teacher_logits, labels, alpha, beta, T).mean()
 
 
 def dkd_warmup(epoch: int, warmup: int) -> float:

@@ -9,6 +9,7 @@ translator on CE + 200 * FT, the paraphraser fixed.
 
 from __future__ import annotations
 
+import logging
 from itertools import pairwise
 
 from torch import Tensor, nn
@@ -17,6 +18,8 @@ from kdlab.engine.objective import Objective, StepOutput
 from kdlab.methods.base import InitStage, InitStageMethod, Outputs, register
 from kdlab.methods.hint import hint_mse_loss
 from kdlab.methods.losses import attention_map, in_compute_dtype, match_spatial
+
+log = logging.getLogger("kdlab")
 
 RATE = 0.5  # RepDistiller's k: the factors have half the teacher's channels
 
@@ -70,14 +73,15 @@ class FT(InitStageMethod):
     """factors of the last stage via a paraphraser trained first (Kim et al. 2018)
 
     RepDistiller scripts/run_cifar_distill.sh (-a 0 -b 200), FactorTransfer(), f3 both sides;
-    init stage 30 epochs at lr 0.01 (helper/pretrain.py for ResNet/WRN students, and the lr
-    of MobileNet/ShuffleNet ones): 0.2 of the reference 0.05. `ft_loss(translator(f_s),
-    paraphraser factor of f_t)`; the paraphraser stays fixed in the main stage.
+    init stage 30 epochs at lr 0.01 (helper/pretrain.py @ b84f547 for ResNet/WRN students,
+    and the run's lr 0.01 of MobileNet/ShuffleNet ones): 0.2 of the reference 0.05; VGG
+    students keep the run's lr 0.05 (scale 1). `ft_loss(translator(f_s), paraphraser factor of
+    f_t)`; the paraphraser stays fixed in the main stage.
     """
 
     taps = "last"
     weight: float = 200.0
-    init_lr_scale: float = 0.2
+    init_lr_scale: float | None = None  # null: by the student, 1.0 for a VGG, else 0.2
 
     def setup(self) -> None:
         t_c, s_c = self.tapped.teacher_shapes[0][0], self.tapped.student_shapes[0][0]
@@ -93,7 +97,20 @@ class FT(InitStageMethod):
         if self.init_epochs == 0:
             return None
         stage = ParaphraserInit(self)
-        return InitStage(stage, (self.paraphraser,), self.init_epochs, self.init_lr_scale)
+        return InitStage(stage, (self.paraphraser,), self.init_epochs, self.paraphraser_lr_scale())
+
+    def paraphraser_lr_scale(self) -> float:
+        """loss.init_lr_scale, or RepDistiller's by the student (logged): the run's lr for a
+        VGG student, 0.01 of 0.05 for the others."""
+        if self.init_lr_scale is not None:
+            log.info("ft: init stage at loss.init_lr_scale=%g of optim.lr", self.init_lr_scale)
+            return self.init_lr_scale
+        arch = self.context.student_arch
+        vgg = arch.startswith("vgg")
+        scale = 1.0 if vgg else 0.2
+        why = "a VGG student" if vgg else "not a VGG student"
+        log.info("ft: init stage at %g of optim.lr (%s %s, RepDistiller's rule)", scale, why, arch)
+        return scale
 
     def fixed_modules(self) -> tuple[nn.Module, ...]:
         return (self.paraphraser,)

@@ -21,7 +21,7 @@ log = logging.getLogger("kdlab")
 BUILT_IN = (
     "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l", "at", "nst", "sp", "pkt",
     "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp", "catkd", "ickd",
-    "srd", "kdsvd",
+    "srd", "kdsvd", "sdd",
 )  # fmt: skip
 for _module in BUILT_IN:
     import_module(f"kdlab.methods.{_module}")
@@ -50,6 +50,7 @@ class DistillSettings(Protocol):
     T: float
     alpha: float
     trainer: Any  # label_smoothing, epochs
+    model: Any  # a mapping: arch, options
     teacher: Any  # cache
 
 
@@ -71,6 +72,7 @@ def build_method(
         label_smoothing=cfg.trainer.label_smoothing,
         train_images=train_images,
         epochs=cfg.trainer.epochs,
+        student_arch=str(cfg.model["arch"]),
     )
     chosen = method(cfg.loss.name)
     built = chosen(cfg.loss, context)
