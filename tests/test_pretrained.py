@@ -332,7 +332,8 @@ def test_without_timm_model_timm_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     )
-    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path)
+    # A fresh interpreter: sitecustomize (timm blocked) runs at its start.
+    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path, fresh_process=True)
     assert_one_line_error(proc, "model=timm needs the timm package", "pip install 'kdlab[timm]'")
     assert not (tmp_path / "run").exists()
     proc = subprocess.run(
