@@ -17,8 +17,8 @@ __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
 def kdlab(tmp_path):
     """Call the CLI from a fresh working directory; asserts nothing by itself."""
 
-    def call(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run_kdlab(*args, cwd=tmp_path, timeout=timeout)
+    def call(*args: str, fresh_process: bool = False) -> subprocess.CompletedProcess:
+        return run_kdlab(*args, cwd=tmp_path, fresh_process=fresh_process)
 
     return call
 

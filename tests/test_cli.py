@@ -125,6 +125,7 @@ def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):
         f"data.root={root}",
         "data.download=false",
         f"hydra.run.dir={tmp_path / 'run'}",
+        fresh_process=True,  # the console script's exit status and whole stderr
     )
     assert_one_line_error(proc, "cifar-10-python.tar.gz", str(root))
 
@@ -146,6 +147,7 @@ def test_debug_true_shows_the_traceback(kdlab, tmp_path):
         f"data.root={tmp_path / 'none'}",
         "debug=true",
         f"hydra.run.dir={tmp_path / 'run'}",
+        fresh_process=True,  # the interpreter's own traceback
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
@@ -154,6 +156,6 @@ def test_debug_true_shows_the_traceback(kdlab, tmp_path):
 def test_console_script_is_installed():
     """The `kdlab` entry point next to this interpreter is the same CLI as `python -m kdlab`."""
     script = Path(sys.executable).parent / "kdlab"
-    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("kdlab ")

@@ -19,7 +19,7 @@ TEACHER = "resnet8"  # a small teacher keeps these tests fast; the logic is the 
 def workdir(tmp_path_factory):
     """A working dir whose outputs/ holds one finished teacher run."""
     cwd = tmp_path_factory.mktemp("distill")
-    proc = run_kdlab("train", f"model={TEACHER}", *TINY, cwd=cwd)
+    proc = run_kdlab("train", f"model={TEACHER}", *TINY, cwd=cwd, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     return cwd
 
@@ -218,6 +218,7 @@ def test_a_2x2_sweep_writes_4_runs_and_its_table(workdir, tmp_path):
         f"teacher.ckpt={teacher_dir(workdir)}",
         f"hydra.sweep.dir={sweep}",
         cwd=workdir,
+        fresh_process=True,  # Hydra's multirun launcher, as a user starts it
     )
     assert proc.returncode == 0, proc.stderr
     runs = sorted(p.parent.name for p in sweep.glob("*/summary.json"))

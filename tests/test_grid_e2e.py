@@ -25,7 +25,7 @@ def grid(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("grid")
     out = cwd / "grid"
     args = ["study", "cifar100", "pairs=resnet8-resnet8", "methods=baseline,kd,at", *ONE_EPOCH]
-    proc = run_kdlab(*args, "--out", str(out), cwd=cwd, timeout=900)
+    proc = run_kdlab(*args, "--out", str(out), cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     return out, proc, args
 
@@ -94,7 +94,7 @@ def test_the_whole_grid_plans_on_cifar100_and_a_cell_meets_its_published_figure(
     assert "loss=dkd loss.beta=2 teacher.ckpt=teacher/resnet56" in dry.stdout
     assert "student-epoch equivalents" in dry.stdout and not out.exists()
     args = ["study", "cifar100", "pairs=resnet56-resnet20", "methods=kd", *data]
-    proc = run_kdlab(*args, "--out", str(out), cwd=tmp_path, timeout=900)
+    proc = run_kdlab(*args, "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     logged = proc.stdout + proc.stderr
     assert "below the published 72.34% for resnet56 on cifar100" in logged  # after 1 epoch

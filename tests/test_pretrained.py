@@ -309,7 +309,8 @@ def test_timm_pretrained_from_the_hf_cache_offline_teaches_a_timm_student(tmp_pa
         "train", "model=timm", "model.name=test_resnet", "model.pretrained=true",
         "model.freeze_epochs=1", *SMALL, "hydra.run.dir=teacher",
     ]  # fmt: skip
-    proc = run_kdlab(*teacher, cwd=tmp_path)
+    # A fresh interpreter: huggingface_hub reads HF_HOME and HF_HUB_OFFLINE when imported.
+    proc = run_kdlab(*teacher, cwd=tmp_path, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     after_head = load_checkpoint(tmp_path / "teacher" / "checkpoints" / "head.pt")["model"]
     assert backbone_equal(after_head, state, {"fc.weight", "fc.bias"})
@@ -332,7 +333,8 @@ def test_without_timm_model_timm_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     )
-    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path)
+    # A fresh interpreter: sitecustomize (timm blocked) runs at its start.
+    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path, fresh_process=True)
     assert_one_line_error(proc, "model=timm needs the timm package", "pip install 'kdlab[timm]'")
     assert not (tmp_path / "run").exists()
     proc = subprocess.run(

@@ -445,7 +445,7 @@ def test_a_second_run_into_a_running_run_dir_is_refused_and_a_killed_ones_lock_i
     first = start_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path)
     wait_for_epoch(first, run, 1)
     record = files_under(run / ".hydra")
-    second = run_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    second = run_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path, fresh_process=True)
     assert first.poll() is None, "the first run ended before the second started"
     assert_one_line_error(second, f"{run} is in use by another kdlab run (pid {first.pid})")
     assert files_under(run / ".hydra") == record, "the second run wrote its Hydra record"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
-from harness import TINY
+from harness import TINY, run_kdlab
 from kdlab.data import DATASETS, build_data, dataset_names
 from kdlab.engine.checkpoint import Checkpoint, load_checkpoint
 from kdlab.errors import KdlabError
@@ -129,14 +126,7 @@ def test_a_teacher_run_s_checkpoint_rebuilds_its_model(tmp_path: Path):
 )
 def test_tab_completion_offers_the_generated_groups(tmp_path, line, expected):
     """What Hydra's installed bash completion asks: `kdlab -sc query=bash`, line in COMP_LINE."""
-    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kdlab", "-sc", "query=bash"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"COMP_LINE": line, "COMP_POINT": str(len(line))}
+    proc = run_kdlab("-sc", "query=bash", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert expected <= set(proc.stdout.split()), proc.stdout

@@ -27,7 +27,6 @@ def study(tmp_path_factory):
         "--out",
         str(out),
         cwd=cwd,
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     return out, proc

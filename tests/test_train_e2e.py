@@ -1,4 +1,5 @@
-"""`kdlab train` end to end in a subprocess: every file of the run-dir contract."""
+"""`kdlab train` end to end (the run the tests share in a fresh interpreter, as a user runs it):
+every file of the run-dir contract."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def trained_run(tmp_path_factory):
 
     cwd = tmp_path_factory.mktemp("train")
     run_dir = cwd / "run"
-    proc = run_kdlab("train", "model=cnn_student", *TINY, f"hydra.run.dir={run_dir}", cwd=cwd)
+    args = ["train", "model=cnn_student", *TINY, f"hydra.run.dir={run_dir}"]
+    proc = run_kdlab(*args, cwd=cwd, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     return run_dir, proc
 
