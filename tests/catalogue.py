@@ -74,7 +74,7 @@ UNKNOWN_NAMES = [
     BadInput(
         "`kdlab distill loss=nosuch`",
         static("distill", "loss=nosuch"),
-        ("unknown loss 'nosuch'", "ce, crd, dist, dkd", "rkd, sp, vid", "(loss=NAME)"),
+        ("unknown loss 'nosuch'", "choose one of ab, at, ", " kd, ", "(loss=NAME)"),
     ),
     BadInput(
         "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"

@@ -87,7 +87,7 @@ def test_the_whole_grid_plans_on_cifar100_and_a_cell_meets_its_published_figure(
     out = tmp_path / "grid"
     dry = run_kdlab("study", "cifar100", "--dry-run", *data, "--out", str(out), cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
-    assert "CIFAR-100 grid: 195 cells, 1 seed(s)" in dry.stdout
+    assert "CIFAR-100 grid: 208 cells, 1 seed(s)" in dry.stdout
     teacher = r"\nnew +1\.0 +0\.00\d  teacher/resnet32x4: kdlab train optim.lr=0.05"
     assert re.search(teacher, dry.stdout)
     assert "resnet56-resnet20/dkd/seed0: kdlab distill optim.lr=0.05 model=resnet20" in dry.stdout

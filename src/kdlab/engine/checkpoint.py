@@ -91,9 +91,10 @@ class Checkpoint:
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` (plus the kdlab version) to `path` atomically; a record beside `path`
-    (best.pt.json) describes the old bytes, so it goes first (the run writes a new one)."""
-    record_path(path).unlink(missing_ok=True)
+    (best.pt.json) described the old bytes, so it goes once the new ones are in place (the
+    run writes a new one). A write that fails (a full disk) leaves both as they were."""
     write_atomic(path, lambda f: torch.save({**state, "kdlab_version": __version__}, f))
+    record_path(path).unlink(missing_ok=True)
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
