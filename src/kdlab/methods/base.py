@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from kdlab.engine.objective import Objective, StepOutput
 from kdlab.errors import KdlabError, check_new_name
 from kdlab.methods.losses import kl_divergence
-from kdlab.methods.points import TAP_KINDS, Taps, resolve_taps, run_tapped
+from kdlab.methods.points import TAP_KINDS, Taps, pooling_classifier, resolve_taps, run_tapped
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models.features import hooked_child
 
@@ -213,6 +213,19 @@ class FeatureMethod(Method):
 
     def setup(self) -> None:
         """Build the method's own modules (connectors, heads) from `self.tapped`'s shapes."""
+
+    def classifiers(self) -> tuple[nn.Linear, nn.Linear]:
+        """The student's and the teacher's final Linear, each checked to take its tapped map
+        (the `prepool` map it pools): for methods that classify that map (CAT-KD, SDD, SRD).
+        Returned, not stored as submodules: they are the models' own layers."""
+        assert self.teacher is not None
+        models = (self.context.student, self.teacher.model)
+        shapes = (self.tapped.student_shapes[0], self.tapped.teacher_shapes[0])
+        sides = ("student", "teacher")
+        return tuple(  # type: ignore[return-value]
+            pooling_classifier(m, shape[0], self.name, side)
+            for m, shape, side in zip(models, shapes, sides, strict=True)
+        )
 
 
 def paired(student: Outputs, teacher: Outputs) -> zip:

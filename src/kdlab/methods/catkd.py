@@ -17,7 +17,6 @@ from torch import Tensor
 from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureMethod, Outputs, register
 from kdlab.methods.losses import float32_math, in_compute_dtype
-from kdlab.methods.points import pooling_classifier
 
 
 @float32_math
@@ -65,19 +64,10 @@ class CATKD(FeatureMethod):
             )
 
     def setup(self) -> None:
-        assert self.teacher is not None
-        # Held in a tuple, not as submodules: they are the models' own layers, not this method's.
-        self.classifiers = (
-            pooling_classifier(
-                self.context.student, self.tapped.student_shapes[0][0], self.name, "student"
-            ),
-            pooling_classifier(
-                self.teacher.model, self.tapped.teacher_shapes[0][0], self.name, "teacher"
-            ),
-        )
+        self.linears = self.classifiers()  # a tuple: not this method's submodules
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
-        student_linear, teacher_linear = self.classifiers
+        student_linear, teacher_linear = self.linears
         cam_s = class_activation_maps(student.features[0], student_linear.weight)
         cam_t = class_activation_maps(teacher.features[0], teacher_linear.weight.detach())
         return cat_loss(cam_s, cam_t, self.resolution, self.normalize)

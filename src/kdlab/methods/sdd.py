@@ -21,7 +21,6 @@ from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureMethod, Outputs, register
 from kdlab.methods.dkd import dkd_rows, dkd_warmup
 from kdlab.methods.losses import in_compute_dtype, kl_rows
-from kdlab.methods.points import pooling_classifier
 
 VARIANTS = ("kd", "dkd")
 
@@ -115,22 +114,13 @@ class SDD(FeatureMethod):
             )
 
     def setup(self) -> None:
-        assert self.teacher is not None
         kd = self.variant == "kd"
         self.ce_weight = (0.1 if kd else 1.0) if self.ce_weight is None else self.ce_weight
         self.weight = (0.9 if kd else 1.0) if self.weight is None else self.weight
-        # Held in a tuple, not as submodules: they are the models' own layers, not this method's.
-        self.classifiers = (
-            pooling_classifier(
-                self.context.student, self.tapped.student_shapes[0][0], self.name, "student"
-            ),
-            pooling_classifier(
-                self.teacher.model, self.tapped.teacher_shapes[0][0], self.name, "teacher"
-            ),
-        )
+        self.linears = self.classifiers()  # a tuple: not this method's submodules
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
-        linear_s, linear_t = self.classifiers
+        linear_s, linear_t = self.linears
         multi_s = multiscale_logits(
             student.features[0], linear_s.weight, linear_s.bias, self.scales
         )
