@@ -191,16 +191,20 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     if distributed:
         check_torchrun_flags(flags)
     swept: set[str] = set()
+    launch = None  # single runs: what existed before anything was written
     if runs and not set(flags) & _SOURCE_FLAGS:
         multirun = bool({"-m", "--multirun"} & set(flags))
-        swept = check_overrides(command, overrides, multirun)
+        checked = check_overrides(command, overrides, multirun)
+        swept, launch = checked.swept, checked.launch
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
     OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
     register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.cli.commands.{command}").run
 
-    launch = None  # single runs: what existed before Hydra creates the run dir
-    if runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags):
+    single = runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags)
+    if not single:
+        launch = None
+    elif launch is None:
         launch = Launch.before(Path(resolved_run_dir(command, overrides)))
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)

@@ -199,6 +199,13 @@ def lock_run_dir(run_dir: Path, create: bool = True) -> None:
         os.pwrite(_HELD[key], f"{os.getpid()}\n".encode(), 0)
 
 
+def release_run_dir(run_dir: Path) -> None:
+    """Let go of the run dir's lock (before what this process created there is removed)."""
+    fd = _HELD.pop(run_dir.absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
 def guard_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     """Check the run dir, clear what killed checkpoint writes left; return the state to resume.
 
