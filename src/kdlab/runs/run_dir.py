@@ -220,6 +220,15 @@ def guard_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     return Checkpoint.read(checkpoints / "last.pt") if resume else None
 
 
+def raise_symlink_loop(path: Path) -> None:
+    """ELOOP, where `path` goes through a symlink loop (Path.exists() just says False)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise
+
+
 def check_writable(directory: Path, key: str) -> None:
     """Fail in one line before Hydra creates `directory` (and crashes) if it cannot be written.
 
@@ -229,6 +238,7 @@ def check_writable(directory: Path, key: str) -> None:
     try:
         existing = directory.absolute()
         while not existing.exists():
+            raise_symlink_loop(existing)
             existing = existing.parent
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
