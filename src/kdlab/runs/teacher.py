@@ -158,7 +158,7 @@ def load_teacher(
             f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
             f"this run uses {data.normalization}: set data.normalize={trained_on}"
         )
-    model = state.build_model().to(device).eval().requires_grad_(False)
+    model = state.build_model(path).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
