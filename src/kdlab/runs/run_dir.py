@@ -19,6 +19,7 @@ from typing import Any
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, remove_stale_temp_files
 from kdlab.engine.distributed import is_main
 from kdlab.engine.provenance import HASH_SHOWN, sha256_file
+from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
 from kdlab.paths import RUN_LOCK
 from kdlab.runs.config import RunConfig
@@ -139,6 +140,7 @@ def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
     if not cfg.resume:
         return
     saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    read_metrics(run_dir / "metrics.jsonl")  # a damaged line is named before Hydra writes
     teacher = getattr(cfg, "teacher", None)
     if saved.teacher and teacher is not None:
         pinned_teacher_path(teacher.ckpt, saved.teacher)
