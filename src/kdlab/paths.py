@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -158,3 +159,20 @@ def check_output(path: Path, *, force: bool, option: str) -> None:
         raise KdlabError(
             f"{option} {path} exists: add --force to replace it, or pick another {option}"
         )
+
+
+def deepest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (what a command found before it wrote)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def remove_new_dir(directory: Path, existing: Path) -> None:
+    """A dir a failed command created (with what it wrote there), and each parent that became
+    empty, up to `existing`, the deepest dir that was there before (never removed)."""
+    shutil.rmtree(directory)
+    if existing not in directory.parents:
+        return
+    for parent in directory.parents:
+        if parent == existing or any(parent.iterdir()):
+            return
+        parent.rmdir()

@@ -8,8 +8,10 @@ one run dir.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
@@ -19,7 +21,7 @@ from typing import Any, NoReturn
 from kdlab.cli.commands.study_jobs import study_names
 from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
-from kdlab.runs.failed_run import Launch, record_failure
+from kdlab.runs.failed_run import Launch, discard_untrained, record_failure
 from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
 
@@ -213,11 +215,43 @@ def run_hydra_command(command: str, args: list[str]) -> None:
 
     if not distributed:
         sys.argv = [f"kdlab {command}", *args]
-        hydra_task()
+        run_hydra_task(hydra_task, launch)
         return
     with process_group():
         sys.argv = [f"kdlab {command}", *rank_args(command, args, overrides)]
+        run_hydra_task(hydra_task, launch)
+
+
+# What a full disk or a file-size limit raises: the write failed, the input was fine.
+_WRITE_FAILED = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None:
+    """Run the Hydra app with its errors raised here rather than printed by Hydra: a write
+    that fails before the task starts (Hydra's record .hydra/ on a full disk) removes what
+    this command created and is one line."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing and exit 1
+    try:
         hydra_task()
+    except KdlabError:  # only debug=true lets one out of the task: its traceback, as asked
+        traceback.print_exc()
+        raise SystemExit(1) from None
+    except OSError as error:
+        if launch is not None:
+            discard_untrained(launch)
+        if error.errno not in _WRITE_FAILED:
+            raise
+        where = error.filename or (launch.run_dir if launch else "the run dir")
+        raise KdlabError(
+            f"cannot write {where} ({error.strerror}): free some disk space or pick another "
+            "hydra.run.dir (nothing of this run was kept)"
+        ) from error
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from kdlab.engine.distributed import is_main
 from kdlab.engine.run_logger import write_json_atomic
+from kdlab.paths import deepest_existing, remove_new_dir
 from kdlab.runs.run_dir import release_run_dir
 
 SUMMARY = "summary.json"
@@ -30,15 +31,16 @@ class Launch:
     """Looked up before anything is written: the deepest existing dir at or above the run
     dir, and the names the run dir held then (if it existed)."""
 
+    run_dir: Path
     existing: Path
     present: frozenset[str] = frozenset()
 
     @classmethod
     def before(cls, run_dir: Path) -> Launch:
         run_dir = run_dir.absolute()
-        existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+        existing = deepest_existing(run_dir)
         present = frozenset(os.listdir(run_dir)) if existing == run_dir else frozenset()
-        return cls(existing, present)
+        return cls(run_dir, existing, present)
 
 
 def error_line(error: BaseException) -> str:
@@ -56,9 +58,16 @@ def _trained(run_dir: Path) -> bool:
     return (run_dir / "checkpoints").exists() or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
-def remove_created(run_dir: Path, launch: Launch) -> None:
+def discard_untrained(launch: Launch) -> None:
+    """After a failure before the first epoch ended: remove what this command created."""
+    if is_main() and launch.run_dir.is_dir() and not _trained(launch.run_dir):
+        remove_created(launch)
+
+
+def remove_created(launch: Launch) -> None:
     """What this command created: the run dir and each parent that became empty, up to the
     dir that existed before; in a dir that existed, only the entries it did not hold."""
+    run_dir = launch.run_dir
     release_run_dir(run_dir)
     if launch.existing == run_dir:
         for name in set(os.listdir(run_dir)) - launch.present:
@@ -68,13 +77,7 @@ def remove_created(run_dir: Path, launch: Launch) -> None:
             else:
                 entry.unlink()
         return
-    shutil.rmtree(run_dir)
-    if launch.existing not in run_dir.parents:
-        return
-    for parent in run_dir.parents:
-        if parent == launch.existing or any(parent.iterdir()):
-            return
-        parent.rmdir()
+    remove_new_dir(run_dir, launch.existing)
 
 
 def failed_summary(cfg: Any, run_dir: Path, error: BaseException) -> dict[str, Any]:
@@ -108,7 +111,7 @@ def record_failure(cfg: Any, run_dir: Path, launch: Launch | None, error: BaseEx
         return
     if not _trained(run_dir):
         if launch is not None:
-            remove_created(run_dir.absolute(), launch)
+            discard_untrained(launch)
         return
     summary = failed_summary(cfg, run_dir, error)
     write_json_atomic(summary, run_dir / SUMMARY)
