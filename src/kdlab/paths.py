@@ -176,3 +176,9 @@ def remove_new_dir(directory: Path, existing: Path) -> None:
         if parent == existing or any(parent.iterdir()):
             return
         parent.rmdir()
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as UTF-8 text: bytes of a name that are not UTF-8 (Linux allows any) as \\xNN
+    escapes, so printing it or writing it into a UTF-8 file cannot fail."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
