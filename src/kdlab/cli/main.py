@@ -8,7 +8,6 @@ one run dir.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import traceback
@@ -21,6 +20,7 @@ from typing import Any, NoReturn
 from kdlab.cli.commands.study_jobs import study_names
 from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
+from kdlab.paths import NO_SPACE
 from kdlab.runs.failed_run import Launch, discard_untrained, record_failure
 from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
@@ -222,10 +222,6 @@ def run_hydra_command(command: str, args: list[str]) -> None:
         run_hydra_task(hydra_task, launch)
 
 
-# What a full disk or a file-size limit raises: the write failed, the input was fine.
-_WRITE_FAILED = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
-
-
 def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None:
     """Run the Hydra app with its errors raised here rather than printed by Hydra: a write
     that fails before the task starts (Hydra's record .hydra/ on a full disk) removes what
@@ -240,7 +236,7 @@ def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None
     except OSError as error:
         if launch is not None:
             discard_untrained(launch)
-        if error.errno not in _WRITE_FAILED:
+        if error.errno not in NO_SPACE:
             raise
         where = error.filename or (launch.run_dir if launch else "the run dir")
         raise KdlabError(
