@@ -118,6 +118,15 @@ def _is_checkpoint_name(name: str) -> bool:
     return stem.endswith(".pt") and not stem.endswith(EXPORT_CHECKPOINT_SUFFIX)
 
 
+def is_run_output(name: str) -> bool:
+    """Whether `name`, in a run dir, is one of the entries a run writes there."""
+    return (
+        name in (*RUN_FILES, ".hydra", "checkpoints")
+        or name.startswith(RUN_FILE_PREFIXES)
+        or name.endswith(RUN_FILE_SUFFIXES)
+    )
+
+
 def run_record(path: Path) -> Path | None:
     """The run dir whose records `path` names (None: it names none).
 
@@ -127,12 +136,7 @@ def run_record(path: Path) -> Path | None:
     """
     path = path.expanduser().absolute()
     parent, name = path.parent, path.name
-    if is_run_dir(parent) and (
-        name in RUN_FILES
-        or name.startswith(RUN_FILE_PREFIXES)
-        or name.endswith(RUN_FILE_SUFFIXES)
-        or name in (".hydra", "checkpoints")
-    ):
+    if is_run_dir(parent) and is_run_output(name):
         return parent
     if parent.name == ".hydra" and is_run_dir(parent.parent):
         return parent.parent

@@ -3,8 +3,9 @@ else its run dir with a summary.json marked failed (so `kdlab report` lists it a
 
 Hydra creates the run dir (its `.hydra/` record and the log) before the task starts, so a
 run that fails on a missing teacher or data set would leave an empty dir per try. Only what
-this command created is removed: in a dir that existed before (a user's own dir) the entries
-it added, never one that was there, nor a parent that existed.
+this command created is removed: in a dir that existed before (a user's own dir) the run
+entries it added (record, log, lock, metrics, events; never, say, a data set it downloaded
+there), never one that was there, nor a parent that existed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omegaconf import OmegaConf
 
 from kdlab.engine.distributed import is_main
 from kdlab.engine.run_logger import write_json_atomic
-from kdlab.paths import deepest_existing, remove_new_dir
+from kdlab.paths import deepest_existing, is_run_output, remove_new_dir
 from kdlab.runs.run_dir import release_run_dir
 
 SUMMARY = "summary.json"
@@ -66,11 +67,11 @@ def discard_untrained(launch: Launch) -> None:
 
 def remove_created(launch: Launch) -> None:
     """What this command created: the run dir and each parent that became empty, up to the
-    dir that existed before; in a dir that existed, only the entries it did not hold."""
+    dir that existed before; in a dir that existed, only the run entries it did not hold."""
     run_dir = launch.run_dir
     release_run_dir(run_dir)
-    if launch.existing == run_dir:
-        for name in set(os.listdir(run_dir)) - launch.present:
+    if launch.existing == run_dir:  # a run's own entries: never e.g. a data set it fetched
+        for name in {n for n in os.listdir(run_dir) if is_run_output(n)} - launch.present:
             entry = run_dir / name
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
