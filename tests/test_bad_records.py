@@ -120,3 +120,13 @@ def test_a_predict_csv_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path_fa
     )
     assert_one_line_error(proc, f"cannot write {csv} (File too large)", "pick another --csv")
     assert os.listdir(tmp_path) == []
+
+
+def test_load_run_of_a_run_whose_summary_is_not_utf8_raises_one_kdlab_line(resnet8_state, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(resnet8_state, tmp_path / "checkpoints" / "best.pt")
+    (tmp_path / "summary.json").write_bytes(b'{"model": "\xff"}')
+    with pytest.raises(
+        KdlabError, match=r"cannot read .*summary\.json .*fix or delete that run dir"
+    ):
+        load_run(tmp_path)
