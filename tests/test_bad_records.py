@@ -36,7 +36,8 @@ def resnet8_state(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("name", sorted(CRAFTED))
 def test_load_run_of_a_crafted_checkpoint_raises_one_kdlab_line(resnet8_state, tmp_path, name):
-    state = {**resnet8_state, "config": {"model": {"arch": "resnet8"}}}
+    state = {**resnet8_state, "model": dict(resnet8_state["model"])}
+    state["config"] = {"model": {"arch": "resnet8"}}
     CRAFTED[name](state)
     torch.save(state, tmp_path / f"{name}.pt")
     with pytest.raises(KdlabError) as raised:

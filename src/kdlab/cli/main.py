@@ -234,11 +234,12 @@ def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None
         traceback.print_exc()
         raise SystemExit(1) from None
     except OSError as error:
+        run_dir = launch.run_dir if launch is not None else None  # Hydra's is reset by now
         if launch is not None:
-            discard_untrained(launch)
+            discard_untrained(launch.run_dir, launch)
         if error.errno not in NO_SPACE:
             raise
-        where = error.filename or (launch.run_dir if launch else "the run dir")
+        where = error.filename or run_dir or "the run dir"
         raise KdlabError(
             f"cannot write {where} ({error.strerror}): free some disk space or pick another "
             "hydra.run.dir (nothing of this run was kept)"

@@ -29,10 +29,10 @@ SUMMARY = "summary.json"
 
 @dataclass(frozen=True)
 class Launch:
-    """Looked up before anything is written: the deepest existing dir at or above the run
-    dir, and the names the run dir held then (if it existed)."""
+    """Looked up before anything is written: the run dir, the deepest existing dir at or
+    above it, and the names the run dir held then (if it existed)."""
 
-    run_dir: Path
+    run_dir: Path  # as resolved then (a default `${now:...}` dir may differ by a second)
     existing: Path
     present: frozenset[str] = frozenset()
 
@@ -59,16 +59,15 @@ def _trained(run_dir: Path) -> bool:
     return (run_dir / "checkpoints").exists() or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
-def discard_untrained(launch: Launch) -> None:
+def discard_untrained(run_dir: Path, launch: Launch) -> None:
     """After a failure before the first epoch ended: remove what this command created."""
-    if is_main() and launch.run_dir.is_dir() and not _trained(launch.run_dir):
-        remove_created(launch)
+    if is_main() and run_dir.is_dir() and not _trained(run_dir):
+        remove_created(run_dir.absolute(), launch)
 
 
-def remove_created(launch: Launch) -> None:
+def remove_created(run_dir: Path, launch: Launch) -> None:
     """What this command created: the run dir and each parent that became empty, up to the
     dir that existed before; in a dir that existed, only the run entries it did not hold."""
-    run_dir = launch.run_dir
     release_run_dir(run_dir)
     if launch.existing == run_dir:  # a run's own entries: never e.g. a data set it fetched
         for name in {n for n in os.listdir(run_dir) if is_run_output(n)} - launch.present:
@@ -112,7 +111,7 @@ def record_failure(cfg: Any, run_dir: Path, launch: Launch | None, error: BaseEx
         return
     if not _trained(run_dir):
         if launch is not None:
-            discard_untrained(launch)
+            discard_untrained(run_dir, launch)
         return
     summary = failed_summary(cfg, run_dir, error)
     write_json_atomic(summary, run_dir / SUMMARY)
