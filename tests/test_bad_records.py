@@ -5,9 +5,11 @@ command leaves nothing it created."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from kdlab.engine.checkpoint import Checkpoint
 from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
 from kdlab.models import build_model
+from kdlab.paths import write_atomic
 from kdlab.runs.teacher import newest_teacher_run
 from test_cli import assert_one_line_error
 
@@ -111,6 +114,18 @@ def test_a_disk_full_before_the_first_epoch_is_one_line_and_leaves_nothing_creat
     assert os.listdir(mine) == ["notes.txt"]
 
 
+def test_a_failed_atomic_write_leaves_neither_its_file_nor_the_dirs_it_made(tmp_path):
+    def fill_the_disk(file: BinaryIO) -> None:
+        file.write(b"image,rank")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(KdlabError, match=r"No space left on device.*pick another --csv"):
+        write_atomic(tmp_path / "new" / "deeper" / "top.csv", fill_the_disk, "--csv")
+    assert os.listdir(tmp_path) == []
+
+
+# The same write path as the test above, through the CLI under the kernel's file-size limit.
+@pytest.mark.slow
 def test_a_predict_csv_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path_factory):
     images = write_image_folder(tmp_path_factory.mktemp("images") / "ab", ("a", "b")) / "test"
     tmp_path = tmp_path_factory.mktemp("out")
