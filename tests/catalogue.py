@@ -9,6 +9,7 @@ it. The rows are grouped by what goes wrong, in the table's order.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from harness import BLOW_UP, FAST, FOLDER_RUN, Workspace, run_kdlab
@@ -500,3 +502,214 @@ CATALOGUE += [
         (DIFFERS, "restore it, or pass teacher.allow_modified=true"),
     ),
 ]
+
+
+# --- issue 25, item 3: names, sizes and records that are not what kdlab wrote ----------------
+
+
+def not_utf8_class(ws: Workspace) -> Path:
+    """The abc image folder with class c renamed to bytes that are not UTF-8."""
+    root = ws.root / "not_utf8_class"
+    if not root.exists():
+        shutil.copytree(ws.abc, root)
+        for split in ("train", "test"):
+            os.rename(
+                root / split / "c", Path(os.fsdecode(os.fsencode(root / split / "c") + b"\xff"))
+            )
+    return root
+
+
+def no_test_images(ws: Workspace) -> Path:
+    """A Fashion-MNIST copy whose test idx files hold 0 images."""
+    from kdlab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_bytes, write_tiny
+
+    root = ws.root / "fashion_no_test"
+    if not root.exists():
+        write_tiny("fashion_mnist", root)
+        empty = {IMAGES_MAGIC: np.zeros((0, 28, 28), np.uint8), LABELS_MAGIC: np.zeros(0, np.uint8)}
+        for name, magic in (
+            ("t10k-images-idx3-ubyte", IMAGES_MAGIC),
+            ("t10k-labels-idx1-ubyte", LABELS_MAGIC),
+        ):
+            (root / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(empty[magic], magic)))
+    return root
+
+
+def symlink_loop(ws: Workspace) -> Path:
+    """loop_a -> loop_b -> loop_a: a hydra.run.dir below it can never be made."""
+    a, b = ws.root / "loop_a", ws.root / "loop_b"
+    if not a.is_symlink():
+        a.symlink_to(b)
+        b.symlink_to(a)
+    return a / "run"
+
+
+def with_metrics(ws: Workspace, name: str, first: str = "", last: str = "") -> Path:
+    """A copy of the teacher run with `first` put before its metrics.jsonl and `last` after."""
+    run = ws.root / name
+    if not run.exists():
+        shutil.copytree(ws.teacher, run)
+        metrics = run / "metrics.jsonl"
+        metrics.write_text(first + metrics.read_text() + last)
+    return run
+
+
+def crafted_teacher(ws: Workspace, name: str, change: Callable[[dict], None]) -> Path:
+    """The teacher's best.pt with `change` applied to its dict, as a lone .pt (no record)."""
+    path = ws.root / "crafted" / f"{name}.pt"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        state = torch.load(ws.teacher / "checkpoints" / "best.pt", weights_only=True)
+        state["config"] = {**state["config"], "model": dict(state["config"]["model"])}
+        change(state)
+        torch.save(state, path)
+    return path
+
+
+def other_arch(state: dict) -> None:
+    state["config"]["model"]["arch"] = "cnn_student"
+
+
+def other_shapes(state: dict) -> None:
+    first = next(iter(state["model"]))
+    state["model"][first] = torch.zeros(2, 2)
+
+
+def set_key(key: str, value: object) -> Callable[[dict], None]:
+    return lambda state: state.update({key: value})
+
+
+def without_model_config(state: dict) -> None:
+    del state["config"]["model"]
+
+
+CRAFTED = {
+    "other_arch": other_arch,
+    "other_shapes": other_shapes,
+    "model_str": set_key("model", "weights"),
+    "config_str": set_key("config", "config"),
+    "no_model_config": without_model_config,
+    "image_size_-5": set_key("image_size", -5),
+}
+NOT_KDLAB = "is not a kdlab checkpoint"
+CRAFTED_SAYS = {
+    "other_arch": ("do not fit its model cnn_student", "54 unexpected (first: stem.0.weight)"),
+    "other_shapes": ("do not fit its model resnet8", "differ (first: stem.0.weight is 2x2"),
+    "model_str": (NOT_KDLAB, "its model is a str, not a dict of weights"),
+    "config_str": (NOT_KDLAB, "its config is a str, not a dict"),
+    "no_model_config": ("has no model config (config.model.arch)",),
+    "image_size_-5": (NOT_KDLAB, "its image_size is -5, not an int >= 0"),
+}
+LIST_LINE = "[1, 2]\n"  # valid JSON, not an epoch's record
+NOT_AN_EPOCH = "is not an epoch record (a JSON object with an epoch): fix or delete that line"
+CATALOGUE += [
+    BadInput(
+        "`data=imagefolder data.root=` a file",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.regular_file}"],
+        ("a_file is a file, not a folder", "data.root=DIR must hold train/<class>/"),
+        preflight=True,
+    ),
+    BadInput(
+        "`data=imagefolder`, a class folder whose name is not UTF-8",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={not_utf8_class(ws)}"],
+        ("has a class named 'c\\xff', which is not valid UTF-8", "rename that class folder"),
+        preflight=True,
+    ),
+    BadInput(
+        "`data=fashion_mnist` whose test files hold 0 images",
+        lambda ws: [
+            "train",
+            "data=fashion_mnist",
+            f"data.root={no_test_images(ws)}",
+            "data.download=false",
+            "data.val_split=0",
+            "trainer.batch_size=10",
+            "model=cnn_student",
+        ],
+        ("data=fashion_mnist has no test images", "put its test split in data.root"),
+    ),
+    BadInput(
+        "`trainer.batch_size=1000` with 18 training images",
+        lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.abc}", "trainer.batch_size=1000"],
+        (
+            "trainer.batch_size=1000 is larger than the training split (18 images)",
+            "set trainer.batch_size=18 or lower",
+        ),
+    ),
+    preflight(
+        "train",
+        "data=imagefolder data.root=abc data.image_size=40000",
+        "data.image_size=40000 makes one batch of 512 images 9,830,400,000,000 bytes",
+    ),
+    BadInput(
+        "`hydra.run.dir=` through a symlink loop",
+        lambda ws: ["train", *FAST, f"hydra.run.dir={symlink_loop(ws)}"],
+        ("(Too many levels of symbolic links): pick another hydra.run.dir",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab export RUN --out A_FILE/model.pt` (a path under a regular file)",
+        export_to("torchscript", lambda ws: ws.regular_file / "model.pt"),
+        ("a_file, a file: pick another --out",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab report --curves` on a metrics.jsonl with a torn line before the last",
+        lambda ws: [
+            "report",
+            str(with_metrics(ws, "torn_metrics", first='{"epoch": 0, "tr\n')),
+            "--curves",
+            f"--out={ws.root / 'report_torn'}",
+        ],
+        ("metrics.jsonl line 1 " + NOT_AN_EPOCH,),
+        preflight=True,
+    ),
+    BadInput(
+        "`resume=true` on a run whose metrics.jsonl has a line that is not an object",
+        lambda ws: [
+            "train",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            "trainer.epochs=2",
+            "resume=true",
+            f"hydra.run.dir={with_metrics(ws, 'list_in_metrics', last=LIST_LINE)}",
+        ],
+        ("metrics.jsonl line 2 " + NOT_AN_EPOCH,),
+    ),
+    *[
+        BadInput(
+            f"`kdlab {command}` a checkpoint: {name.replace('_', ' ')}",
+            args,
+            CRAFTED_SAYS[name],
+            preflight=command != "distill",
+        )
+        for command, name, args in (
+            ("distill", "other_arch", lambda ws: with_crafted_teacher(ws, "other_arch")),
+            (
+                "export",
+                "other_shapes",
+                lambda ws: ["export", str(crafted_teacher(ws, "other_shapes", other_shapes))],
+            ),
+            ("predict", "model_str", lambda ws: predict_with(ws, "model_str")),
+            ("distill", "config_str", lambda ws: with_crafted_teacher(ws, "config_str")),
+            (
+                "export",
+                "no_model_config",
+                lambda ws: [
+                    "export",
+                    str(crafted_teacher(ws, "no_model_config", without_model_config)),
+                ],
+            ),
+            ("predict", "image_size_-5", lambda ws: predict_with(ws, "image_size_-5")),
+        )
+    ],
+]
+
+
+def with_crafted_teacher(ws: Workspace, name: str) -> list[str]:
+    teacher = crafted_teacher(ws, name, CRAFTED[name])
+    return ["distill", *FOLDER_RUN, f"data.root={ws.abc}", f"teacher.ckpt={teacher}"]
+
+
+def predict_with(ws: Workspace, name: str) -> list[str]:
+    return ["predict", str(crafted_teacher(ws, name, CRAFTED[name])), str(ws.abc / "test" / "a")]

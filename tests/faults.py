@@ -135,3 +135,26 @@ FAULTS = [
         "test_another_teachers_rows_copied_into_a_store_are_never_trained_on",
     ),
 ]
+# --- issue 25, item 3 (branch `reliab3`) ---
+FAULTS += [
+    Fault(
+        "a full disk (or a file-size limit) while Hydra writes the run's record .hydra/",
+        "one line (exit 2); the run dir, or in a user's own dir the record, log and lock it "
+        "added, removed",
+        "tests/test_bad_records.py::"
+        "test_a_disk_full_before_the_first_epoch_is_one_line_and_leaves_nothing_created",
+    ),
+    Fault(
+        "a full disk under `kdlab predict --csv NEW_DIR/FILE` (any atomic write)",
+        "one line (exit 2); no 0-byte file, no temp file, no dir it made (the CLI under a "
+        "file-size limit: with -m slow)",
+        "tests/test_bad_records.py::test_a_failed_atomic_write_leaves_neither_its_file_nor_the_dirs_it_made",
+    ),
+    Fault(
+        "a run killed while writing metrics.jsonl (a torn last line)",
+        "`kdlab report` and `resume=true` skip that line with a warning; a bad line before it "
+        "is one line naming the file and line",
+        "tests/test_bad_records.py::"
+        "test_a_torn_last_metrics_line_is_skipped_with_a_warning_and_any_other_bad_line_named",
+    ),
+]

@@ -357,6 +357,12 @@ def resume_one_more_epoch(
     args = ["train", *FAST, "resume=true", f"hydra.run.dir={run}"]
     if file_size_limit is None:
         return run_kdlab(*args, cwd=run.parent)
+    return run_kdlab_limited(*args, cwd=run.parent, file_size_limit=file_size_limit)
+
+
+def run_kdlab_limited(*args: str, cwd: Path, file_size_limit: int) -> subprocess.CompletedProcess:
+    """`kdlab ARGS` in a fresh interpreter that may write no file past `file_size_limit`
+    bytes (RLIMIT_FSIZE: the kernel's own limit, a disk that is full for this process)."""
 
     def limit_file_size() -> None:
         # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG (an OSError).
@@ -364,7 +370,7 @@ def resume_one_more_epoch(
 
     return subprocess.run(
         [sys.executable, "-m", "kdlab", *args],
-        cwd=run.parent,
+        cwd=cwd,
         env=command_env(None),
         capture_output=True,
         text=True,

@@ -1,14 +1,20 @@
 """The catalogue of bad input (catalogue.py), end to end: each case is the real CLI in a
 subprocess, one line on stderr, exit code 2, nothing of a finished run overwritten and no
-run dir left behind. Its own file, so the test runner can run it beside the kill/resume
-tests of test_reliability.py."""
+run dir left behind (a failure before the first epoch removes what the command created).
+Its own file, so the test runner can run it beside the kill/resume tests of
+test_reliability.py."""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
-from catalogue import CATALOGUE, RELIABILITY_TESTS, run_bad_input
-from harness import Workspace, build_workspace
+from catalogue import CATALOGUE, RELIABILITY_TESTS, run_bad_input, with_metrics
+from harness import Workspace, build_workspace, run_kdlab
 from test_cli import assert_one_line_error
 from test_reliability import files_under
 
@@ -27,5 +33,32 @@ def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path
     before = files_under(workspace.teacher)
     proc = run_bad_input(case, workspace, tmp_path / "run")
     assert_one_line_error(proc, *case.fragments)
-    assert not (tmp_path / "run" / ("" if case.preflight else "checkpoints")).exists()
+    assert not (tmp_path / "run").exists(), "a failure before training left its run dir"
     assert files_under(workspace.teacher) == before, "the finished run's files were changed"
+
+
+def test_predict_shows_a_file_name_that_is_not_utf8_with_escapes(workspace, tmp_path):
+    """Linux file names are bytes: legitimate input, printed and written as \\xNN escapes
+    (stdout here is strict UTF-8, as under PYTHONIOENCODING=utf-8:strict)."""
+    image = Path(os.fsdecode(os.fsencode(tmp_path) + b"/img\xfe.png"))
+    shutil.copy(workspace.abc / "test" / "a" / "0.png", image)
+    shown = f"{tmp_path}/img\\xfe.png"
+    printed = run_kdlab("predict", str(workspace.teacher), str(image), cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith(f"{shown}  ")
+    csv = tmp_path / "top.csv"
+    written = run_kdlab(
+        "predict", str(workspace.teacher), str(image), "--csv", str(csv), cwd=tmp_path
+    )
+    assert written.returncode == 0, written.stderr
+    assert csv.read_text(encoding="utf-8").splitlines()[1].startswith(f"{shown},1,")
+
+
+def test_a_torn_last_metrics_line_is_reported_past_with_a_warning(workspace, tmp_path, caplog):
+    """A kill mid-write leaves a torn last line: the report's curves skip it and say so."""
+    run = with_metrics(workspace, "torn_last_metrics", last='{"epoch": 2, "train/lo')
+    with caplog.at_level(logging.WARNING, logger="kdlab"):
+        proc = run_kdlab("report", str(run), "--curves", f"--out={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{run / 'metrics.jsonl'}: skipped its last line 2, cut short" in caplog.text
+    assert (tmp_path / "curves_acc.png").is_file()

@@ -3,6 +3,8 @@ failed that `kdlab report` lists as failed."""
 
 from __future__ import annotations
 
+import os
+
 from harness import BLOW_UP, FAST, read_summary
 from test_cli import assert_one_line_error
 
@@ -23,8 +25,9 @@ def test_a_dir_that_existed_before_is_never_removed(kdlab, tmp_path):
     empty.mkdir()
     for run_dir in (mine, empty):
         assert_one_line_error(kdlab("distill", *FAST, f"hydra.run.dir={run_dir}"))
-    assert (mine / "notes.txt").read_text() == "mine" and empty.is_dir()
-    assert not (mine / "summary.json").exists()
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(mine)) == ["notes.txt"], "its .hydra/, log or lock was left"
+    assert empty.is_dir() and os.listdir(empty) == []
 
 
 def test_a_run_failing_during_training_is_marked_failed_and_reported(kdlab, tmp_path):

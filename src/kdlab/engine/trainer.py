@@ -115,8 +115,8 @@ class Trainer:
         train = stage.train if stage.train is not None else self.data.train
         if len(train) == 0:
             raise KdlabError(
-                f"the training split has {train.num_samples} images, fewer than one batch of "
-                f"{self.settings.batch_size}: lower trainer.batch_size or raise data.train_size"
+                f"the training split holds no full batch of {self.settings.batch_size}: lower "
+                "trainer.batch_size or raise data.train_size"
             )
         for group in stage.param_groups:  # what this stage trains, though an earlier froze it
             for param in group["params"]:
