@@ -1,4 +1,5 @@
-"""Fixtures shared by the test files: the CLI in a fresh working directory, one CPU thread."""
+"""Fixtures shared by the test files: the CLI in a fresh working directory; the worker's share of
+the CPU cores for torch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import subprocess
 import pytest
 import torch
 
-from harness import TINY, read_summary, run_kdlab
+from harness import THREADS, TINY, read_summary, run_kdlab
+
+torch.set_num_threads(THREADS)  # the in-process tensors of every test, as the commands'
 
 # The methods' tests import these from here; the others from harness.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
@@ -21,12 +24,3 @@ def kdlab(tmp_path):
         return run_kdlab(*args, cwd=tmp_path, fresh_process=fresh_process)
 
     return call
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """In-process forward passes on shared CPU cores: one thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -70,8 +70,13 @@ FOLDER_RUN = [
 ]
 
 
+# The torch threads of each command: this test process's share of the cores. Two
+# pytest-xdist workers at torch's default of a thread per core run four threads on two cores,
+# and tiny CPU runs then spend most of their time waiting on each other (4.7x the CPU time per
+# run, measured on the 2-core CI kind under load).
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 # What every kdlab command sees in the environment, as the console script would run it.
-COMMAND_ENV = {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+COMMAND_ENV = {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": str(THREADS)}
 # A fresh interpreter's warning filters (Python's defaults, no -W): pytest's are not a user's.
 FRESH_WARNING_FILTERS = [
     ("default", DeprecationWarning, "__main__"),
@@ -80,8 +85,6 @@ FRESH_WARNING_FILTERS = [
     ("ignore", ImportWarning, ""),
     ("ignore", ResourceWarning, ""),
 ]
-# torch's thread count in a fresh interpreter (this process's, before any test changed it).
-FRESH_THREADS = torch.get_num_threads()
 
 
 def command_env(env: dict[str, str] | None) -> dict[str, str]:
@@ -227,7 +230,7 @@ def restored_torch() -> Iterator[None]:
     )
     threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     generators = (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    torch.set_num_threads(FRESH_THREADS)
+    torch.set_num_threads(THREADS)  # as OMP_NUM_THREADS sets it in a fresh one
     torch.use_deterministic_algorithms(False)
     torch.set_default_dtype(torch.float32)
     try:

@@ -18,8 +18,6 @@ from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 BATCH, SIZE, TRAIN_IMAGES = 6, 32, 64
 
 

@@ -30,8 +30,6 @@ from methods_formulas_features import (
 )
 from test_methods_losses import approx, gradcheck, randn
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def built(name: str, student: str, teacher: str, *overrides: str):
     """Method `name` on a fresh `student` and `teacher` (10 classes, 32x32), and the two."""

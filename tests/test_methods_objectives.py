@@ -15,8 +15,6 @@ from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 from methods_formulas import ref_at, ref_dkd
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def objective_for(*overrides: str, student: nn.Module, teacher: nn.Module):
     cfg = compose_config("distill", ["model=resnet8", *overrides])

@@ -22,8 +22,6 @@ from kdlab.models import (
 from kdlab.models.channels import with_input_channels
 from kdlab.models.published_sizes import REFERENCE_SIZES
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # in-process forwards on shared cores
-
 # kdlab's own models: the research notes' budgets at 10 classes, (target, relative tolerance).
 NOTES_TARGETS = {
     "resnet_teacher": (1_351_100, 0.05),

@@ -23,8 +23,6 @@ from kdlab.models import (
     stage_points,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # in-process forwards on shared cores
-
 
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_every_data_set_loads_its_tiny_copy(tmp_path, name):
