@@ -31,6 +31,7 @@ from kdlab.engine.distributed import (
     is_main,
     world_size,
 )
+from kdlab.engine.dot import DOT
 from kdlab.engine.execution import autocast, rng_state, set_rng_state
 from kdlab.engine.metrics import Accumulator, evaluate
 from kdlab.engine.objective import CrossEntropy
@@ -282,7 +283,7 @@ class Trainer:
             if undo is not None and not self._finite_step(out.losses):
                 undo()
                 continue
-            self._optimise(loop, out.losses["loss"])
+            self._optimise(loop, out.losses["loss"], out.task)
             epoch_acc.add(out.losses, out.logits, y)
             window.add(out.losses, out.logits, y)
             if (i + 1) % t.log_every == 0:
@@ -297,8 +298,12 @@ class Trainer:
         self._check_finite(metrics, epoch, steps_per_epoch)
         return metrics
 
-    def _optimise(self, loop: StageLoop, loss: Tensor) -> None:
+    def _optimise(self, loop: StageLoop, loss: Tensor, task: Tensor | None) -> None:
         """One optimiser step on `loss` (scaled for fp16, clipped if asked), then the lr's."""
+        if isinstance(loop.optimizer, DOT):
+            self._dot_step(loop.optimizer, loss, task)
+            loop.scheduler.step()
+            return
         loop.optimizer.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         if self.settings.grad_clip is not None:
@@ -307,6 +312,18 @@ class Trainer:
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         loop.scheduler.step()
+
+    @staticmethod
+    def _dot_step(optimizer: DOT, loss: Tensor, task: Tensor | None) -> None:
+        """optim=dot as mdistiller's DOT.train_iter: the distillation part's gradients
+        (`loss - task`) first, recorded, then the task part's, and one step on both."""
+        optimizer.zero_grad(set_to_none=True)
+        if task is not None:
+            (loss - task).backward(retain_graph=True)
+            optimizer.record_distillation()
+            optimizer.zero_grad(set_to_none=True)
+        (loss if task is None else task).backward()
+        optimizer.step()
 
     def _finite_step(self, losses: dict[str, Tensor]) -> bool:
         """trainer.skip_nonfinite: count and skip a batch whose loss is NaN/Inf (one sync).

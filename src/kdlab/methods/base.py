@@ -95,6 +95,8 @@ class Method(Objective):
     taps: ClassVar[str] = "none"  # none | logits | a feature kind (kdlab.methods.points)
     part: ClassVar[str] = ""  # its term is logged as loss_<part>; default: the name
     settings_class: ClassVar[type[LossConfig]] = LossConfig
+    # Views of each training image the method reads (`data.views`): 2 = weak and strong.
+    uses_views: ClassVar[int] = 1
 
     # The combination's weights (RepDistiller's -r, -a and -b; mdistiller's CE_WEIGHT, ...).
     ce_weight: float = 1.0
@@ -153,11 +155,40 @@ class Method(Objective):
         teacher_logits: Tensor | None = None,
         indices: Tensor | None = None,
     ) -> StepOutput:
+        if self.uses_views > 1:
+            return self.forward_views(model, x, y, teacher_logits)
         teacher = self.run_teacher(x, teacher_logits) if self.taps != "none" else None
         student = self.run_student(model, x)
         named = {"indices": indices} if self.uses_indices else {}
         term = self.loss(student, teacher, y, **named)
-        return StepOutput(student.logits, self.combine(student, teacher, y, term))
+        losses = self.combine(student, teacher, y, term)
+        return StepOutput(student.logits, losses, self.task_loss(losses))
+
+    def forward_views(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
+        """A method of `uses_views` views: a training batch holds each image's views one
+        after the other (`data.views`: x is (views * B, ...), weak first); both models run
+        on each view apart (BatchNorm sees one view's batch, as the reference does), and
+        `loss` and `combine` get one `Outputs` per view. An evaluation batch holds one view,
+        which then stands for all. Cached teacher logits are the first view's."""
+        count = self.uses_views if x.shape[0] == self.uses_views * y.shape[0] else 1
+        views = x.chunk(count)
+        teachers = [self.run_teacher(v, teacher_logits if i == 0 else None)
+                    for i, v in enumerate(views)]  # fmt: skip
+        students = [self.run_student(model, v) for v in views]
+        if count == 1:
+            teachers, students = teachers * self.uses_views, students * self.uses_views
+        term = self.loss(students, teachers, y)
+        losses = self.combine(students, teachers, y, term)
+        return StepOutput(students[0].logits, losses, self.task_loss(losses))
+
+    def task_loss(self, losses: dict[str, Tensor]) -> Tensor | None:
+        """The task's part of `losses["loss"]` (optim=dot steps it apart from the rest): the
+        weighted cross-entropy; None where the whole loss is the task's (no `loss_hard`)."""
+        if "loss_hard" not in losses:
+            return None
+        return self.ce_weight * losses["loss_hard"]
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The hard term: cross-entropy with the labels (with trainer.label_smoothing)."""

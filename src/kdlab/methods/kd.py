@@ -105,6 +105,10 @@ class KD(LogitMethod):
     ) -> dict[str, Tensor]:
         return term  # kd_losses is the whole objective, with its parts
 
+    def task_loss(self, losses: dict[str, Tensor]) -> Tensor:
+        ce_weight = self.context.alpha if self.ce_weight is None else self.ce_weight
+        return ce_weight * losses["loss_hard"]
+
     def summary_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"T": self.T, "alpha": self.context.alpha}
         if self.weights() is not None:  # they replace alpha's
