@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from kdlab.engine.objective import Objective, StepOutput
 from kdlab.errors import KdlabError, check_new_name
-from kdlab.methods.losses import kl_divergence
+from kdlab.methods.losses import in_compute_dtype, kl_divergence
 from kdlab.methods.points import TAP_KINDS, Taps, pooling_classifier, resolve_taps, run_tapped
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models.features import hooked_child
@@ -191,8 +191,10 @@ class Method(Objective):
         return self.ce_weight * losses["loss_hard"]
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The hard term: cross-entropy with the labels (with trainer.label_smoothing)."""
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        """The hard term: cross-entropy with the labels (with trainer.label_smoothing), in
+        float32 (float64 for float64 logits, as every loss: kdlab.methods.losses)."""
+        (logits,) = in_compute_dtype(logits)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def summary_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"T": self.T, "method_settings": dataclasses.asdict(self.settings)}
