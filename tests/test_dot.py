@@ -142,7 +142,7 @@ def test_the_engine_steps_the_methods_task_and_distillation_gradients_apart(prec
     kd_grads = torch.autograd.grad(kd_part, params, retain_graph=True)
     optimizer = build_optimizer([{"params": params}], cfg.optim, CPU)
     assert isinstance(optimizer, DOT) and optimizer.defaults["delta"] == 0.075
-    Trainer._dot_step(optimizer, out.losses["loss"], out.task)
+    Trainer._dot_step(optimizer, out.losses["loss"], out.split)
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     for p, p0, g_t, g_kd in zip(params, before, task_grads, kd_grads, strict=True):
         state = optimizer.state[p]
@@ -207,3 +207,19 @@ def test_kdlab_distill_trains_with_dot_from_the_logit_cache(tmp_path):
     summary = read_summary(tmp_path / "s")
     assert summary["teacher"]["logit_cache"]["views_computed"] > 0
     assert "optim=dot" in summary["overrides"]
+
+
+def test_what_only_the_task_reaches_keeps_no_distillation_momentum():
+    """AT's term taps the stages, not the classifier: as in mdistiller (loss_kd = the AT term),
+    the classifier's parameters get no distillation gradient, the others both."""
+    cfg = compose_config("distill", ["model=resnet8", "loss=at", "optim=dot"])
+    torch.manual_seed(0)
+    teacher, student = FrozenTeacher(build_model("resnet8", 10)), build_model("resnet8", 10)
+    at = build_method(cfg, teacher, student, 16)
+    out = at(student, torch.randn(4, 3, 16, 16), torch.arange(4))
+    optimizer = build_optimizer([{"params": list(student.parameters())}], cfg.optim, CPU)
+    Trainer._dot_step(optimizer, out.losses["loss"], out.split)
+    head = {id(p) for p in student.head.parameters()}
+    for p in student.parameters():
+        assert ("momentum_kd_buffer" in optimizer.state[p]) == (id(p) not in head)
+        assert "momentum_buffer" in optimizer.state[p]

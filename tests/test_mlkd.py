@@ -114,7 +114,8 @@ def test_mlkd_matches_the_formula(B, C, standardize, official):
     losses = mlkd.combine(student, teacher, labels, mlkd.loss(student, teacher, labels))
     loss, hard = ref_mlkd(*views, labels, temps, 0.1, 0.9, standardize, official)
     assert approx(losses["loss"], loss) and approx(losses["loss_hard"], hard)
-    assert approx(mlkd.task_loss(losses), 0.1 * hard)  # what optim=dot steps as the task's
+    task, distillation = mlkd.split(losses)  # what optim=dot steps apart
+    assert approx(task, 0.1 * hard) and approx(task + distillation, loss)
     parts = ("loss_mlkd_instance", "loss_mlkd_batch", "loss_mlkd_class")
     assert approx(sum(losses[k] for k in parts), losses["loss_mlkd"])
 
@@ -139,7 +140,7 @@ def test_mlkd_runs_both_models_on_each_view_and_evaluates_on_one():
     weak, strong = F.cross_entropy(student(x[:4]), y), F.cross_entropy(student(x[4:]), y)
     torch.testing.assert_close(out.logits, student(x[:4]))
     torch.testing.assert_close(out.losses["loss_hard"], weak + strong)
-    torch.testing.assert_close(out.task, 0.1 * (weak + strong))
+    torch.testing.assert_close(out.split[0], 0.1 * (weak + strong))
     single = mlkd(student, x[:4], y)  # an evaluation batch: its one view stands for both
     torch.testing.assert_close(single.losses["loss_hard"], 2 * weak)
 

@@ -16,13 +16,14 @@ from torch import Tensor, nn
 @dataclass
 class StepOutput:
     """`losses["loss"]` is minimised; `logits` is None when the objective has no classifier.
-    `task`, where the objective distils, is the part of the loss that is the task's own (the
-    weighted cross-entropy with the labels): optim=dot steps it and the rest with separate
-    momenta. None: the whole loss is the task's."""
+    `split`, where the objective distils, is that loss as (task, distillation): the weighted
+    cross-entropy with the labels and the weighted distillation terms, each its own graph
+    (a parameter the distillation terms do not reach gets no gradient from them), which
+    optim=dot steps with separate momenta. None: the whole loss is the task's."""
 
     logits: Tensor | None
     losses: dict[str, Tensor]
-    task: Tensor | None = None
+    split: tuple[Tensor, Tensor] | None = None
 
 
 class Objective(nn.Module):

@@ -283,7 +283,7 @@ class Trainer:
             if undo is not None and not self._finite_step(out.losses):
                 undo()
                 continue
-            self._optimise(loop, out.losses["loss"], out.task)
+            self._optimise(loop, out.losses["loss"], out.split)
             epoch_acc.add(out.losses, out.logits, y)
             window.add(out.losses, out.logits, y)
             if (i + 1) % t.log_every == 0:
@@ -298,10 +298,12 @@ class Trainer:
         self._check_finite(metrics, epoch, steps_per_epoch)
         return metrics
 
-    def _optimise(self, loop: StageLoop, loss: Tensor, task: Tensor | None) -> None:
+    def _optimise(
+        self, loop: StageLoop, loss: Tensor, split: tuple[Tensor, Tensor] | None
+    ) -> None:
         """One optimiser step on `loss` (scaled for fp16, clipped if asked), then the lr's."""
         if isinstance(loop.optimizer, DOT):
-            self._dot_step(loop.optimizer, loss, task)
+            self._dot_step(loop.optimizer, loss, split)
             loop.scheduler.step()
             return
         loop.optimizer.zero_grad(set_to_none=True)
@@ -314,15 +316,18 @@ class Trainer:
         loop.scheduler.step()
 
     @staticmethod
-    def _dot_step(optimizer: DOT, loss: Tensor, task: Tensor | None) -> None:
-        """optim=dot as mdistiller's DOT.train_iter: the distillation part's gradients
-        (`loss - task`) first, recorded, then the task part's, and one step on both."""
+    def _dot_step(optimizer: DOT, loss: Tensor, split: tuple[Tensor, Tensor] | None) -> None:
+        """optim=dot as mdistiller's DOT.train_iter: the distillation part's gradients first,
+        recorded, then the task part's, and one step on both (`split` None: `loss` is all
+        task)."""
         optimizer.zero_grad(set_to_none=True)
-        if task is not None:
-            (loss - task).backward(retain_graph=True)
+        task = loss
+        if split is not None:
+            task, distillation = split
+            distillation.backward(retain_graph=True)
             optimizer.record_distillation()
             optimizer.zero_grad(set_to_none=True)
-        (loss if task is None else task).backward()
+        task.backward()
         optimizer.step()
 
     def _finite_step(self, losses: dict[str, Tensor]) -> bool:

@@ -162,7 +162,7 @@ class Method(Objective):
         named = {"indices": indices} if self.uses_indices else {}
         term = self.loss(student, teacher, y, **named)
         losses = self.combine(student, teacher, y, term)
-        return StepOutput(student.logits, losses, self.task_loss(losses))
+        return StepOutput(student.logits, losses, self.split(losses))
 
     def forward_views(
         self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
@@ -181,14 +181,18 @@ class Method(Objective):
             teachers, students = teachers * self.uses_views, students * self.uses_views
         term = self.loss(students, teachers, y)
         losses = self.combine(students, teachers, y, term)
-        return StepOutput(students[0].logits, losses, self.task_loss(losses))
+        return StepOutput(students[0].logits, losses, self.split(losses))
 
-    def task_loss(self, losses: dict[str, Tensor]) -> Tensor | None:
-        """The task's part of `losses["loss"]` (optim=dot steps it apart from the rest): the
-        weighted cross-entropy; None where the whole loss is the task's (no `loss_hard`)."""
+    def split(self, losses: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """`combine`'s loss as (task, distillation), for optim=dot: `ce_weight * CE` and
+        `kd_weight * T^2 KL_T + weight * term` (the KD term only where it is weighted, so
+        what it alone reaches gets no distillation gradient); None without a hard term."""
         if "loss_hard" not in losses:
             return None
-        return self.ce_weight * losses["loss_hard"]
+        distillation = self.weight * losses[f"loss_{self.part}"]
+        if self.kd_weight:
+            distillation = distillation + self.kd_weight * losses["loss_kd"]
+        return self.ce_weight * losses["loss_hard"], distillation
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The hard term: cross-entropy with the labels (with trainer.label_smoothing), in

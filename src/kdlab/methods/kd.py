@@ -105,9 +105,9 @@ class KD(LogitMethod):
     ) -> dict[str, Tensor]:
         return term  # kd_losses is the whole objective, with its parts
 
-    def task_loss(self, losses: dict[str, Tensor]) -> Tensor:
-        ce_weight = self.context.alpha if self.ce_weight is None else self.ce_weight
-        return ce_weight * losses["loss_hard"]
+    def split(self, losses: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        ce_weight, kd_weight = self.weights() or (self.context.alpha, 1.0 - self.context.alpha)
+        return ce_weight * losses["loss_hard"], kd_weight * self.T * self.T * losses["loss_soft"]
 
     def summary_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"T": self.T, "alpha": self.context.alpha}

@@ -156,3 +156,6 @@ class MLKD(LogitMethod):
         hard = sum(self.cross_entropy(view.logits, labels) for view in student)
         loss = self.ce_weight * hard + self.weight * term["loss_mlkd"]
         return {"loss": loss, "loss_hard": hard, **term}
+
+    def split(self, losses: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.ce_weight * losses["loss_hard"], self.weight * losses["loss_mlkd"]
