@@ -298,9 +298,7 @@ class Trainer:
         self._check_finite(metrics, epoch, steps_per_epoch)
         return metrics
 
-    def _optimise(
-        self, loop: StageLoop, loss: Tensor, split: tuple[Tensor, Tensor] | None
-    ) -> None:
+    def _optimise(self, loop: StageLoop, loss: Tensor, split: tuple[Tensor, Tensor] | None) -> None:
         """One optimiser step on `loss` (scaled for fp16, clipped if asked), then the lr's."""
         if isinstance(loop.optimizer, DOT):
             self._dot_step(loop.optimizer, loss, split)
