@@ -221,6 +221,21 @@ PRETRAINED = [
 # --- data: missing, empty, unreadable or too few classes ------------------------------------
 DATA = [
     BadInput(
+        "`kdlab distill loss=mlkd data.views=weak_strong` on streamed image files",
+        with_teacher(
+            "distill",
+            "abc",
+            "teacher",
+            "loss=mlkd",
+            "data.views=weak_strong",
+            "data.in_memory_max_mb=0",
+        ),
+        (
+            "data.views=weak_strong makes its strong views from images in memory",
+            "data.in_memory_max_mb",
+        ),
+    ),
+    BadInput(
         "`data=imagefolder data.root=MISSING_DIR`",
         lambda ws: ["train", "data=imagefolder", f"data.root={ws.root / 'missing'}"],
         tested_in="test_cli.py",
