@@ -1,7 +1,8 @@
 """optim=dot: the optimiser against an element-wise float64 re-derivation of DOT's update
 (Zhao et al. ICCV 2023), the engine's split of a method's loss into its task and
-distillation gradients, a resume that continues both momenta bit for bit (its refusals are
-rows of the bad-input catalogue)."""
+distillation gradients, a resume that continues both momenta bit for bit (its CLI run from
+the logit cache is in test_mlkd.py, on the same teacher; its refusals are rows of the
+bad-input catalogue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, read_summary, run_kdlab
 from kdlab.data import DataBundle
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.normalize import Normalizer
@@ -28,6 +28,7 @@ from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_dot(params, steps, lr, momentum, delta, wd):
@@ -195,18 +196,6 @@ def test_a_resumed_dot_run_continues_both_momenta_bit_for_bit(setting, tmp_path)
     for i, state in whole_state.optimizer["state"].items():
         theirs = resumed_state.optimizer["state"][i]
         assert all(torch.equal(state[k], theirs[k]) for k in state)
-
-
-def test_kdlab_distill_trains_with_dot_from_the_logit_cache(tmp_path):
-    small = ["model=cnn_student", *TINY, "trainer.epochs=1", "data.train_size=64"]
-    teacher = run_kdlab("train", *small, "hydra.run.dir=t", cwd=tmp_path)
-    assert teacher.returncode == 0, teacher.stderr
-    proc = run_kdlab("distill", *small, "optim=dot", "teacher.ckpt=t",
-                     "hydra.run.dir=s", cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    summary = read_summary(tmp_path / "s")
-    assert summary["teacher"]["logit_cache"]["views_computed"] > 0
-    assert "optim=dot" in summary["overrides"]
 
 
 def test_what_only_the_task_reaches_keeps_no_distillation_momentum():

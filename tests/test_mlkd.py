@@ -1,6 +1,7 @@
 """loss=mlkd against an independent float64 formula (Jin et al. CVPR 2023, as the official
 KD_ours.py computes it), with its gradients; the two views through the method and the data
-(data.views=weak_strong); one CLI run. Its refusals are rows of the bad-input catalogue."""
+(data.views=weak_strong); one CLI run, and optim=dot's from the same teacher. The refusals
+are rows of the bad-input catalogue."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from test_methods_losses import approx, gradcheck, randn
 from test_methods_losses_features import built
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def softmax(row, T):
@@ -174,14 +176,33 @@ def test_cutout_fills_a_clipped_square_with_the_mean_colour():
         assert mask.sum() == len(rows) * len(cols)
 
 
-def test_kdlab_distill_trains_mlkd_on_weak_and_strong_views(tmp_path):
-    small = ["model=cnn_student", *TINY, "trainer.epochs=1", "data.train_size=64"]
-    teacher = run_kdlab("train", *small, "hydra.run.dir=t", cwd=tmp_path)
+# --- CLI runs of loss=mlkd and of optim=dot, from one teacher ----------------------------------
+SMALL = ["model=cnn_student", *TINY, "trainer.epochs=1", "data.train_size=64", "data.test_size=32"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("mlkd_dot")
+    teacher = run_kdlab("train", *SMALL, "hydra.run.dir=t", cwd=cwd)
     assert teacher.returncode == 0, teacher.stderr
+    return cwd
+
+
+def test_kdlab_distill_trains_mlkd_on_weak_and_strong_views(workdir):
     mlkd = ["loss=mlkd", "data.views=weak_strong", "loss.standardize=true", "teacher.ckpt=t"]
-    proc = run_kdlab("distill", *small, *mlkd, "hydra.run.dir=s", cwd=tmp_path)
+    proc = run_kdlab("distill", *SMALL, *mlkd, "hydra.run.dir=mlkd", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
-    summary = read_summary(tmp_path / "s")
-    assert {"loss_hard", "loss_mlkd_instance", "loss_mlkd_batch", "loss_mlkd_class"} <= set(summary)
+    summary = read_summary(workdir / "mlkd")
+    parts = {"loss_hard", "loss_mlkd_instance", "loss_mlkd_batch", "loss_mlkd_class"}
+    assert parts <= set(summary)
     assert summary["method_settings"]["standardize"] is True
     assert "data.views=weak_strong" in summary["teacher"]["logit_cache_off"]
+
+
+def test_kdlab_distill_trains_with_dot_from_the_logit_cache(workdir):
+    proc = run_kdlab("distill", *SMALL, "optim=dot", "teacher.ckpt=t", "hydra.run.dir=dot",
+                     cwd=workdir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = read_summary(workdir / "dot")
+    assert summary["teacher"]["logit_cache"]["views_computed"] > 0
+    assert "optim=dot" in summary["overrides"]
