@@ -155,6 +155,11 @@ OUT_OF_RANGE = [
     ),
     preflight("train", "sched.pct_start=1", "sched.pct_start must be in (0, 1), got 1.0"),
     preflight("distill", "T=inf", "T must be a finite number, got inf"),
+    preflight("distill", "optim=dot optim.delta=0.2", "optim.delta=0.2 must keep both momenta"),
+    preflight("train", "optim=dot", "optim=dot splits a distillation loss from the task loss"),
+    preflight("distill", "optim=dot trainer.grad_clip=1", "trainer.grad_clip is not supported"),
+    preflight("distill", "optim=dot trainer.precision=fp16", "use trainer.precision=bf16 or 32"),
+    preflight("distill", "optim=dot trainer.compile=true", "set trainer.compile=false"),
     preflight(
         "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
     ),
@@ -167,6 +172,16 @@ METHODS = [
         "distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"
     ),
     preflight("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
+    preflight("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
+    preflight("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
+    preflight("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
+    preflight("train", "data.views=weak_strong", "this command reads one view per image"),
+    preflight("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
+    preflight(
+        "distill",
+        "loss=mlkd data.views=weak_strong loss.temperatures=[2]",
+        "loss.official_strong_kd reads the 4th and 5th temperatures",
+    ),
     BadInput(
         "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
         static("distill", "loss=at", "model=torchvision", "model.name=vit_b_16"),
@@ -207,6 +222,21 @@ PRETRAINED = [
 
 # --- data: missing, empty, unreadable or too few classes ------------------------------------
 DATA = [
+    BadInput(
+        "`kdlab distill loss=mlkd data.views=weak_strong` on streamed image files",
+        with_teacher(
+            "distill",
+            "abc",
+            "teacher",
+            "loss=mlkd",
+            "data.views=weak_strong",
+            "data.in_memory_max_mb=0",
+        ),
+        (
+            "data.views=weak_strong makes its strong views from images in memory",
+            "data.in_memory_max_mb",
+        ),
+    ),
     BadInput(
         "`data=imagefolder data.root=MISSING_DIR`",
         lambda ws: ["train", "data=imagefolder", f"data.root={ws.root / 'missing'}"],

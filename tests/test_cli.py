@@ -36,6 +36,18 @@ def test_help_lists_every_study_where_they_are_defined():
         assert name in study_line.split(": ", 1)[1].split(", "), (name, study_line)
 
 
+def test_the_methods_study_runs_every_method_of_the_registry():
+    """`kdlab study methods` covers kdlab's methods: each registered one is a distill run's
+    `loss=` (ce, the baseline method, is the study's baseline run)."""
+    from kdlab.cli.commands.study import load_study
+    from kdlab.methods.registry import METHODS
+
+    _, runs = load_study("methods")
+    losses = [a.split("=", 1)[1] for r in runs for a in r.args if a.startswith("loss=")]
+    assert set(losses) == set(METHODS) - {"ce"}
+    assert [r.name for r in runs if r.command == "train" and not r.teacher] == ["baseline"]
+
+
 def test_train_help_is_hydras(kdlab):
     proc = kdlab("train", "--help")
     assert proc.returncode == 0, proc.stderr

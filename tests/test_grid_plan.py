@@ -18,6 +18,7 @@ from kdlab.grid.plan import (
     GRID_METHODS,
     RECIPE,
     SAME_FAMILY,
+    VARIANTS,
     Pair,
     build_plan,
     missing,
@@ -52,6 +53,14 @@ README_CELLS = [
     ("wrn_40_2", "wrn_40_1", "ickd", 74.33, "last"),  # ICKD@403b8d3, ICKD-C(w/o KL)
     ("vgg13", "vgg8", "ickd", 73.42, "last"),
     ("resnet50", "mobilenetv2", "sdd", 69.55, "best"),  # SDD@e412036 cifar100.png, SD-KD
+    # logit-standardization-KD@f6e5aa5 README.md tables 1 and 2 (MLKD, +Ours rows), MD's DOT
+    ("resnet32x4", "resnet8x4", "mlkd", 77.08, "best"),  # MLKD, first column
+    ("resnet110", "resnet20", "mlkd+ls", 72.27, "best"),  # MLKD+**Ours**, last column
+    ("vgg13", "mobilenetv2", "kd+ls", 68.61, "best"),  # table 2, KD+**Ours**, VGG13/MN-V2
+    ("resnet56", "resnet20", "dkd+ls", 72.32, "best"),  # DKD+**Ours**, fifth column
+    ("resnet50", "mobilenetv2", "ctkd", 68.67, "best"),  # table 2, CTKD, last column
+    ("resnet32x4", "shufflenetv2", "kd+dot", 75.55, "best"),  # MD, KD+DOT
+    ("vgg13", "vgg8", "kd+dot", 73.77, "best"),
 ]
 
 
@@ -69,11 +78,13 @@ def test_the_published_table_holds_the_readmes_figures():
     # N/A in the README, and FSP has no cross-family row: no figure, not a zero
     assert published_figure("cifar100", "wrn_40_2", "wrn_40_1", "fsp") is None
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "fsp") is None
-    assert published_figure("cifar100", "resnet110", "resnet20", "dkd") is None
+    assert published_figure("cifar100", "resnet110", "resnet20", "dkd").source.name == "ls"
     table = published("cifar100")
     # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
-    # TTM and WTTM 13 each, WKD-L 2, ICKD 7
-    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6
+    # TTM and WTTM 13 each, WKD-L 2, ICKD 7, SDD 6; logit-standardization-KD's 10 pairs of
+    # the grid: MLKD, MLKD+ls, KD+ls, DKD+ls and the 4 CTKD and 1 DKD cells no other holds;
+    # KD+DOT 3
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6 + 4 * 10 + 5 + 3
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
@@ -85,7 +96,7 @@ def test_every_published_cell_is_a_cell_of_the_grid():
     """A row of the tables, or a kdlab method the grid runs on request (methods=ctkd,...)."""
     grid = set(SAME_FAMILY + CROSS_FAMILY)
     for teacher, student, method in published("cifar100"):
-        assert method in GRID_METHODS or method in METHODS
+        assert method in GRID_METHODS or method in METHODS or method in VARIANTS
         if teacher:
             assert (teacher, student) in grid
 
@@ -100,6 +111,26 @@ def test_pairs_and_methods_are_parsed_with_one_line_errors():
             parse_pairs(bad)
     with pytest.raises(KdlabError, match="unknown method 'nosuch'"):
         parse_methods("kd,nosuch")
+
+
+def test_the_published_variants_plan_their_methods_settings():
+    """kd+dot, mlkd and the +ls rows run their kdlab method with the settings they were
+    published with (METHOD_ARGS, VARIANTS), each replacing the method's own by key."""
+    pairs = [Pair("resnet32x4", "resnet8x4"), Pair("resnet56", "resnet20")]
+    methods = parse_methods("mlkd,mlkd+ls,kd+dot,kd+ls,dkd+ls")
+    plan = build_plan(pairs, methods, 1, [], {}, Path("s"))
+    assert not any(cell.unavailable for cell in plan.cells)
+    jobs = {job.sub: job for job in plan.jobs}
+    dot = jobs["resnet32x4-resnet8x4/kd+dot/seed0"]
+    assert (dot.setting("loss"), dot.setting("optim"), dot.setting("alpha")) == ("kd", "dot", "0.1")
+    assert [a for a in dot.args if a.startswith("optim=")] == ["optim=dot"]
+    ls = jobs["resnet56-resnet20/dkd+ls/seed0"]  # DKD's per-pair beta 2 gives way to 72
+    assert [ls.setting(k) for k in ("loss", "T", "loss.beta", "loss.standardize")] == [
+        "dkd", "2", "72", "true"]  # fmt: skip
+    mlkd = jobs["resnet56-resnet20/mlkd+ls/seed0"]
+    assert [mlkd.setting(k) for k in ("loss", "data.views", "T", "loss.weight")] == [
+        "mlkd", "weak_strong", "2", "9"]  # fmt: skip
+    assert jobs["resnet56-resnet20/kd+ls/seed0"].setting("T") == "2"
 
 
 def test_a_cell_this_kdlab_cannot_run_says_why():

@@ -21,10 +21,15 @@ from kdlab.runs.preflight import compose_config
 BATCH, SIZE, TRAIN_IMAGES = 6, 32, 64
 
 
+def chosen(name: str) -> list[str]:
+    """`loss=NAME` with the data its method reads: both views for a method of two (mlkd)."""
+    return [f"loss={name}", *(["data.views=weak_strong"] if METHODS[name].uses_views > 1 else [])]
+
+
 def built(name: str) -> tuple[Method, torch.nn.Module]:
     torch.manual_seed(0)
     student, teacher = build_model("resnet8", 10), build_model("resnet14", 10)
-    cfg = compose_config("distill", ["model=resnet8", f"loss={name}"])
+    cfg = compose_config("distill", ["model=resnet8", *chosen(name)])
     context = MethodContext(
         FrozenTeacher(teacher), student, cfg.T, cfg.alpha, SIZE, 0.0, TRAIN_IMAGES
     )
@@ -69,7 +74,7 @@ def test_every_method_settings_round_trip_through_the_config(name):
     """The composed `loss=NAME` node holds the class's defaults, survives a trip through YAML
     (what .hydra/config.yaml stores) and typed again, and every numeric setting is settable."""
     cls = method(name)
-    loss = compose_config("distill", [f"loss={name}"]).loss
+    loss = compose_config("distill", chosen(name)).loss
     assert isinstance(loss, cls.settings_class)
     defaults = {f.name: getattr(cls, f.name) for f in dataclasses.fields(loss) if f.name != "name"}
     assert {k: getattr(loss, k) for k in defaults} == defaults
@@ -79,7 +84,7 @@ def test_every_method_settings_round_trip_through_the_config(name):
     for key, value in defaults.items():
         if isinstance(value, float):  # halved: every range holds its default's half
             new = value / 2 if value else 0.5
-            changed = compose_config("distill", [f"loss={name}", f"loss.{key}={new}"])
+            changed = compose_config("distill", [*chosen(name), f"loss.{key}={new}"])
             assert getattr(changed.loss, key) == new
 
 

@@ -42,14 +42,14 @@ def records(run) -> list[dict]:
 
 def combined_methods() -> list:
     """Every registered method with the combined objective (not ce or kd; the init-stage
-    methods have their own file), from the registry: a new one runs without editing a list.
-    The first method of each kind of tap (logits, stages, embedding, middle, prepool, ...)
-    runs by default, the others under -m slow: the same path, and each takes a step and is
-    checked against its formula in the unit tests."""
+    methods and those reading two views have their own files), from the registry: a new one
+    runs without editing a list. The first method of each kind of tap (logits, stages,
+    embedding, middle, prepool, ...) runs by default, the others under -m slow: the same path,
+    and each takes a step and is checked against its formula in the unit tests."""
     params, seen = [], set()
     for name, cls in METHODS.items():
-        if name in ("ce", "kd") or issubclass(cls, InitStageMethod):
-            continue
+        if name in ("ce", "kd") or issubclass(cls, InitStageMethod) or cls.uses_views > 1:
+            continue  # (mlkd, on two views of each image: test_mlkd.py)
         slow = cls.taps in seen and not cls.uses_indices  # CRD: its memory bank, by default
         seen.add(cls.taps)
         params.append(pytest.param(name, marks=pytest.mark.slow) if slow else name)

@@ -28,6 +28,7 @@ from kdlab.data.settings import DataConfig, decodes_on_device, worker_count
 from kdlab.data.source import ImageSet, Source, check_classes
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
+from kdlab.data.strong_view import StrongView
 from kdlab.errors import KdlabError
 
 STATS_SAMPLE = 5000  # streamed train images decoded to estimate mean/std
@@ -141,10 +142,21 @@ class _Serving:
     crop_in_workers: int | None
     decode_on_device: bool = False  # data.decode resolved: streamed files finished on device
 
-    def loader(self, split: Split, schedule: Schedule, train: bool = False) -> BatchLoader:
+    def loader(
+        self,
+        split: Split,
+        schedule: Schedule,
+        train: bool = False,
+        strong: StrongView | None = None,
+    ) -> BatchLoader:
         if isinstance(split, ImageSet):
             return DeviceLoader(
-                split.images, split.labels, schedule, normalize=self.normalize, device=self.device
+                split.images, split.labels, schedule, self.normalize, self.device, strong
+            )
+        if strong is not None:
+            raise KdlabError(
+                "data.views=weak_strong makes its strong views from images in memory: raise "
+                "data.in_memory_max_mb so the training images fit"
             )
         crop = self.crop_in_workers if train else None
         workers, views = self.num_workers, crop is not None
@@ -268,6 +280,8 @@ def build_data(
         settings.name, train.labels.numel(), test.labels.numel(), batch_size * world_size
     )
     epochs = TrainSchedule(train.labels.numel(), batch_size, seed=seed, augmentation=views, **shard)
+    fill = tuple(round(255 * m) for m in mean)
+    strong = StrongView(views, fill) if settings.views == "weak_strong" else None
 
     def evaluated(split: Split) -> BatchLoader:
         return serving.loader(split, EvalSchedule(split.labels.numel(), eval_batch_size, **shard))
@@ -278,7 +292,7 @@ def build_data(
         class_names=list(source.class_names),
         image_size=size,
         in_channels=channels_of(settings),
-        train=serving.loader(train, epochs, train=True),
+        train=serving.loader(train, epochs, train=True, strong=strong),
         val=None if val is None else evaluated(val),
         test=evaluated(test),
         train_images=epochs.num_items,

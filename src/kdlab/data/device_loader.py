@@ -8,13 +8,16 @@ import torch
 
 from kdlab.data.normalize import Normalizer
 from kdlab.data.schedule import EpochPlan, Schedule
+from kdlab.data.strong_view import StrongView
 
 
 class DeviceLoader:
     """Serves batches from uint8 images (N,3,S,S) and int64 labels kept on the device.
 
     Per batch: gather by index, crop/flip, convert and normalise, all as device tensor ops
-    with no host-device sync, so the GPU never waits on Python or on a data pipeline.
+    with no host-device sync, so the GPU never waits on Python or on a data pipeline. With a
+    `strong` view (data.views=weak_strong) x holds each image's weak views, then its strong
+    ones: (2B, C, S, S) for B labels.
     """
 
     def __init__(
@@ -24,8 +27,10 @@ class DeviceLoader:
         schedule: Schedule,
         normalize: Normalizer,
         device: torch.device,
+        strong: StrongView | None = None,
     ) -> None:
         self.images = images.to(device)
+        self.strong = strong
         self.labels = labels.to(device)
         self.schedule = schedule
         self.normalize = normalize
@@ -58,4 +63,8 @@ class DeviceLoader:
     def batch(self, plan: EpochPlan, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of `plan` (already on the device), exactly as `serve` yields it."""
         index = plan.indices[step]
-        return self.normalize(plan.augment(step, self.images[index])), self.labels[index]
+        images = self.images[index]
+        x = self.normalize(plan.augment(step, images))
+        if self.strong is not None:
+            x = torch.cat([x, self.normalize(self.strong(images))])
+        return x, self.labels[index]

@@ -28,6 +28,7 @@ class DataConfig:
     val_split: float = 0.1  # stratified fraction of the FULL train split held out (any size)
     split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
     augment: str = "auto"  # auto|cifar|imagenet|none (true = auto, false = none): docs/data.md
+    views: str = "weak"  # weak | weak_strong: a second, RandAugment view per image (loss=mlkd)
     normalize: str = "auto"  # auto|dataset|imagenet: ImageNet stats for pretrained models
     image_size: int = 32  # side length; only data sets without a fixed size resize
     num_workers: Any = "auto"  # DataLoader workers for streamed files: a count, or auto
@@ -38,6 +39,7 @@ class DataConfig:
 
 
 AUGMENTS = ("auto", "cifar", "imagenet", "none")
+VIEWS = {"weak": 1, "weak_strong": 2}  # data.views -> views per training image
 NORMALIZATIONS = ("auto", "dataset", "imagenet")
 _AUGMENT_ALIASES = {"true": "auto", "false": "none"}  # data.augment was a bool
 
@@ -80,7 +82,7 @@ def decodes_on_device(value: str, device: torch.device | str) -> bool:
 def check_common(data: DataConfig) -> None:
     """Range and consistency checks of the fields every data set has: val_split in [0, 1);
     train_size, test_size null or >= 1; image_size >= 1; in_memory_max_mb >= 0; num_workers
-    auto or >= 0; augment, normalize and decode among their choices;
+    auto or >= 0; augment, views, normalize and decode among their choices;
     split_seed any int or null; mean and std both null or 3 finite values each, std > 0
     (root: checked when read)."""
     if not 0.0 <= data.val_split < 1.0:
@@ -95,6 +97,8 @@ def check_common(data: DataConfig) -> None:
         raise KdlabError(f"data.in_memory_max_mb must be >= 0, got {data.in_memory_max_mb}")
     worker_count(data.num_workers)
     augment_choice(data.augment)
+    if data.views not in VIEWS:
+        raise KdlabError(f"data.views must be one of {', '.join(VIEWS)}, got {data.views}")
     check_decode(data.decode)
     if data.normalize not in NORMALIZATIONS:
         raise KdlabError(

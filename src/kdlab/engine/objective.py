@@ -15,10 +15,15 @@ from torch import Tensor, nn
 
 @dataclass
 class StepOutput:
-    """`losses["loss"]` is minimised; `logits` is None when the objective has no classifier."""
+    """`losses["loss"]` is minimised; `logits` is None when the objective has no classifier.
+    `split`, where the objective distils, is that loss as (task, distillation): the weighted
+    cross-entropy with the labels and the weighted distillation terms, each its own graph
+    (a parameter the distillation terms do not reach gets no gradient from them), which
+    optim=dot steps with separate momenta. None: the whole loss is the task's."""
 
     logits: Tensor | None
     losses: dict[str, Tensor]
+    split: tuple[Tensor, Tensor] | None = None
 
 
 class Objective(nn.Module):

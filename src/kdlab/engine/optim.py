@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 
+from kdlab.engine.dot import DOT
+
 
 @dataclass
 class OptimConfig:
-    """`optim=sgd|adamw`; no weight decay on biases and norm weights."""
+    """`optim=sgd|adamw|dot`; no weight decay on biases and norm weights."""
 
     name: str = "sgd"
     lr: float = 0.05  # peak learning rate
@@ -24,6 +26,7 @@ class OptimConfig:
     nesterov: bool = True  # sgd
     weight_decay: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    delta: float = 0.075  # dot: momentum +- delta for the distillation / task gradients
 
 
 @dataclass
@@ -41,6 +44,8 @@ class SchedConfig:
 OPTIMIZERS: dict[str, OptimConfig] = {
     "sgd": OptimConfig(),
     "adamw": OptimConfig(name="adamw", lr=2e-3, weight_decay=0.05),
+    # mdistiller configs/cifar100/dot/*.yaml (@a08d46f): SGD momentum 0.9, DOT.DELTA 0.075.
+    "dot": OptimConfig(name="dot", nesterov=False),
 }
 SCHEDULES: dict[str, SchedConfig] = {
     name: SchedConfig(name=name) for name in ("cosine", "multistep", "onecycle", "constant")
@@ -50,7 +55,8 @@ SCHEDULES: dict[str, SchedConfig] = {
 def build_optimizer(
     param_groups: Iterable[dict[str, Any]], cfg: OptimConfig, device: torch.device
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov) or AdamW; no weight decay on biases and norm weights.
+    """SGD (momentum, nesterov), AdamW or DOT (kdlab.engine.dot); no weight decay on biases
+    and norm weights.
 
     Each group may carry `lr_scale` (e.g. FitNet fine-tuning of the pre-trained part);
     the group's lr is the scheduled lr times that scale.
@@ -64,6 +70,8 @@ def build_optimizer(
         for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
             if ps:
                 groups.append({"params": ps, "weight_decay": wd, "lr_scale": scale})
+    if cfg.name == "dot":
+        return DOT(groups, lr=cfg.lr, momentum=cfg.momentum, delta=cfg.delta)
     fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if cfg.name == "sgd":
         return torch.optim.SGD(

@@ -31,6 +31,7 @@ from kdlab.engine.distributed import (
     is_main,
     world_size,
 )
+from kdlab.engine.dot import DOT
 from kdlab.engine.execution import autocast, rng_state, set_rng_state
 from kdlab.engine.metrics import Accumulator, evaluate
 from kdlab.engine.objective import CrossEntropy
@@ -282,7 +283,7 @@ class Trainer:
             if undo is not None and not self._finite_step(out.losses):
                 undo()
                 continue
-            self._optimise(loop, out.losses["loss"])
+            self._optimise(loop, out.losses["loss"], out.split)
             epoch_acc.add(out.losses, out.logits, y)
             window.add(out.losses, out.logits, y)
             if (i + 1) % t.log_every == 0:
@@ -297,8 +298,12 @@ class Trainer:
         self._check_finite(metrics, epoch, steps_per_epoch)
         return metrics
 
-    def _optimise(self, loop: StageLoop, loss: Tensor) -> None:
+    def _optimise(self, loop: StageLoop, loss: Tensor, split: tuple[Tensor, Tensor] | None) -> None:
         """One optimiser step on `loss` (scaled for fp16, clipped if asked), then the lr's."""
+        if isinstance(loop.optimizer, DOT):
+            self._dot_step(loop.optimizer, loss, split)
+            loop.scheduler.step()
+            return
         loop.optimizer.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         if self.settings.grad_clip is not None:
@@ -307,6 +312,21 @@ class Trainer:
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         loop.scheduler.step()
+
+    @staticmethod
+    def _dot_step(optimizer: DOT, loss: Tensor, split: tuple[Tensor, Tensor] | None) -> None:
+        """optim=dot as mdistiller's DOT.train_iter: the distillation part's gradients first,
+        recorded, then the task part's, and one step on both (`split` None: `loss` is all
+        task)."""
+        optimizer.zero_grad(set_to_none=True)
+        task = loss
+        if split is not None:
+            task, distillation = split
+            distillation.backward(retain_graph=True)
+            optimizer.record_distillation()
+            optimizer.zero_grad(set_to_none=True)
+        task.backward()
+        optimizer.step()
 
     def _finite_step(self, losses: dict[str, Tensor]) -> bool:
         """trainer.skip_nonfinite: count and skip a batch whose loss is NaN/Inf (one sync).

@@ -47,7 +47,20 @@ GRID_METHODS = (
     "crd", "dkd", "ickd",
 )  # fmt: skip
 # RepDistiller's KD is `-r 0.1 -a 0.9`: 0.1 on the labels, i.e. kdlab's alpha (hard term).
-METHOD_ARGS = {"kd": ("T=4", "alpha=0.1")}
+# MLKD trains on a weak and a strong view of each image.
+METHOD_ARGS = {"kd": ("T=4", "alpha=0.1"), "mlkd": ("data.views=weak_strong",)}
+# Published rows that are a kdlab method run with other settings: the row's name -> the method
+# and the overrides added to (or replacing) its job's. KD+DOT: mdistiller's configs/cifar100/
+# dot/*.yaml (KD at T 4, CE 0.1 + KD 0.9, DOT delta 0.075). +ls: logit standardisation as
+# tools/train.py of logit-standardization-KD runs it by default (--base-temp 2 --kd-weight 9:
+# the presets ls_kd and ls_dkd, spelt out so that they replace the rows' own T and beta).
+LS = ("loss.standardize=true", "T=2")
+VARIANTS = {
+    "kd+dot": ("kd", ("optim=dot",)),
+    "kd+ls": ("kd", (*LS, "loss.ce_weight=0.1", "loss.kd_weight=9")),
+    "dkd+ls": ("dkd", (*LS, "loss.alpha=9", "loss.beta=72")),
+    "mlkd+ls": ("mlkd", (*LS, "loss.weight=9")),
+}
 # mdistiller configs/cifar100/dkd/<pair>.yaml (@a08d46f) set DKD's beta per pair; the other
 # pairs use its default 8 (kdlab's too). Its published DKD figures were made with these.
 PAIR_METHOD_ARGS = {
@@ -188,15 +201,16 @@ def parse_pairs(text: str) -> list[Pair]:
 
 
 def parse_methods(text: str) -> list[str]:
-    """`all` (the grid's rows) | `NAME,...` of the grid's rows or kdlab's methods."""
+    """`all` (the grid's rows) | `NAME,...` of the grid's rows, kdlab's methods or the
+    published variants (kd+dot, ...)."""
     methods: list[str] = []
     for item in filter(None, text.split(",")):
         if item == "all":
             methods += GRID_METHODS
-        elif item in GRID_METHODS or item in METHODS:
+        elif item in GRID_METHODS or item in METHODS or item in VARIANTS:
             methods.append(item)
         else:
-            choices = ", ".join(dict.fromkeys([*GRID_METHODS, *METHODS]))
+            choices = ", ".join(dict.fromkeys([*GRID_METHODS, *METHODS, *VARIANTS]))
             raise KdlabError(f"methods: unknown method '{item}': choose all or some of {choices}")
     if not methods:
         raise KdlabError("methods= names no method: methods=all|kd,dkd,...")
@@ -209,7 +223,7 @@ def missing(pair: Pair, method: str) -> str:
     models = [arch for arch in dict.fromkeys(needed) if arch not in model_names()]
     if models:
         return f"model {', '.join(models)} not available in this kdlab"
-    if method != BASELINE and method not in METHODS:
+    if method != BASELINE and VARIANTS.get(method, (method,))[0] not in METHODS:
         return f"method {method} not available in this kdlab"
     return ""
 
@@ -257,7 +271,8 @@ def _student_job(
     args = [*recipe(student, overrides), f"model={student}", f"seed={seed}"]
     if cell.method == BASELINE:
         return Job(sub, "train", tuple(args), student)
-    pair_args = PAIR_METHOD_ARGS.get((cell.pair.teacher, student), {}).get(cell.method, ())
-    args += [f"loss={cell.method}", *METHOD_ARGS.get(cell.method, ()), *pair_args]
+    loss, variant = VARIANTS.get(cell.method, (cell.method, ()))
+    pair_args = PAIR_METHOD_ARGS.get((cell.pair.teacher, student), {}).get(loss, ())
+    args = merge([*args, f"loss={loss}", *METHOD_ARGS.get(loss, ()), *pair_args], variant)
     args.append(f"teacher.ckpt={teachers[cell.pair.teacher]}")
     return Job(sub, "distill", tuple(args), student, cell.pair.teacher)

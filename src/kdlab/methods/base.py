@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from kdlab.engine.objective import Objective, StepOutput
 from kdlab.errors import KdlabError, check_new_name
-from kdlab.methods.losses import kl_divergence
+from kdlab.methods.losses import in_compute_dtype, kl_divergence
 from kdlab.methods.points import TAP_KINDS, Taps, pooling_classifier, resolve_taps, run_tapped
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models.features import hooked_child
@@ -95,6 +95,8 @@ class Method(Objective):
     taps: ClassVar[str] = "none"  # none | logits | a feature kind (kdlab.methods.points)
     part: ClassVar[str] = ""  # its term is logged as loss_<part>; default: the name
     settings_class: ClassVar[type[LossConfig]] = LossConfig
+    # Views of each training image the method reads (`data.views`): 2 = weak and strong.
+    uses_views: ClassVar[int] = 1
 
     # The combination's weights (RepDistiller's -r, -a and -b; mdistiller's CE_WEIGHT, ...).
     ce_weight: float = 1.0
@@ -153,15 +155,50 @@ class Method(Objective):
         teacher_logits: Tensor | None = None,
         indices: Tensor | None = None,
     ) -> StepOutput:
+        if self.uses_views > 1:
+            return self.forward_views(model, x, y, teacher_logits)
         teacher = self.run_teacher(x, teacher_logits) if self.taps != "none" else None
         student = self.run_student(model, x)
         named = {"indices": indices} if self.uses_indices else {}
         term = self.loss(student, teacher, y, **named)
-        return StepOutput(student.logits, self.combine(student, teacher, y, term))
+        losses = self.combine(student, teacher, y, term)
+        return StepOutput(student.logits, losses, self.split(losses))
+
+    def forward_views(
+        self, model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None
+    ) -> StepOutput:
+        """A method of `uses_views` views: a training batch holds each image's views one
+        after the other (`data.views`: x is (views * B, ...), weak first); both models run
+        on each view apart (BatchNorm sees one view's batch, as the reference does), and
+        `loss` and `combine` get one `Outputs` per view. An evaluation batch holds one view,
+        which then stands for all. Cached teacher logits are the first view's."""
+        count = self.uses_views if x.shape[0] == self.uses_views * y.shape[0] else 1
+        views = x.chunk(count)
+        teachers = [self.run_teacher(v, teacher_logits if i == 0 else None)
+                    for i, v in enumerate(views)]  # fmt: skip
+        students = [self.run_student(model, v) for v in views]
+        if count == 1:
+            teachers, students = teachers * self.uses_views, students * self.uses_views
+        term = self.loss(students, teachers, y)
+        losses = self.combine(students, teachers, y, term)
+        return StepOutput(students[0].logits, losses, self.split(losses))
+
+    def split(self, losses: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """`combine`'s loss as (task, distillation), for optim=dot: `ce_weight * CE` and
+        `kd_weight * T^2 KL_T + weight * term` (the KD term only where it is weighted, so
+        what it alone reaches gets no distillation gradient); None without a hard term."""
+        if "loss_hard" not in losses:
+            return None
+        distillation = self.weight * losses[f"loss_{self.part}"]
+        if self.kd_weight:
+            distillation = distillation + self.kd_weight * losses["loss_kd"]
+        return self.ce_weight * losses["loss_hard"], distillation
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The hard term: cross-entropy with the labels (with trainer.label_smoothing)."""
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        """The hard term: cross-entropy with the labels (with trainer.label_smoothing), in
+        float32 (float64 for float64 logits, as every loss: kdlab.methods.losses)."""
+        (logits,) = in_compute_dtype(logits)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def summary_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"T": self.T, "method_settings": dataclasses.asdict(self.settings)}

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from kdlab.data.settings import VIEWS
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
 from kdlab.methods.points import chosen_points
@@ -30,6 +31,21 @@ def check_loss_settings(loss: LossConfig) -> None:
     loss.check()
 
 
+def check_views(loss_name: str | None, views: str) -> None:
+    """data.views gives each training image as many views as the method reads (`uses_views`);
+    `loss_name` None: a command that trains without a method (kdlab train, fitnet), one view."""
+    wanted = 1 if loss_name is None else method(loss_name).uses_views
+    given = VIEWS[views]
+    if wanted == given:
+        return
+    if wanted > 1:
+        raise KdlabError(f"loss={loss_name} trains on a weak and a strong view of each image: "
+                         "set data.views=weak_strong")  # fmt: skip
+    who = "this command" if loss_name is None else f"loss={loss_name}"
+    raise KdlabError(f"{who} reads one view per image: data.views={views} is for methods that "
+                     "read two (loss=mlkd); set data.views=weak")  # fmt: skip
+
+
 def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
     """A feature method's student has the points it taps (built on the meta device: no
     memory, no cost); the teacher's are checked when it is loaded."""
@@ -43,8 +59,9 @@ def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
 
 
 def check_stage2_loss(loss: LossConfig) -> None:
-    """`kdlab fitnet`'s stage two distils the logits: any method that taps only them."""
-    logit = logit_methods()
+    """`kdlab fitnet`'s stage two distils the logits: any method that taps only them, on one
+    view of each image."""
+    logit = [name for name in logit_methods() if method(name).uses_views == 1]
     if loss.name not in logit:
         raise KdlabError(
             f"kdlab fitnet's stage two takes a logit method, not loss={loss.name}: choose one "

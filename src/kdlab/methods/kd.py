@@ -105,6 +105,10 @@ class KD(LogitMethod):
     ) -> dict[str, Tensor]:
         return term  # kd_losses is the whole objective, with its parts
 
+    def split(self, losses: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        ce_weight, kd_weight = self.weights() or (self.context.alpha, 1.0 - self.context.alpha)
+        return ce_weight * losses["loss_hard"], kd_weight * self.T * self.T * losses["loss_soft"]
+
     def summary_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"T": self.T, "alpha": self.context.alpha}
         if self.weights() is not None:  # they replace alpha's

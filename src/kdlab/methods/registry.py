@@ -19,8 +19,8 @@ from kdlab.methods.teacher import FrozenTeacher
 log = logging.getLogger("kdlab")
 
 BUILT_IN = (
-    "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "wkd_l", "at", "nst", "sp", "pkt",
-    "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp", "catkd", "ickd",
+    "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "mlkd", "wkd_l", "at", "nst", "sp",
+    "pkt", "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp", "catkd", "ickd",
     "srd", "kdsvd", "sdd",
 )  # fmt: skip
 for _module in BUILT_IN:

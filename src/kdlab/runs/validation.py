@@ -17,11 +17,14 @@ every float must be finite (`inf` and `nan` parse as floats):
 | trainer.num_threads | null or >= 1 |
 | trainer.channels_last, compile, deterministic, skip_nonfinite | bool (typed) |
 | optim | one of OPTIMIZERS; lr > 0; weight_decay >= 0; momentum in [0, 1); |
-| | betas: 2 values in [0, 1) |
+| | betas: 2 values in [0, 1); dot: delta in [0, momentum], momentum + delta < 1, |
+| | kdlab distill only, one process, no fp16, grad_clip or compile |
 | sched | one of SCHEDULES; warmup_epochs in [0, trainer.epochs) (or 0); min_lr_ratio in |
 | | [0, 1]; milestones ascending in (0, 1); gamma > 0 (may exceed 1: an lr rise); |
 | | pct_start in (0, 1) |
 | data.* | kdlab.data.settings.check_common (and the data set's own check) |
+| data.views | the views the method reads (kdlab.methods.checks.check_views): weak_strong |
+| | for loss=mlkd only |
 | loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
 | teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
 | teacher.cache, allow_modified | bool (typed) |
@@ -45,7 +48,12 @@ from kdlab.engine.distributed import world_size
 from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import check_trackers
 from kdlab.errors import KdlabError
-from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
+from kdlab.methods.checks import (
+    check_loss_settings,
+    check_stage2_loss,
+    check_student_taps,
+    check_views,
+)
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
 
@@ -99,6 +107,8 @@ def validate(cfg: RunConfig) -> None:
     check_trackers(cfg.logger)
     if isinstance(cfg, DistillConfig):
         check_distillation(cfg)
+    plain = not isinstance(cfg, DistillConfig) or isinstance(cfg, FitnetRunConfig)
+    check_views(None if plain else cfg.loss.name, cfg.data.views)
     if isinstance(cfg, FitnetRunConfig):
         check_fitnet(cfg)
     check_model_choice(cfg.model, pretrained=not cfg.resume)  # resumed: weights from last.pt
@@ -175,6 +185,30 @@ def check_optimisation(cfg: RunConfig) -> None:
     require(len(o.betas) == 2, f"optim.betas needs 2 values, got {list(o.betas)}")
     for i, beta in enumerate(o.betas):
         within(beta, 0, 1, f"optim.betas[{i}]")
+    if o.name == "dot":
+        check_dot(cfg)
+
+
+def check_dot(cfg: RunConfig) -> None:
+    """optim=dot: two momenta in [0, 1), and a step of two backward passes (distillation,
+    then task) that kdlab distill runs in one process without loss scaling or clipping."""
+    o, t = cfg.optim, cfg.trainer
+    at_least_zero(o.delta, "optim.delta")
+    require(
+        o.delta <= o.momentum and o.momentum + o.delta < 1,
+        f"optim.delta={o.delta} must keep both momenta (optim.momentum={o.momentum} -+ delta) "
+        "in [0, 1): the reference is momentum 0.9, delta 0.075",
+    )
+    distill = isinstance(cfg, DistillConfig) and not isinstance(cfg, FitnetRunConfig)
+    require(distill, "optim=dot splits a distillation loss from the task loss: use kdlab distill")
+    require(
+        world_size() == 1,
+        f"optim=dot runs in one process, not under torchrun ({world_size()} processes)",
+    )
+    two = "optim=dot steps two gradients"
+    require(str(t.precision) != "fp16", f"{two}: use trainer.precision=bf16 or 32, not fp16")
+    require(t.grad_clip is None, f"{two}: trainer.grad_clip is not supported with it")
+    require(not t.compile, f"{two} by two backward passes: set trainer.compile=false")
 
 
 def check_schedule(cfg: RunConfig) -> None:

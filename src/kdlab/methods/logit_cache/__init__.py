@@ -52,6 +52,11 @@ def cache_refusal(train: BatchLoader) -> str | None:
             "the logit cache needs the training images in memory; raise data.in_memory_max_mb "
             "if they fit"
         )
+    if train.strong is not None:
+        return (
+            "data.views=weak_strong draws its strong views (RandAugment) from continuous "
+            "parameters, so they cannot be stored exactly; teacher.cache is off for it"
+        )
     if train.epoch_plan().num_views is None:
         return (
             "data.augment=imagenet draws random-resized crops from continuous parameters, so no "
