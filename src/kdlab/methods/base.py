@@ -94,6 +94,8 @@ class Method(Objective):
     summary: ClassVar[str] = ""  # the docstring's first line: what it transfers, its paper
     taps: ClassVar[str] = "none"  # none | logits | a feature kind (kdlab.methods.points)
     part: ClassVar[str] = ""  # its term is logged as loss_<part>; default: the name
+    # Why it takes one teacher only ("": several are averaged into one, see TeacherEnsemble).
+    one_teacher: ClassVar[str] = ""
     settings_class: ClassVar[type[LossConfig]] = LossConfig
 
     # The combination's weights (RepDistiller's -r, -a and -b; mdistiller's CE_WEIGHT, ...).
@@ -176,7 +178,8 @@ class Method(Objective):
 
 
 class LogitMethod(Method):
-    """A method that reads the teacher's logits only: the logit cache may serve them."""
+    """A method that reads the teacher's logits only: the logit cache may serve them, and
+    several teachers (`teacher.ckpt=[A,B]`) reach it as one, their logits averaged."""
 
     taps: ClassVar[str] = "logits"
 
@@ -187,6 +190,7 @@ class FeatureMethod(Method):
     points' shapes are known before `setup` builds the method's modules (`self.tapped`)."""
 
     taps: ClassVar[str] = "stages"
+    one_teacher: ClassVar[str] = "it reads the teacher's features"
 
     student_points: list[str] | None = None  # null = the method's default points
     teacher_points: list[str] | None = None

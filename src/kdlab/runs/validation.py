@@ -24,6 +24,9 @@ every float must be finite (`inf` and `nan` parse as floats):
 | data.* | kdlab.data.settings.check_common (and the data set's own check) |
 | loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
 | teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| teacher.ckpt | null, a path or a non-empty list of paths; several only for a method that |
+| | takes several (Method.one_teacher empty) and not for fitnet |
+| teacher.weights | null, or one finite weight >= 0 per teacher, summing to > 0 |
 | teacher.cache, allow_modified | bool (typed) |
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
@@ -46,6 +49,7 @@ from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import check_trackers
 from kdlab.errors import KdlabError
 from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
+from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
 
@@ -205,6 +209,39 @@ def check_distillation(cfg: DistillConfig) -> None:
         f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
     )
     choice(cfg.teacher.model, model_names(), "teacher.model")
+    check_teachers(cfg)
+
+
+def check_teachers(cfg: DistillConfig) -> None:
+    """teacher.ckpt's paths and teacher.weights agree, and the command takes that many."""
+    ckpt = cfg.teacher.ckpt
+    paths = ckpt if isinstance(ckpt, list) else [ckpt]
+    require(
+        ckpt is None or (bool(paths) and all(isinstance(p, str) and p for p in paths)),
+        f"teacher.ckpt must be a path or a list of paths (teacher.ckpt=[A,B]), got {ckpt!r}",
+    )
+    count = max(len(cfg.teacher.checkpoints()), 1)
+    weights = cfg.teacher.weights
+    if weights is not None:
+        require(
+            len(weights) == count,
+            f"teacher.weights has {len(weights)} weight(s), teacher.ckpt {count} teacher(s): "
+            "give one weight per teacher, or none (equal weights)",
+        )
+        for i, weight in enumerate(weights):
+            at_least_zero(weight, f"teacher.weights[{i}]")
+        require(sum(weights) > 0, "teacher.weights sum to 0: give one teacher a weight > 0")
+    if count == 1:
+        return
+    if isinstance(cfg, FitnetRunConfig):
+        reason = "its hint stage reads the teacher's features"
+        raise KdlabError(f"kdlab fitnet takes one teacher ({reason}); teacher.ckpt has {count}")
+    reason = method(cfg.loss.name).one_teacher
+    require(
+        not reason,
+        f"loss={cfg.loss.name} takes one teacher ({reason}); teacher.ckpt has {count}: name "
+        "one, or average several with a logit method (loss=kd, dkd, dist, ...)",
+    )
 
 
 def check_fitnet(cfg: FitnetRunConfig) -> None:
