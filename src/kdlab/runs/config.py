@@ -70,9 +70,15 @@ class TeacherConfig:
             return []
         return [self.ckpt] if isinstance(self.ckpt, str) else list(self.ckpt)
 
-    def normalised_weights(self) -> list[float]:
-        """One weight per teacher, teacher.weights over their sum (equal when unset)."""
-        weights = self.weights or [1.0] * max(len(self.checkpoints()), 1)
+    def normalised_weights(self, count: int) -> list[float]:
+        """The weights of `count` teachers: teacher.weights over their sum (each one finite,
+        >= 0, the sum > 0: kdlab.runs.validation), equal when unset."""
+        weights = [1.0] * count if self.weights is None else self.weights
+        if len(weights) != count:
+            raise KdlabError(
+                f"teacher.weights has {len(weights)} weight(s) for {count} teacher(s): give one "
+                "weight per teacher of teacher.ckpt, or none (equal weights)"
+            )
         total = math.fsum(weights)
         return [float(w) / total for w in weights]
 

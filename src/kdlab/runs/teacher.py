@@ -158,7 +158,7 @@ def read_teachers(cfg: DistillConfig) -> Teachers:
     paths = pinned_teacher_paths(cfg.teacher.checkpoints(), pin) if pin else resolve_teachers(cfg)
     members = tuple(read_one_teacher(cfg, path) for path in paths)
     check_teachers_agree(members)
-    weights = tuple(cfg.teacher.normalised_weights())
+    weights = tuple(cfg.teacher.normalised_weights(len(members)))
     return Teachers(members, weights, cfg.teacher)
 
 

@@ -26,7 +26,8 @@ every float must be finite (`inf` and `nan` parse as floats):
 | teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
 | teacher.ckpt | null, a path or a non-empty list of paths; several only for a method that |
 | | takes several (Method.one_teacher empty) and not for fitnet |
-| teacher.weights | null, or one finite weight >= 0 per teacher, summing to > 0 |
+| teacher.weights | null, or one finite weight >= 0 per teacher, summing to > 0 (a resume |
+| | without teacher.ckpt: counted against its pinned teachers when they are read) |
 | teacher.cache, allow_modified | bool (typed) |
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
@@ -220,18 +221,15 @@ def check_teachers(cfg: DistillConfig) -> None:
         ckpt is None or (bool(paths) and all(isinstance(p, str) and p for p in paths)),
         f"teacher.ckpt must be a path or a list of paths (teacher.ckpt=[A,B]), got {ckpt!r}",
     )
-    count = max(len(cfg.teacher.checkpoints()), 1)
+    count = len(cfg.teacher.checkpoints())
     weights = cfg.teacher.weights
     if weights is not None:
-        require(
-            len(weights) == count,
-            f"teacher.weights has {len(weights)} weight(s), teacher.ckpt {count} teacher(s): "
-            "give one weight per teacher, or none (equal weights)",
-        )
         for i, weight in enumerate(weights):
             at_least_zero(weight, f"teacher.weights[{i}]")
         require(sum(weights) > 0, "teacher.weights sum to 0: give one teacher a weight > 0")
-    if count == 1:
+        if count or not cfg.resume:  # a resume without teacher.ckpt: its pinned teachers
+            cfg.teacher.normalised_weights(count or 1)
+    if count <= 1:
         return
     if isinstance(cfg, FitnetRunConfig):
         reason = "its hint stage reads the teacher's features"
