@@ -30,6 +30,7 @@ from test_cli import assert_one_line_error
 
 CPU = torch.device("cpu")
 ARCH = "resnet8"
+SMALL = [*TINY, "data.train_size=64", "trainer.epochs=1"]  # two batches of 32, one epoch
 
 
 def tiny_models(count: int, dtype: torch.dtype = torch.float64) -> list[torch.nn.Module]:
@@ -180,7 +181,7 @@ def two_teachers(tmp_path_factory):
     """A working dir with two finished resnet8 teacher runs (seeds 0 and 1), a and b."""
     cwd = tmp_path_factory.mktemp("teachers")
     for name, seed in (("a", 0), ("b", 1)):
-        args = [f"model={ARCH}", *TINY, "trainer.epochs=1", f"seed={seed}"]
+        args = [f"model={ARCH}", *SMALL, f"seed={seed}"]
         proc = run_kdlab("train", *args, f"hydra.run.dir={name}", cwd=cwd)
         assert proc.returncode == 0, proc.stderr
     return cwd
@@ -192,7 +193,7 @@ def best(cwd, name: str):
 
 def distill_args(cwd, ckpts: str | None, weights: str | None, *more: str) -> list[str]:
     """A KD student of teachers `ckpts` (names under cwd: "a,b") with teacher.weights."""
-    args = ["distill", *TINY, "trainer.epochs=1", *more]
+    args = ["distill", *SMALL, *more]
     if ckpts:
         args.append(f"teacher.ckpt=[{','.join(str(cwd / n) for n in ckpts.split(','))}]")
     return [*args, f"teacher.weights=[{weights}]"] if weights else args
@@ -270,7 +271,7 @@ def test_the_cache_holds_the_ensembles_logits_under_every_teachers_hash_and_weig
     two_teachers, tmp_path
 ):
     data = build_data(
-        {"name": "synthetic", "train_size": 48, "test_size": 16, "val_split": 0.0},
+        {"name": "synthetic", "train_size": 32, "test_size": 16, "val_split": 0.0},
         batch_size=16,
         eval_batch_size=16,
         device=CPU,
