@@ -94,7 +94,8 @@ class Method(Objective):
     summary: ClassVar[str] = ""  # the docstring's first line: what it transfers, its paper
     taps: ClassVar[str] = "none"  # none | logits | a feature kind (kdlab.methods.points)
     part: ClassVar[str] = ""  # its term is logged as loss_<part>; default: the name
-    # Why it takes one teacher only ("": several are averaged into one, see TeacherEnsemble).
+    # Why it takes one teacher only; "": several are averaged into one (TeacherEnsemble). A
+    # logit method that reads more of the teacher than its logits (its classifier) sets it.
     one_teacher: ClassVar[str] = ""
     settings_class: ClassVar[type[LossConfig]] = LossConfig
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kdlab.data import DataBundle
+from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.choices import run_normalization
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.engine.metrics import evaluate
@@ -281,7 +282,8 @@ def prepare_teacher(teachers: Teachers, session: Session) -> tuple[FrozenTeacher
     return FrozenTeacher(ensemble), record
 
 
-def evaluated_split(data: DataBundle) -> Any:
+def evaluated_split(data: DataBundle) -> BatchLoader:
+    """Where a teacher is measured before training: the val split, else the test split."""
     return data.val if data.val is not None else data.test
 
 
@@ -314,7 +316,7 @@ def measure_teacher(
 
 
 def check_provenance(
-    path: Path, arch: str, data: str, measured_acc: float, name: str = "teacher"
+    path: Path, arch: str, data: str, measured_acc: float, name: str
 ) -> dict[str, Any]:
     """Log the teacher's record (hash, own test accuracy, recipe, version); warn when the file
     is not the one its record describes, or the teacher is far below its published accuracy."""
