@@ -307,6 +307,40 @@ TEACHERS = [
         with_teacher("distill", "abd", "teacher"),
         ("has class 2 = 'c', the data has 'd'", "teacher.ckpt=PATH"),
     ),
+    # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
+    preflight(
+        "distill",
+        "loss=at teacher.ckpt=[a.pt,b.pt,c.pt]",
+        "loss=at takes one teacher (it reads the teacher's features); teacher.ckpt has 3",
+    ),
+    preflight(
+        "fitnet",
+        "teacher.ckpt=[a.pt,b.pt]",
+        "kdlab fitnet takes one teacher (its hint stage reads the teacher's features)",
+    ),
+    preflight(
+        "distill",
+        "teacher.ckpt=[a.pt,b.pt] teacher.weights=[1]",
+        "teacher.weights has 1 weight(s) for 2 teacher(s)",
+    ),
+    preflight(
+        "distill",
+        "teacher.ckpt=[a.pt,b.pt] teacher.weights=[1,-1]",
+        "teacher.weights[1] must be >= 0",
+    ),
+    preflight(
+        "distill", "teacher.ckpt=[a.pt,b.pt] teacher.weights=[0,0]", "teacher.weights sum to 0"
+    ),
+    BadInput(
+        "`teacher.ckpt=[A,B]` teachers of 3 and of 2 classes",
+        lambda ws: [
+            "distill",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            f"teacher.ckpt=[{ws.teacher},{ws.two_class_teacher}]",
+        ],
+        ("has 2 classes, teacher", "has 3: the teachers of teacher.ckpt=[...] must agree"),
+    ),
 ]
 
 # --- run dirs: finished runs, resumes, unwritable places ------------------------------------

@@ -40,6 +40,7 @@ from omegaconf.basecontainer import BaseContainer
 from kdlab.cli.main import main
 from kdlab.data.imagefolder import write_image_folder
 from kdlab.data.registry import DATASETS
+from kdlab.engine.checkpoint import Checkpoint
 from kdlab.methods.base import METHODS
 from kdlab.methods.registry import BUILT_IN  # noqa: F401  (the built-in methods registered)
 from kdlab.models.registry import MODELS
@@ -407,6 +408,7 @@ class Workspace:
     regular_file: Path
     one_class: Path  # an image folder of class a only
     bad_summary: Path  # a run dir whose summary.json has test_acc "high"
+    two_class_teacher: Path  # the teacher's checkpoint, relabelled as a 2-class (a, b) one
 
 
 def build_workspace(root: Path) -> Workspace:
@@ -424,6 +426,7 @@ def build_workspace(root: Path) -> Workspace:
         regular_file=root / "a_file",
         one_class=write_image_folder(root / "one_class", ("a",)),
         bad_summary=root / "bad_summary",
+        two_class_teacher=root / "two_classes.pt",
     )
     ws.bad_summary.mkdir()
     (ws.bad_summary / "summary.json").write_text('{"command": "train", "test_acc": "high"}\n')
@@ -436,4 +439,7 @@ def build_workspace(root: Path) -> Workspace:
     )
     succeeded(proc)
     ws.truncated.write_bytes((ws.teacher / "checkpoints" / "best.pt").read_bytes()[:1024])
+    relabelled = Checkpoint.read(ws.teacher / "checkpoints" / "best.pt")
+    relabelled.num_classes, relabelled.class_names = 2, ["a", "b"]
+    relabelled.write(ws.two_class_teacher)
     return ws

@@ -16,6 +16,7 @@ from kdlab.data import build_data
 from kdlab.data.augment import CropFlip, crop_flip, view_count, view_ids, views_of
 from kdlab.engine.checkpoint import load_checkpoint
 from kdlab.engine.execution import seed_everything
+from kdlab.engine.provenance import sha256_file
 from kdlab.methods.logit_cache import CachedLogitLoader, LogitStore, cached_logit_loader
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
@@ -66,8 +67,8 @@ def open_loader(data, teacher, path, root, precision="32") -> CachedLogitLoader:
     loader = cached_logit_loader(
         data.train,
         teacher,
-        path,
-        cache_dir=str(root),
+        {"teacher_sha256": sha256_file(path)},
+        root,
         num_classes=10,
         precision=precision,
     )
@@ -256,8 +257,8 @@ def test_an_unusable_cache_dir_falls_back_to_the_online_teacher(tmp_path, caplog
         loader = cached_logit_loader(
             data.train,
             teacher,
-            path,
-            cache_dir=str(blocker / "cache"),
+            {"teacher_sha256": sha256_file(path)},
+            blocker / "cache",
             num_classes=10,
             precision="32",
         )

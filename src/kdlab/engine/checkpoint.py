@@ -51,7 +51,8 @@ class Checkpoint:
     rng: dict[str, Any] = field(default_factory=dict)
     loader: dict[str, Any] = field(default_factory=dict)  # a stateful train loader's counts
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier stages' results
-    # The teacher a distillation run learns from ({"path", "sha256"}): a resume uses that one.
+    # The teacher a distillation run learns from ({"path", "sha256"}; several teachers:
+    # {"teachers": [{"path", "sha256"}, ...]}): a resume uses those.
     teacher: dict[str, Any] = field(default_factory=dict)
     best_score: float = float("-inf")
     best_record: dict[str, Any] = field(default_factory=dict)

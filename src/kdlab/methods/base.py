@@ -94,6 +94,9 @@ class Method(Objective):
     summary: ClassVar[str] = ""  # the docstring's first line: what it transfers, its paper
     taps: ClassVar[str] = "none"  # none | logits | a feature kind (kdlab.methods.points)
     part: ClassVar[str] = ""  # its term is logged as loss_<part>; default: the name
+    # Why it takes one teacher only; "": several are averaged into one (TeacherEnsemble). A
+    # logit method that reads more of the teacher than its logits (its classifier) sets it.
+    one_teacher: ClassVar[str] = ""
     settings_class: ClassVar[type[LossConfig]] = LossConfig
     # Views of each training image the method reads (`data.views`): 2 = weak and strong.
     uses_views: ClassVar[int] = 1
@@ -213,7 +216,8 @@ class Method(Objective):
 
 
 class LogitMethod(Method):
-    """A method that reads the teacher's logits only: the logit cache may serve them."""
+    """A method that reads the teacher's logits only: the logit cache may serve them, and
+    several teachers (`teacher.ckpt=[A,B]`) reach it as one, their logits averaged."""
 
     taps: ClassVar[str] = "logits"
 
@@ -224,6 +228,7 @@ class FeatureMethod(Method):
     points' shapes are known before `setup` builds the method's modules (`self.tapped`)."""
 
     taps: ClassVar[str] = "stages"
+    one_teacher: ClassVar[str] = "it reads the teacher's features"
 
     student_points: list[str] | None = None  # null = the method's default points
     teacher_points: list[str] | None = None

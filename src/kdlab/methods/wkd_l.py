@@ -19,6 +19,7 @@ a and u zeroed, instead of gathering a (B, C-1, C-1) cost per image; the sums ar
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +101,7 @@ class WKDL(LogitMethod):
     iters: int = 10  # Sinkhorn iterations
     sharpen: float = 1.0  # COST_MATRIX_SHARPEN: cost 1 - exp(-sharpen * C)
     decay_start: float = 0.625  # gamma's cosine decay starts after this fraction of the epochs
+    one_teacher: ClassVar[str] = "its class cost is the teacher's classifier"
 
     def __init__(self, settings: LossConfig, context: MethodContext) -> None:
         super().__init__(settings, context)

@@ -35,12 +35,13 @@ def data_title(key: tuple[str, Any]) -> str:
 
 
 def teacher_dirs(runs: Iterable[Run]) -> set[Path]:
-    """The run dirs of the teachers the students distilled from (summary: teacher.ckpt)."""
+    """The run dirs of the teachers the students distilled from (summary: teacher.ckpt,
+    or each of teacher.teachers)."""
     dirs = set()
     for run in runs:
-        ckpt = (run.get("teacher") or {}).get("ckpt")
-        if ckpt:
-            path = Path(ckpt).resolve()
+        teacher = run.get("teacher") or {}
+        ckpts = [member.get("ckpt") for member in teacher.get("teachers") or [teacher]]
+        for path in (Path(ckpt).resolve() for ckpt in ckpts if ckpt):
             dirs.add(path.parent.parent if path.parent.name == "checkpoints" else path)
     return dirs
 

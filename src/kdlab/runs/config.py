@@ -11,6 +11,7 @@ these typed objects once (`typed_config`); the engine, data and optimiser take t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,10 @@ class RunConfig:
 
 @dataclass
 class TeacherConfig:
-    ckpt: str | None = None  # a checkpoint file or run dir; null = newest finished teacher run
+    # A path, or a list of paths: several teachers, whose logits the methods get averaged
+    # (kdlab.methods.teacher.TeacherEnsemble). Any: OmegaConf types no str-or-list union.
+    ckpt: Any = None  # a checkpoint or run dir, or several: [A,B]; null = the newest teacher run
+    weights: list[float] | None = None  # several teachers' weights (summing to 1); null = equal
     model: str = "resnet_teacher"  # with ckpt=null: which `kdlab train` runs count as teachers
     search_dir: str = "outputs"  # with ckpt=null: where to look for them
     # Exact logit cache: the teacher's logits per (training image, crop/flip view), stored
@@ -59,6 +63,24 @@ class TeacherConfig:
     cache_dir: str | None = None  # null = beside the teacher checkpoint
     # A teacher whose bytes differ from its record (best.pt.json) is refused unless this is set.
     allow_modified: bool = False
+
+    def checkpoints(self) -> list[str]:
+        """teacher.ckpt as a list: [] when unset (the newest teacher run is searched for)."""
+        if self.ckpt is None:
+            return []
+        return [self.ckpt] if isinstance(self.ckpt, str) else list(self.ckpt)
+
+    def normalised_weights(self, count: int) -> list[float]:
+        """The weights of `count` teachers: teacher.weights over their sum (each one finite,
+        >= 0, the sum > 0: kdlab.runs.validation), equal when unset."""
+        weights = [1.0] * count if self.weights is None else self.weights
+        if len(weights) != count:
+            raise KdlabError(
+                f"teacher.weights has {len(weights)} weight(s) for {count} teacher(s): give one "
+                "weight per teacher of teacher.ckpt, or none (equal weights)"
+            )
+        total = math.fsum(weights)
+        return [float(w) / total for w in weights]
 
 
 @dataclass

@@ -143,13 +143,26 @@ def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
     read_metrics(run_dir / "metrics.jsonl")  # a damaged line is named before Hydra writes
     teacher = getattr(cfg, "teacher", None)
     if saved.teacher and teacher is not None:
-        pinned_teacher_path(teacher.ckpt, saved.teacher)
+        pinned_teacher_paths(teacher.checkpoints(), saved.teacher)
     changes = changed_settings(asdict(cfg), saved.config, bool(saved.teacher))
     if changes:
         raise KdlabError(
             f"resume=true but {', '.join(changes)} in {run_dir}: resume with the run's own "
             f"settings ({run_dir / '.hydra' / 'overrides.yaml'}) or start a new run"
         )
+
+
+def pinned_teacher_paths(ckpts: list[str], pin: dict[str, Any]) -> list[Path]:
+    """A resumed run's own teachers, in order, each as `pinned_teacher_path` finds it: the
+    pin is one teacher's {"path", "sha256"} or several's {"teachers": [...]} (Teachers.pin)."""
+    pinned = pin.get("teachers") or [pin]
+    if ckpts and len(ckpts) != len(pinned):
+        raise KdlabError(
+            f"resume=true but teacher.ckpt names {len(ckpts)} teacher(s), this run started with "
+            f"{len(pinned)}: resume with the run's own teachers, or start a new run"
+        )
+    given: list[str | None] = list(ckpts) or [None] * len(pinned)
+    return [pinned_teacher_path(c, p) for c, p in zip(given, pinned, strict=True)]
 
 
 def pinned_teacher_path(ckpt: str | None, pin: dict[str, Any]) -> Path:

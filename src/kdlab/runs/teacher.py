@@ -17,16 +17,17 @@ import torch
 from torch import nn
 
 from kdlab.data import DataBundle
+from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.choices import run_normalization
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
 from kdlab.engine.metrics import evaluate
 from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published, sha256_file
 from kdlab.errors import KdlabError
-from kdlab.methods.logit_cache import CachedLogitLoader, cached_logit_loader
-from kdlab.methods.teacher import FrozenTeacher
+from kdlab.methods.logit_cache import CachedLogitLoader, cache_root, cached_logit_loader
+from kdlab.methods.teacher import FrozenTeacher, TeacherEnsemble
 from kdlab.runs.config import DistillConfig, TeacherConfig
-from kdlab.runs.run_dir import pinned_teacher_path
+from kdlab.runs.run_dir import pinned_teacher_paths
 from kdlab.runs.session import Session, hydra_run_info
 
 log = logging.getLogger("kdlab")
@@ -55,10 +56,12 @@ def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> 
     return max(found)[1] if found else None
 
 
-def resolve_teacher(cfg: DistillConfig) -> Path:
-    """The teacher checkpoint to use; a one-line error naming the fix when there is none."""
-    if cfg.teacher.ckpt:
-        return checkpoint_in(Path(cfg.teacher.ckpt).expanduser().resolve())
+def resolve_teachers(cfg: DistillConfig) -> list[Path]:
+    """The teacher checkpoints to use (teacher.ckpt's, in order, or the newest teacher run);
+    a one-line error naming the fix when there is none."""
+    given = cfg.teacher.checkpoints()
+    if given:
+        return [checkpoint_in(Path(ckpt).expanduser().resolve()) for ckpt in given]
     search_dir = Path(cfg.teacher.search_dir)
     run = (
         newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model)
@@ -71,7 +74,7 @@ def resolve_teacher(cfg: DistillConfig) -> Path:
             f"{search_dir}/: train one with `{teacher_command(cfg, typed_overrides())}`, or "
             "set teacher.ckpt=PATH"
         )
-    return checkpoint_in(run.resolve())
+    return [checkpoint_in(run.resolve())]
 
 
 # What a teacher run shares with the student's command line: the preset, the data, the budget.
@@ -101,18 +104,50 @@ def teacher_command(cfg: DistillConfig, typed: list[str]) -> str:
 
 @dataclass(frozen=True)
 class TeacherCheckpoint:
+    """One teacher file, read."""
+
     path: Path
     state: Checkpoint
-    settings: TeacherConfig  # teacher.*: how it was found, whether its logits are cached
     sha256: str  # of the file: what the run pins
 
     def pin(self) -> dict[str, str]:
-        """What the run's checkpoints keep of its teacher (Checkpoint.teacher)."""
         return {"path": str(self.path), "sha256": self.sha256}
 
 
+@dataclass(frozen=True)
+class Teachers:
+    """The run's teachers: one, or several whose logits the methods get averaged
+    (teacher.ckpt=[A,B], kdlab.methods.teacher.TeacherEnsemble), with their weights."""
+
+    members: tuple[TeacherCheckpoint, ...]
+    weights: tuple[float, ...]  # teacher.weights normalised to sum 1
+    settings: TeacherConfig  # teacher.*: how they were found, whether their logits are cached
+
+    @property
+    def state(self) -> Checkpoint:
+        """The first teacher's checkpoint, whose config gives the student's defaults."""
+        return self.members[0].state
+
+    def pin(self) -> dict[str, Any]:
+        """What the run's checkpoints keep of its teachers (Checkpoint.teacher): one teacher's
+        {"path", "sha256"}, or {"teachers": [each one's, in order]}."""
+        pins = [member.pin() for member in self.members]
+        return pins[0] if len(pins) == 1 else {"teachers": pins}
+
+    def cache_key(self) -> dict[str, Any]:
+        """What names the teacher's logits in the logit cache: its sha256, or every member's
+        in order and the weights (a store of [A,B] serves neither [A], [B,A] nor other
+        weights)."""
+        if len(self.members) == 1:
+            return {"teacher_sha256": self.members[0].sha256}
+        return {
+            "teacher_sha256": [member.sha256 for member in self.members],
+            "teacher_weights": list(self.weights),
+        }
+
+
 def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
-    """The teacher a resumed run started with (path, sha256, from its last.pt); empty for a
+    """The teachers a resumed run started with (Teachers.pin, from its last.pt); empty for a
     new run, or a run whose checkpoints predate the pin."""
     if not cfg.resume:
         return {}
@@ -120,12 +155,19 @@ def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
     return Checkpoint.read(last).teacher if last.is_file() else {}
 
 
-def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
-    """Find and read the teacher before any data is built, so a missing, corrupt, modified or
-    other-data-set teacher fails in a second rather than after the data set is loaded. A
-    resumed run reads the teacher it started with (pinned by its sha256)."""
+def read_teachers(cfg: DistillConfig) -> Teachers:
+    """Find and read the teachers before any data is built, so a missing, corrupt, modified,
+    other-data-set or disagreeing teacher fails in a second rather than after the data set is
+    loaded. A resumed run reads the teachers it started with (pinned by their sha256)."""
     pin = pinned_teacher(cfg)
-    path = pinned_teacher_path(cfg.teacher.ckpt, pin) if pin else resolve_teacher(cfg)
+    paths = pinned_teacher_paths(cfg.teacher.checkpoints(), pin) if pin else resolve_teachers(cfg)
+    members = tuple(read_one_teacher(cfg, path) for path in paths)
+    check_teachers_agree(members)
+    weights = tuple(cfg.teacher.normalised_weights(len(members)))
+    return Teachers(members, weights, cfg.teacher)
+
+
+def read_one_teacher(cfg: DistillConfig, path: Path) -> TeacherCheckpoint:
     allowed, override = cfg.teacher.allow_modified, "teacher.allow_modified=true"
     state = Checkpoint.read(path, allow_modified=allowed, override=override)
     if state.data != cfg.data.name:
@@ -133,7 +175,31 @@ def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
             f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
-    return TeacherCheckpoint(path, state, cfg.teacher, pin.get("sha256") or sha256_file(path))
+    return TeacherCheckpoint(path, state, sha256_file(path))
+
+
+# What several teachers must share: (Checkpoint field, what it is). An image size of 0 is
+# not recorded (older files) and agrees with any.
+_SHARED_BY_TEACHERS = (
+    ("num_classes", "classes"),
+    ("in_channels", "image channels"),
+    ("image_size", "pixels a side"),
+)
+
+
+def check_teachers_agree(members: tuple[TeacherCheckpoint, ...]) -> None:
+    """Several teachers are averaged class by class on the same images: they must predict
+    the same number of classes and take the same images."""
+    first = members[0]
+    for other in members[1:]:
+        for key, what in _SHARED_BY_TEACHERS:
+            ours, theirs = getattr(first.state, key), getattr(other.state, key)
+            if ours != theirs and (key != "image_size" or (ours and theirs)):
+                raise KdlabError(
+                    f"teacher {other.path} has {theirs} {what}, teacher {first.path} has "
+                    f"{ours}: the teachers of teacher.ckpt=[...] must agree on the classes and "
+                    "the images; pick teachers of the same data"
+                )
 
 
 def load_teacher(
@@ -177,51 +243,89 @@ def check_class_names(path: Path, teacher_names: list[str], names: list[str]) ->
 
 
 def teacher_batches(
-    teacher: FrozenTeacher, checkpoint: TeacherCheckpoint, session: Session
+    teacher: FrozenTeacher, teachers: Teachers, session: Session
 ) -> CachedLogitLoader | None:
-    """Training batches with the teacher's cached logits (teacher.cache=true, data in
-    memory), or None: the objective then runs the teacher every step."""
-    if not checkpoint.settings.cache:
+    """Training batches with the teacher's (the ensemble's) cached logits (teacher.cache=true,
+    data in memory), or None: the objective then runs the teachers every step."""
+    if not teachers.settings.cache:
         return None
     return cached_logit_loader(
         session.data.train,
         teacher,
-        checkpoint.path,
-        cache_dir=checkpoint.settings.cache_dir,
+        teachers.cache_key(),
+        cache_root(teachers.members[0].path, teachers.settings.cache_dir),
         num_classes=session.data.num_classes,
         precision=session.precision,
     )
 
 
-def prepare_teacher(
-    checkpoint: TeacherCheckpoint, session: Session
-) -> tuple[FrozenTeacher, dict[str, Any]]:
-    """Load and measure the teacher (in the student's precision) before the student trains;
-    log what was used."""
-    path, state = checkpoint.path, checkpoint.state
+def prepare_teacher(teachers: Teachers, session: Session) -> tuple[FrozenTeacher, dict[str, Any]]:
+    """Load and measure each teacher (in the student's precision) before the student trains,
+    log what was used; several become one TeacherEnsemble, measured too. Returns the teacher
+    and its summary record (several: {"teachers": [each one's], "weights", "val_acc"})."""
     data, device = session.data, session.device
-    model = load_teacher(checkpoint, data, device, session.cfg.trainer.channels_last)
-    teacher = FrozenTeacher(model)
-    info: dict[str, Any] = {"ckpt": str(path), "model": state.config["model"]["arch"]}
-    split = data.val if data.val is not None else data.test
-    measured = evaluate(model, CrossEntropy(), split, device, session.precision)
+    count = len(teachers.members)
+    models, records = [], []
+    for i, member in enumerate(teachers.members):
+        name = "teacher" if count == 1 else f"teacher {i + 1}/{count}"
+        model = load_teacher(member, data, device, session.cfg.trainer.channels_last)
+        records.append(measure_teacher(model, member, name, session))
+        models.append(model)
+    if count == 1:
+        return FrozenTeacher(models[0]), records[0]
+    ensemble = TeacherEnsemble(models, teachers.weights)
+    acc = evaluate(ensemble, CrossEntropy(), evaluated_split(data), device, session.precision)
+    log.info(
+        "teachers: %d, their logits averaged with weights %s: %s acc %.2f%%",
+        count,
+        ", ".join(f"{w:.4g}" for w in teachers.weights),
+        split_name(data),
+        acc["acc"],
+    )
+    record = {"teachers": records, "weights": list(teachers.weights), "val_acc": acc["acc"]}
+    return FrozenTeacher(ensemble), record
+
+
+def evaluated_split(data: DataBundle) -> BatchLoader:
+    """Where a teacher is measured before training: the val split, else the test split."""
+    return data.val if data.val is not None else data.test
+
+
+def split_name(data: DataBundle) -> str:
+    return "val" if data.val is not None else "test"
+
+
+def measure_teacher(
+    model: nn.Module, member: TeacherCheckpoint, name: str, session: Session
+) -> dict[str, Any]:
+    """Log one teacher's accuracy now and its record; what the summary keeps of it."""
+    data = session.data
+    info: dict[str, Any] = {"ckpt": str(member.path), "model": member.state.config["model"]["arch"]}
+    measured = evaluate(
+        model, CrossEntropy(), evaluated_split(data), session.device, session.precision
+    )
     info["val_acc"] = measured["acc"]
     log.info(
-        "teacher: %s (%s), %s acc %.2f%%",
-        path,
+        "%s: %s (%s), %s acc %.2f%%",
+        name,
+        member.path,
         info["model"],
-        "val" if data.val is not None else "test",
+        split_name(data),
         info["val_acc"],
     )
-    info.update(check_provenance(path, info["model"], state.data, info["val_acc"]))
-    return teacher, info
+    info.update(
+        check_provenance(member.path, info["model"], member.state.data, info["val_acc"], name)
+    )
+    return info
 
 
-def check_provenance(path: Path, arch: str, data: str, measured_acc: float) -> dict[str, Any]:
+def check_provenance(
+    path: Path, arch: str, data: str, measured_acc: float, name: str
+) -> dict[str, Any]:
     """Log the teacher's record (hash, own test accuracy, recipe, version); warn when the file
     is not the one its record describes, or the teacher is far below its published accuracy."""
     provenance = Provenance.of(path)
-    log.info("teacher record: %s", provenance.describe())
+    log.info("%s record: %s", name, provenance.describe())
     record = provenance.record or {}
     if record and not provenance.intact:
         log.warning(

@@ -27,6 +27,10 @@ every float must be finite (`inf` and `nan` parse as floats):
 | | for loss=mlkd only |
 | loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
 | teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| teacher.ckpt | null, a path or a non-empty list of paths; several only for a method that |
+| | takes several (Method.one_teacher empty) and not for fitnet |
+| teacher.weights | null, or one finite weight >= 0 per teacher, summing to > 0 (a resume |
+| | without teacher.ckpt: counted against its pinned teachers when they are read) |
 | teacher.cache, allow_modified | bool (typed) |
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
@@ -54,6 +58,7 @@ from kdlab.methods.checks import (
     check_student_taps,
     check_views,
 )
+from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
 
@@ -240,6 +245,36 @@ def check_distillation(cfg: DistillConfig) -> None:
         f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
     )
     choice(cfg.teacher.model, model_names(), "teacher.model")
+    check_teachers(cfg)
+
+
+def check_teachers(cfg: DistillConfig) -> None:
+    """teacher.ckpt's paths and teacher.weights agree, and the command takes that many."""
+    ckpt = cfg.teacher.ckpt
+    paths = ckpt if isinstance(ckpt, list) else [ckpt]
+    require(
+        ckpt is None or (bool(paths) and all(isinstance(p, str) and p for p in paths)),
+        f"teacher.ckpt must be a path or a list of paths (teacher.ckpt=[A,B]), got {ckpt!r}",
+    )
+    count = len(cfg.teacher.checkpoints())
+    weights = cfg.teacher.weights
+    if weights is not None:
+        for i, weight in enumerate(weights):
+            at_least_zero(weight, f"teacher.weights[{i}]")
+        require(sum(weights) > 0, "teacher.weights sum to 0: give one teacher a weight > 0")
+        if count or not cfg.resume:  # a resume without teacher.ckpt: its pinned teachers
+            cfg.teacher.normalised_weights(count or 1)
+    if count <= 1:
+        return
+    if isinstance(cfg, FitnetRunConfig):
+        reason = "its hint stage reads the teacher's features"
+        raise KdlabError(f"kdlab fitnet takes one teacher ({reason}); teacher.ckpt has {count}")
+    reason = method(cfg.loss.name).one_teacher
+    require(
+        not reason,
+        f"loss={cfg.loss.name} takes one teacher ({reason}); teacher.ckpt has {count}: name "
+        "one, or average several with a logit method (loss=kd, dkd, dist, ...)",
+    )
 
 
 def check_fitnet(cfg: FitnetRunConfig) -> None:

@@ -17,7 +17,7 @@ from kdlab.methods.teacher import FrozenTeacher
 from kdlab.runs.config import DistillConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
-from kdlab.runs.teacher import prepare_teacher, read_teacher, teacher_batches
+from kdlab.runs.teacher import prepare_teacher, read_teachers, teacher_batches
 
 
 def method_stages(
@@ -38,25 +38,25 @@ def method_stages(
 
 def run(cfg: DistillConfig) -> dict[str, Any]:
     needs_teacher = method(cfg.loss.name).taps != "none"
-    checkpoint = read_teacher(cfg) if needs_teacher else None
-    session = open_session(cfg, checkpoint.state.config if checkpoint else None)
+    teachers = read_teachers(cfg) if needs_teacher else None
+    session = open_session(cfg, teachers.state.config if teachers else None)
     extra: dict[str, Any] = {"loss_name": cfg.loss.name}
     teacher: FrozenTeacher | None = None
     batches: CachedLogitLoader | None = None  # teacher logits from the cache
-    if checkpoint is not None:
-        teacher, extra["teacher"] = prepare_teacher(checkpoint, session)
+    if teachers is not None:
+        teacher, extra["teacher"] = prepare_teacher(teachers, session)
     model = build_model_to_train(session)
     data = session.data
     distiller = build_method(cfg, teacher, model, data.image_size, data.train_images)
-    if checkpoint is not None and teacher is not None and uses_logit_cache(cfg):
-        batches = teacher_batches(teacher, checkpoint, session)
-    trainer = session.trainer(model, checkpoint.pin() if checkpoint else None)
+    if teachers is not None and teacher is not None and uses_logit_cache(cfg):
+        batches = teacher_batches(teacher, teachers, session)
+    trainer = session.trainer(model, teachers.pin() if teachers else None)
     *init, main = method_stages(distiller, model, cfg.trainer.epochs, batches)
     tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
     stages = [*init, *tuned]
     results = run_stages(trainer, stages, session.resume_state)
     test = test_selected(session, trainer)
-    if checkpoint is not None:
+    if teachers is not None:
         extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
         if batches is None:
             train = session.data.train

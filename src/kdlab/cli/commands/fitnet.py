@@ -25,7 +25,7 @@ from kdlab.models.regressor import build_regressor
 from kdlab.runs.config import FitnetRunConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
-from kdlab.runs.teacher import prepare_teacher, read_teacher, teacher_batches
+from kdlab.runs.teacher import prepare_teacher, read_teachers, teacher_batches
 
 log = logging.getLogger("kdlab")
 
@@ -92,13 +92,13 @@ def kd_stage(
 
 
 def run(cfg: FitnetRunConfig) -> dict[str, Any]:
-    checkpoint = read_teacher(cfg)
-    session = open_session(cfg, checkpoint.state.config)
+    teachers = read_teachers(cfg)
+    session = open_session(cfg, teachers.state.config)
     student = build_model_to_train(session)
-    teacher, teacher_info = prepare_teacher(checkpoint, session)
-    trainer = session.trainer(student, checkpoint.pin())
+    teacher, teacher_info = prepare_teacher(teachers, session)
+    trainer = session.trainer(student, teachers.pin())
     stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
-    batches = teacher_batches(teacher, checkpoint, session)
+    batches = teacher_batches(teacher, teachers, session)
     stage2 = kd_stage(cfg, teacher, student, prefix, batches, session.data.image_size)
     results = run_stages(trainer, [stage1, stage2], session.resume_state)
     test = test_selected(session, trainer)

@@ -35,14 +35,13 @@ import torch
 from kdlab.data.batch_loader import BatchLoader
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.engine.execution import autocast
-from kdlab.engine.provenance import sha256_file
 from kdlab.methods.logit_cache.loader import CachedLogitLoader
 from kdlab.methods.logit_cache.store import FORMAT, LogitStore, dtype_name
 from kdlab.methods.teacher import FrozenTeacher
 
 log = logging.getLogger("kdlab")
 
-__all__ = ["CachedLogitLoader", "LogitStore", "cache_refusal", "cached_logit_loader"]
+__all__ = ["CachedLogitLoader", "LogitStore", "cache_refusal", "cache_root", "cached_logit_loader"]
 
 
 def cache_refusal(train: BatchLoader) -> str | None:
@@ -65,25 +64,32 @@ def cache_refusal(train: BatchLoader) -> str | None:
     return None
 
 
+def cache_root(teacher_path: Path, cache_dir: str | None) -> Path:
+    """Where the stores live: teacher.cache_dir, or <ckpt>.logits/ beside the teacher's
+    checkpoint (several teachers: the first one's; each store is named by all of them)."""
+    return Path(cache_dir) if cache_dir else teacher_path.with_name(f"{teacher_path.stem}.logits")
+
+
 def cached_logit_loader(
     train: BatchLoader,
     teacher: FrozenTeacher,
-    teacher_path: Path,
+    teacher_key: dict[str, Any],
+    root: Path,
     *,
-    cache_dir: str | None,
     num_classes: int,
     precision: str,
 ) -> CachedLogitLoader | None:
-    """The training loader with the teacher's logits from the store beside `teacher_path`
-    (or under `cache_dir`); None, with the reason logged, where the cache cannot serve."""
+    """The training loader with the teacher's logits from the store under `root`; None, with
+    the reason logged, where the cache cannot serve. `teacher_key` names the teacher in the
+    store's metadata: {"teacher_sha256": SHA} for one, and for an ensemble every member's
+    sha256 in order with the weights (kdlab.runs.teacher.Teachers.cache_key)."""
     refusal = cache_refusal(train)
     if refusal is not None or not isinstance(train, DeviceLoader):
         log.info("teacher logits: computed every step (%s)", refusal)
         return None
-    root = Path(cache_dir) if cache_dir else teacher_path.with_name(f"{teacher_path.stem}.logits")
     try:
         dtype = logits_dtype(teacher, train, precision)
-        meta = store_meta(teacher_path, train, num_classes, precision, dtype)
+        meta = store_meta(teacher_key, train, num_classes, precision, dtype)
         rows = train.images.shape[0] * meta["views"]
         store = LogitStore.open(root, meta, rows, num_classes, dtype)
     except (OSError, ValueError, TypeError) as error:
@@ -106,7 +112,7 @@ def logits_dtype(teacher: FrozenTeacher, train: DeviceLoader, precision: str) ->
 
 
 def store_meta(
-    teacher_path: Path,
+    teacher_key: dict[str, Any],
     train: DeviceLoader,
     num_classes: int,
     precision: str,
@@ -117,7 +123,7 @@ def store_meta(
     return {
         **numerics(train.device),
         "format": FORMAT,
-        "teacher_sha256": sha256_file(teacher_path),
+        **teacher_key,
         "images_sha256": tensor_sha256(train.images),
         "images": list(train.images.shape),
         "normalize_scale": train.normalize.scale.flatten().tolist(),
