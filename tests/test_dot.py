@@ -28,7 +28,6 @@ from kdlab.models import build_model
 from kdlab.runs.preflight import compose_config
 
 CPU = torch.device("cpu")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_dot(params, steps, lr, momentum, delta, wd):

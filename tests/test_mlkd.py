@@ -23,7 +23,6 @@ from test_methods_losses import approx, gradcheck, randn
 from test_methods_losses_features import built
 
 CPU = torch.device("cpu")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def softmax(row, T):
