@@ -17,7 +17,6 @@ import pytest
 
 from harness import FAST, command_env, read_summary, run_kdlab, succeeded
 from kdlab.data.cifar_archive import write_cifar100
-from test_cli import assert_one_line_error
 
 # The tiniest data that still trains and tests: one batch of each split.
 TINIEST = [
@@ -131,16 +130,6 @@ def test_born_again_generations_run_in_waves_through_submitit_local(tmp_path):
     assert list(rows) == ["gen0", "gen1", "gen2"]
     for k, gen in enumerate(gens):
         assert float(rows[f"gen{k}"]["test_acc"]) == pytest.approx(gen["test_acc"], abs=0.01)
-
-
-def test_a_bad_generations_fails_before_running(kdlab, tmp_path):
-    out = ["--out", str(tmp_path / "s")]
-    for value in ("0", "two"):
-        proc = kdlab("study", "born_again", f"generations={value}", *out)
-        assert_one_line_error(proc, f"generations must be a positive integer, got '{value}'")
-    proc = kdlab("study", "note1", "generations=2", *out)
-    assert_one_line_error(proc, "generations= belongs to the born_again study")
-    assert not (tmp_path / "s").exists()
 
 
 # The launcher matrix (slow): each study through each launcher, the same report table.
