@@ -220,4 +220,5 @@ def test_the_grid_on_a_cifar100_archive_gives_one_table_whatever_the_launcher(tm
         ]  # fmt: skip
         assert all(s["status"] == "finished" for s in summaries(out).values())
         tables[name] = table(out / "grid.csv")
+        print(name, next(line for line in proc.stdout.splitlines() if "grid done in" in line))
     assert tables["joblib"] == tables["basic"] == tables["submitit_local"]
