@@ -132,6 +132,22 @@ def test_born_again_generations_run_in_waves_through_submitit_local(tmp_path):
         assert float(rows[f"gen{k}"]["test_acc"]) == pytest.approx(gen["test_acc"], abs=0.01)
 
 
+def test_a_failed_teacher_leaves_its_wave_running_and_its_students_not_run(tmp_path):
+    out = tmp_path / "study"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "checkpoints").write_text("a file where the teacher's checkpoints go")
+    proc = run_kdlab(*study_args("note1"), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("kdlab: error:")]
+    assert error.startswith("kdlab: error: 2 of 3 runs did not finish (teacher failed (")
+    assert f"log: {out / 'teacher' / 'train.log'}" in error
+    assert "kd not run: teacher did not finish" in error
+    assert f"rerun the same command with --out {out}" in error
+    assert read_summary(out / "baseline")["status"] == "finished"  # the same wave went on
+    assert not (out / "kd").exists()
+    assert "== kd: not run: teacher did not finish" in proc.stdout
+
+
 # The launcher matrix (slow): each study through each launcher, the same report table.
 
 

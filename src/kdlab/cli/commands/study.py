@@ -167,8 +167,9 @@ def main(argv: Sequence[str]) -> None:
     print(f"{spec['description']}\nstudy dir: {study_dir} ({len(jobs)} runs)", flush=True)
     started = time.perf_counter()
     unfinished = run_waves(jobs, study_dir, launcher)
-    if len(unfinished) < len(jobs):
-        write_study_report(spec, jobs, study_dir)
+    finished = [job for job in jobs if job.sub not in unfinished]
+    if finished:
+        write_study_report(spec, finished, study_dir)
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     print(f"study done in {minutes}m{seconds:02d}s: {study_dir}")
     if unfinished:
@@ -176,7 +177,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def write_study_report(spec: dict, jobs: list[WaveJob], study_dir: Path) -> None:
-    """The report of the study's finished runs: each run's seeds pooled under its name."""
+    """The report of the study's finished `jobs`: each run's seeds pooled under its name."""
     first_of_each: dict[str, str] = {}  # per-class figures: one (the first) seed per run
     for job in jobs:
         first_of_each.setdefault(job.sub.split("/")[0], job.sub)
@@ -186,7 +187,9 @@ def write_study_report(spec: dict, jobs: list[WaveJob], study_dir: Path) -> None
         out=study_dir,
         baseline=str(study_dir / baseline) if baseline else None,
         curves=True,
-        per_class=[str(study_dir / sub) for sub in first_of_each.values()],
+        per_class=[str(study_dir / sub) for sub in first_of_each.values()]
+        if len(first_of_each) > 1
+        else None,  # a comparison: one finished run has none
         labels={str(study_dir / name): name for name in first_of_each},  # seeds share it
     )
     print_written(written)
