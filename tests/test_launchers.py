@@ -97,7 +97,7 @@ def teacher(tmp_path_factory):
 def test_a_t_by_alpha_sweep_runs_through_the_joblib_launcher(teacher, tmp_path):
     proc = run_kdlab(
         "distill", "-m", "model=cnn_student", *TINIEST, f"teacher.ckpt={teacher}",
-        "T=2,4", "alpha=0.5,0.9", *JOBLIB, "hydra.sweep.dir=sweep", cwd=tmp_path,
+        "T=2,4", "alpha=0.5,0.9", *JOBLIB, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
     )  # fmt: skip
     succeeded(proc)
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr

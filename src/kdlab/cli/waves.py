@@ -11,6 +11,7 @@ the interrupted ones whichever launcher ran them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
@@ -38,13 +39,17 @@ class WaveJob:
 
 @dataclass(frozen=True)
 class CommandTask:
-    """The task function of a study's jobs: the command's run on the job's config. Picklable
-    (the joblib and submitit launchers run it in other processes), and a failure is an
-    exception, which Hydra records in the job's return, not an exit of the whole study."""
+    """The task function of a study's jobs: the command's run on the job's config, in the
+    study's working dir (`cwd`: a relative data.root means the same wherever it runs; joblib
+    reuses its worker processes, started elsewhere). Picklable (the joblib and submitit
+    launchers run it in other processes), and a failure is an exception, which Hydra records
+    in the job's return, not an exit of the whole study."""
 
     command: str
+    cwd: str
 
     def __call__(self, cfg: Any) -> Any:
+        os.chdir(self.cwd)
         load_plugins()  # a fresh worker process: the plugins' models and data sets
         task = import_module(f"kdlab.cli.commands.{self.command}").run
         return run_recording_failure(task, cfg, None)
@@ -121,7 +126,7 @@ def launch(command: str, jobs: Sequence[WaveJob], study_dir: Path, launcher: Seq
         # A study's jobs are no user sweep: no callbacks (the sweep summary stays out).
         context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks())
         runner = Plugins.instance().instantiate_launcher(
-            config=cfg, hydra_context=context, task_function=CommandTask(command)
+            config=cfg, hydra_context=context, task_function=CommandTask(command, os.getcwd())
         )
         try:
             returns = runner.launch([job_overrides(job, study_dir) for job in jobs], 0)
