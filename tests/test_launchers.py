@@ -94,13 +94,18 @@ def teacher(tmp_path_factory):
     return cwd / "teacher"
 
 
-def test_a_t_by_alpha_sweep_runs_through_the_joblib_launcher(teacher, tmp_path):
+@pytest.mark.parametrize(
+    "launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)]
+)
+def test_a_t_by_alpha_sweep_runs_through_a_launcher(teacher, tmp_path, launcher):
     proc = run_kdlab(
         "distill", "-m", "model=cnn_student", *TINIEST, f"teacher.ckpt={teacher}",
-        "T=2,4", "alpha=0.5,0.9", *JOBLIB, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+        "T=2,4", "alpha=0.5,0.9", *LAUNCHERS[launcher], f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
     )  # fmt: skip
     succeeded(proc)
-    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    logged = proc.stdout + proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in logged if launcher == "joblib" else "submitit" in logged
     runs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/summary.json"))
     settings = sorted((s["T"], s["alpha"]) for s in map(read_summary, runs))
     assert settings == [(2, 0.5), (2, 0.9), (4, 0.5), (4, 0.9)]
