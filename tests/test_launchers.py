@@ -105,7 +105,8 @@ def test_a_t_by_alpha_sweep_runs_through_a_launcher(teacher, tmp_path, launcher)
     )  # fmt: skip
     succeeded(proc)
     logged = proc.stdout + proc.stderr
-    assert "Joblib.Parallel(n_jobs=2" in logged if launcher == "joblib" else "submitit" in logged
+    started = "Joblib.Parallel(n_jobs=2" if launcher == "joblib" else "Submitit 'local' sweep"
+    assert started in logged
     runs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/summary.json"))
     settings = sorted((s["T"], s["alpha"]) for s in map(read_summary, runs))
     assert settings == [(2, 0.5), (2, 0.9), (4, 0.5), (4, 0.9)]
