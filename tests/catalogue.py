@@ -163,6 +163,10 @@ OUT_OF_RANGE = [
     preflight(
         "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
     ),
+    preflight(
+        "study", "born_again generations=0", "generations must be a positive integer, got '0'"
+    ),
+    preflight("study", "note1 generations=2", "generations= belongs to the born_again study"),
 ]
 
 # --- methods and the models they tap ---------------------------------------------------------
@@ -561,7 +565,10 @@ CATALOGUE += [
     BadInput(
         "`kdlab distill teacher.ckpt=RUN` whose best.pt differs from best.pt.json",
         lambda ws: [
-            "distill", *FOLDER_RUN, f"data.root={ws.abc}", f"teacher.ckpt={modified_teacher(ws)}"
+            "distill",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            f"teacher.ckpt={modified_teacher(ws)}",
         ],
         (DIFFERS, "restore it, or pass teacher.allow_modified=true"),
     ),

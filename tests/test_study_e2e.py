@@ -94,6 +94,6 @@ def test_a_plan_adds_a_runs_preset_args_only_under_that_preset(tmp_path):
     _, runs = load_study("note1")
     for data, teacher_epochs in (("fashion_mnist", ["trainer.epochs=20"]), ("synthetic", [])):
         shared = with_preset([f"data={data}"])
-        jobs = {sub: args for sub, _, args in planned_jobs(runs, shared, 1, tmp_path, None)}
+        jobs = {job.sub: job.args for job in planned_jobs(runs, shared, 1, tmp_path, None)}
         assert [a for a in jobs["teacher"] if a.startswith("trainer.epochs")] == teacher_epochs
         assert not [a for a in jobs["kd"] if a.startswith("trainer.epochs")]

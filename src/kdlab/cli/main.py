@@ -174,16 +174,27 @@ def rank_args(command: str, args: list[str], overrides: list[str]) -> list[str]:
     return [*kept, *extra]
 
 
+def prepare_hydra(swept: set[str]) -> None:
+    """What composing kdlab's configs needs: its resolvers and structured configs."""
+    from omegaconf import OmegaConf
+
+    from kdlab.runs.config import register_configs
+
+    OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
+    OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
+    register_configs()
+
+
 def run_hydra_command(command: str, args: list[str]) -> None:
     """Hand argv to Hydra with the command's primary config; errors become one line.
 
     Under torchrun the ranks join the process group first and leave it when the command ends.
     """
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
+    from kdlab.cli.launchers import check_launcher
     from kdlab.paths import config_dir
-    from kdlab.runs.config import register_configs
     from kdlab.runs.preflight import check_overrides
 
     check_flags(command, args)
@@ -196,11 +207,10 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     launch = None  # single runs: what existed before anything was written
     if runs and not set(flags) & _SOURCE_FLAGS:
         multirun = bool({"-m", "--multirun"} & set(flags))
+        check_launcher(overrides)
         checked = check_overrides(command, overrides, multirun)
         swept, launch = checked.swept, checked.launch
-    OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
-    OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
-    register_configs()
+    prepare_hydra(swept)
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.cli.commands.{command}").run
 
     single = runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags)
@@ -251,10 +261,9 @@ def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None
             os.environ["HYDRA_FULL_ERROR"] = previous
 
 
-def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
-    """Run a command on the job's checked, typed config; a KdlabError becomes one line and
-    exit 2 unless debug=true. A failed run leaves no dir if it failed before training, else
-    its dir marked failed."""
+def run_recording_failure(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
+    """Run a command on the job's checked, typed config. A failed run leaves no dir if it
+    failed before training, else its dir marked failed; the error goes on."""
     from kdlab.runs.preflight import checked_config
     from kdlab.runs.session import hydra_run_info
 
@@ -262,7 +271,15 @@ def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | 
         return task(checked_config(cfg))
     except Exception as error:
         record_failure(cfg, hydra_run_info()[0], launch, error)
-        if not isinstance(error, KdlabError) or cfg.get("debug", False):
+        raise
+
+
+def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
+    """`run_recording_failure`, a KdlabError becoming one line and exit 2 unless debug=true."""
+    try:
+        return run_recording_failure(task, cfg, launch)
+    except KdlabError as error:
+        if cfg.get("debug", False):
             raise
         fail(str(error))
 

@@ -1,21 +1,23 @@
 """`kdlab study cifar100`: the CRD/DKD CIFAR-100 grid as one command (plan: kdlab.grid).
 
-Every run is an ordinary `kdlab train|distill` job in its own dir of one study dir, run as
-its own process; teachers first, then the students. Finished runs are kept, stopped ones
-resumed, failed ones listed (delete the dir to retry), so re-running the same command with
-`--out DIR` continues the grid. A failed run does not stop the others. At the end the grid's
-report (grid.md, grid.csv, grid_delta.png) is written into the study dir.
+Every run is an ordinary `kdlab train|distill` job in its own dir of one study dir, run by
+the Hydra launcher the user names (kdlab.cli.waves); teachers first, then the students.
+Finished runs are kept, stopped ones resumed, failed ones listed (delete the dir to retry),
+so re-running the same command with `--out DIR` continues the grid. A failed run does not
+stop the others. At the end the grid's report (grid.md, grid.csv, grid_delta.png) is written
+into the study dir.
 """
 
 from __future__ import annotations
 
-import subprocess
+import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kdlab.cli.commands.study_jobs import job_command, split_study_args
+from kdlab.cli.commands.study_jobs import split_study_args
+from kdlab.cli.launchers import check_launcher, split_launcher_args
+from kdlab.cli.waves import WaveJob, run_state, run_waves, unfinished_line
 from kdlab.engine.checkpoint import checkpoint_in
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.grid.plan import (
@@ -30,7 +32,7 @@ from kdlab.grid.plan import (
     parse_methods,
     parse_pairs,
 )
-from kdlab.grid.results import read_finished, write_grid_report
+from kdlab.grid.results import write_grid_report
 from kdlab.paths import check_output_dir
 from kdlab.runs.preflight import check_overrides
 
@@ -42,20 +44,30 @@ def parse(argv: Sequence[str]) -> tuple[object, list[str]]:
         prog="kdlab study cifar100",
         description="The CRD/DKD CIFAR-100 grid: teacher-student pairs x methods with the "
         "references' recipe, then ours beside the published figures. pairs=all|same|cross|"
-        "T-S,... methods=all|kd,dkd,... seeds=N; other key=value go to every run.",
+        "T-S,... methods=all|kd,dkd,... seeds=N; hydra/launcher=NAME hydra.launcher.KEY=VALUE "
+        "pick the launcher; other key=value go to every run.",
     )
-    parser.add_argument("overrides", nargs="*", help="pairs=, methods=, seeds=, key=value")
+    parser.add_argument(
+        "overrides", nargs="*", help="pairs=, methods=, seeds=, hydra/launcher=, key=value"
+    )
     parser.add_argument("--out", type=Path, help="study dir (default outputs/study/cifar100/TIME)")
     parser.add_argument(
         "--teacher", action="append", default=[], metavar="ARCH=PATH",
         help="use this checkpoint or run dir as ARCH's teacher (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    parser.add_argument(
+        "--jobs", type=int,
+        help="deprecated: hydra/launcher=joblib hydra.launcher.n_jobs=N runs N at once",
+    )  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_intermixed_args(list(argv))
+    if args.jobs is None:
+        return args, args.overrides
     if args.jobs < 1:
         raise KdlabError(f"--jobs must be a positive integer, got {args.jobs} (--jobs 4)")
-    return args, args.overrides
+    joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
+    print(f"kdlab: --jobs is deprecated: it means {' '.join(joblib)}", file=sys.stderr)
+    return args, [*args.overrides, *joblib]
 
 
 def given_teachers(items: Sequence[str]) -> dict[str, str]:
@@ -98,14 +110,6 @@ def check_jobs(plan: Plan) -> None:
     for job in kinds.values():
         args = [a for a in job.args if not a.startswith("teacher.ckpt=")]
         check_overrides(job.command, args, False)
-
-
-def job_state(run_dir: Path) -> str:
-    if read_finished(run_dir) is not None:
-        return "done"
-    if (run_dir / "summary.json").is_file():
-        return "failed"
-    return "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
 
 
 def shown_args(job: Job, shared: Sequence[str], study_dir: Path) -> str:
@@ -152,7 +156,7 @@ def print_plan(plan: Plan, study_dir: Path, shared: list[str]) -> None:
     total_cost = total_work = 0.0
     states: dict[str, int] = {}
     for job in plan.jobs:
-        cost, state = job_cost(job), job_state(study_dir / job.sub)
+        cost, state = job_cost(job), run_state(study_dir / job.sub)
         states[state] = states.get(state, 0) + 1
         total_cost += cost.epochs
         total_work += cost.flops_per_image
@@ -173,46 +177,17 @@ def print_unavailable(plan: Plan) -> None:
         print(f"not run, {reason}: {len(cells)} cells ({', '.join(cells)})")
 
 
-def run_one(job: Job, study_dir: Path, quiet: bool) -> bool:
-    """Run (or resume) one job; True when it is finished."""
-    run_dir = study_dir / job.sub
-    state = job_state(run_dir)
-    if state in ("done", "failed"):
-        kept = (
-            "finished already, kept" if state == "done" else "failed earlier (delete it to retry)"
-        )
-        print(f"== {job.sub}: {kept}", flush=True)
-        return state == "done"
-    cmd = job_command(job.command, job.args, run_dir)
-    print(f"== {job.sub}: kdlab {' '.join(cmd[3:-1])}", flush=True)
-    proc = subprocess.run(cmd, capture_output=quiet, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or "").strip().splitlines()[-1:] if quiet else []
-        print(f"== {job.sub}: FAILED (exit {proc.returncode}) {' '.join(tail)}", flush=True)
-    return proc.returncode == 0
-
-
-def run_plan(plan: Plan, study_dir: Path, jobs: int) -> list[str]:
-    """Teachers and baselines, then the distillation runs of the teachers that finished;
-    returns the runs that did not finish."""
-    finished: dict[str, bool] = {}
-
-    def run(batch: list[Job]) -> None:
-        results = pool.map(lambda job: run_one(job, study_dir, jobs > 1), batch)
-        finished.update(zip([job.sub for job in batch], results, strict=True))
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        run([job for job in plan.jobs if job.command == "train"])
-        ready = set(plan.given) | {j.model for j in plan.jobs if j.is_teacher and finished[j.sub]}
-        run([job for job in plan.jobs if job.command != "train" and job.teacher in ready])
-    for job in plan.jobs:
-        if job.command != "train" and job.teacher not in ready:
-            print(f"== {job.sub}: skipped, its teacher did not finish", flush=True)
-    return [job.sub for job in plan.jobs if not finished.get(job.sub, False)]
+def wave_jobs(plan: Plan) -> list[WaveJob]:
+    """The plan's jobs, each distillation run needing its teacher's run (when planned)."""
+    return [
+        WaveJob(job.sub, job.command, job.args, (f"teacher/{job.teacher}",) if job.teacher else ())
+        for job in plan.jobs
+    ]
 
 
 def main(argv: Sequence[str]) -> None:
     args, overrides = parse(argv)
+    launcher, overrides = split_launcher_args(overrides)
     seeds, overrides = split_study_args(overrides)
     pairs, methods, overrides = grid_options(overrides)
     study_dir = args.out or Path("outputs/study/cifar100") / time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -223,6 +198,7 @@ def main(argv: Sequence[str]) -> None:
     )  # fmt: skip
     shared = merge(RECIPE, overrides)
     data = next(o.split("=", 1)[1] for o in shared if override_key(o) == "data")
+    check_launcher(launcher)
     check_jobs(plan)
     print(f"CIFAR-100 grid: {len(plan.cells)} cells, {seeds} seed(s); study dir: {study_dir}")
     if args.dry_run:
@@ -231,13 +207,10 @@ def main(argv: Sequence[str]) -> None:
     check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    failed = run_plan(plan, study_dir, args.jobs)
+    unfinished = run_waves(wave_jobs(plan), study_dir, launcher)
     header = [f"# The CIFAR-100 grid on data={data}", "", f"recipe: `{' '.join(shared)}`", ""]
     write_grid_report(plan, study_dir, data, header)
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
     print(f"grid done in {minutes}m{seconds:02d}s: {study_dir}")
-    if failed:
-        raise KdlabError(
-            f"{len(failed)} runs did not finish ({', '.join(failed[:5])}"
-            f"{', ...' if len(failed) > 5 else ''}): fix them and rerun with --out {study_dir}"
-        )
+    if unfinished:
+        raise KdlabError(unfinished_line(unfinished, len(plan.jobs), study_dir))

@@ -1,11 +1,9 @@
-"""What every study's jobs share: the studies' names, the `seeds=N` argument and the child
-process of a run. Light to import: `kdlab --help` lists the studies from here."""
+"""What every study's jobs share: the studies' names and the `seeds=N` argument. Light to
+import: `kdlab --help` lists the studies from here."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
@@ -30,9 +28,3 @@ def split_study_args(args: Sequence[str]) -> tuple[int, list[str]]:
         else:
             rest.append(arg)
     return seeds, rest
-
-
-def job_command(command: str, args: Sequence[str], run_dir: Path) -> list[str]:
-    """The child process of one study run, resumed where a stopped one left off."""
-    resume = ["resume=true"] if (run_dir / "checkpoints" / "last.pt").is_file() else []
-    return [sys.executable, "-m", "kdlab", command, *args, *resume, f"hydra.run.dir={run_dir}"]
