@@ -495,7 +495,10 @@ CATALOGUE += [
     BadInput(
         "`kdlab distill teacher.ckpt=RUN` whose best.pt differs from best.pt.json",
         lambda ws: [
-            "distill", *FOLDER_RUN, f"data.root={ws.abc}", f"teacher.ckpt={modified_teacher(ws)}"
+            "distill",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            f"teacher.ckpt={modified_teacher(ws)}",
         ],
         (DIFFERS, "restore it, or pass teacher.allow_modified=true"),
     ),

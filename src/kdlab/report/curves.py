@@ -183,8 +183,9 @@ def run_curves(runs: Sequence[Run], colours: Mapping[Run, Any]) -> list[Curves]:
     as they share a row of the table."""
     order = {run: i for i, run in enumerate(colours)}
     names = {
-        run: group.first.label if len(group.runs) == 1 else f"{group.first.label} "
-        f"({len(group.runs)} seeds)"
+        run: group.first.label
+        if len(group.runs) == 1
+        else f"{group.first.label} ({len(group.runs)} seeds)"
         for group in group_by_seed(runs)
         for run in group.runs
     }

@@ -63,9 +63,7 @@ def override_key(override: str) -> str:
 
 def override_items(overrides: Sequence[str]) -> dict[str, str]:
     """`["T=4", "+x.y=1", "~z"]` -> `{"T": "4", "x.y": "1", "z": ""}`."""
-    return {
-        override_key(o): o.split("=", 1)[1] if "=" in o else "" for o in overrides
-    }
+    return {override_key(o): o.split("=", 1)[1] if "=" in o else "" for o in overrides}
 
 
 def config_key(run: Run) -> tuple[object, ...]:

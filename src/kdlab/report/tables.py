@@ -50,6 +50,7 @@ def is_loss_part(key: str) -> bool:
     """A loss part a run logged (`loss_<part>`: whatever its method names it)."""
     return key.startswith("loss_") and key != "loss_name"
 
+
 # A number as formatted here: 93.05, +0.76, 1.35M, 2.10G, 12m03s, 33/47, 91.33±1.53.
 _NUMBER = re.compile(r"^[-+]?[\d./]+(e[-+]?\d+)?([KMG]|s|m\d+s|h\d+m)?(±.+)?$")
 

@@ -39,8 +39,7 @@ def load_plugin(name: str, where: str, fix: str, load: Callable[[], Any]) -> Non
     except Exception as error:
         reason = " ".join(str(error).split())
         raise KdlabError(
-            f"plugin '{name}' ({where}) failed to import: {type(error).__name__}: {reason}: "
-            f"{fix}"
+            f"plugin '{name}' ({where}) failed to import: {type(error).__name__}: {reason}: {fix}"
         ) from error
 
 

@@ -9,8 +9,10 @@ from here (`checked_config`) instead of being checked again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,7 +20,7 @@ from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.config import RunConfig, register_configs, typed_config
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
-from kdlab.runs.suggest import unknown_key_hint
+from kdlab.runs.suggest import added_key_hint, unknown_key_hint
 from kdlab.runs.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -59,13 +61,64 @@ def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, Run
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             cfg = compose(config_name=command, overrides=list(overrides))
+            groups = config_groups(overrides)
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         message = unknown_key_hint(command, composition_message(error), overrides)
         raise KdlabError(message) from None
+    check_added_and_deleted(command, overrides, typed, groups)
     validate(typed)
     _CHECKED[content_key(cfg)] = typed
     return cfg, typed
+
+
+def config_groups(overrides: Sequence[str]) -> set[str]:
+    """Which of the overrides' keys are config groups (`+experiment=X` adds a group option),
+    asked of the Hydra instance the job was composed in."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    return {key for key in keys if loader.get_group_options(key)}
+
+
+def typed_key(typed: Any, key: str) -> str:
+    """Where the dotted `key` lands in the typed config: 'field' (a dataclass field),
+    'owned' (inside a mapping or list, whose owner checks its keys: a model's options) or
+    'unknown'."""
+    node = typed
+    for part in key.split("."):
+        if isinstance(node, Mapping | list | tuple):
+            return "owned"
+        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return "unknown"
+        node = getattr(node, part)
+    return "field"
+
+
+def check_added_and_deleted(
+    command: str, overrides: Sequence[str], typed: RunConfig, groups: set[str]
+) -> None:
+    """`+KEY=V` for a key the typed config does not have would be saved and never read;
+    `~KEY` of a setting or group is silently refilled with its defaults (`~trainer`: 30
+    epochs). Added config groups (`+experiment=X`) and Hydra's keys (`+hydra/launcher=...`,
+    `hydra.*`) are Hydra's to judge."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key.startswith("hydra") or "/" in key:
+            continue
+        added = override.is_add() or override.is_force_add()
+        if added and key not in groups and typed_key(typed, key) == "unknown":
+            raise KdlabError(added_key_hint(command, key, override.get_value_element_as_str()))
+        if override.is_delete() and typed_key(typed, key) == "field":
+            raise KdlabError(
+                f"~{key} deletes kdlab's {key} settings, which are then silently refilled with "
+                f"their defaults: drop ~{key} and set the values you mean instead "
+                f"(`kdlab {command} --cfg job` lists them)"
+            )
 
 
 def compose_config(command: str, overrides: Sequence[str] = ()) -> RunConfig:

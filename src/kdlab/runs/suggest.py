@@ -69,6 +69,18 @@ def unknown_key_hint(command: str, message: str, overrides: Sequence[str]) -> st
     return f"unknown setting '{typed}': did you mean {fix}?"
 
 
+def added_key_hint(command: str, key: str, value: str) -> str:
+    """The one line for `+KEY=VALUE` where KEY is no setting of the command's typed config:
+    it would be written to config.yaml and never read."""
+    meant = closest_key(key, config_keys(command))
+    if meant is None:
+        return (
+            f"unknown setting '+{key}': kdlab's config has no such key, so nothing would read "
+            f"it (`kdlab {command} --cfg job` lists every setting)"
+        )
+    return f"unknown setting '+{key}': did you mean {meant}={value}?"
+
+
 def flag_hint(command: str, flag: str, value: str | None) -> str:
     """The one line for a `--name value` the user meant as a key=value override."""
     name, _, inline = flag.lstrip("-").partition("=")

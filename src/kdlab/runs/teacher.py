@@ -129,7 +129,20 @@ def read_teacher(cfg: DistillConfig) -> TeacherCheckpoint:
             f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
+    check_finite_weights(path, state.model)
     return TeacherCheckpoint(path, state, cfg.teacher, pin.get("sha256") or sha256_file(path))
+
+
+def check_finite_weights(path: Path, weights: dict[str, Any]) -> None:
+    """A teacher with a NaN or Inf weight (or BatchNorm statistic) makes every target NaN: the
+    student would stop at its first step with advice about its own lr."""
+    for name, tensor in weights.items():
+        floating = torch.is_tensor(tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            raise KdlabError(
+                f"teacher {path} has non-finite values (NaN or Inf) in {name}: it diverged or "
+                "was damaged; pick another teacher (teacher.ckpt=PATH) or retrain it"
+            )
 
 
 def load_teacher(

@@ -11,7 +11,7 @@ every float must be finite (`inf` and `nan` parse as floats):
 | trainer.epochs, batch_size, eval_batch_size, log_every | int >= 1 (batch_size: a multiple |
 | | of the torchrun processes) |
 | trainer.device | auto, cpu, mps, cuda, cuda:N with N < the visible GPUs (mps/cuda: available) |
-| trainer.precision, progress | one of PRECISIONS, PROGRESS |
+| trainer.precision, progress | one of PRECISIONS, PROGRESS; fp16 not on a CPU |
 | trainer.label_smoothing | [0, 1) |
 | trainer.grad_clip | null or > 0 |
 | trainer.num_threads | null or >= 1 |
@@ -22,8 +22,9 @@ every float must be finite (`inf` and `nan` parse as floats):
 | | [0, 1]; milestones ascending in (0, 1); gamma > 0 (may exceed 1: an lr rise); |
 | | pct_start in (0, 1) |
 | data.* | kdlab.data.settings.check_common (and the data set's own check) |
-| loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
-| teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| loss, T, alpha | one of LOSSES, its numbers finite; T >= MIN_T; alpha in [0, 1] |
+| teacher.model | a registered model; ckpt, search_dir: paths checked when read |
+| teacher.cache_dir | null or a path that is not a file |
 | teacher.cache, allow_modified | bool (typed) |
 | stage2, fitnet.regressor | one of STAGE2_MODES, REGRESSORS |
 | fitnet.stage1_epochs | null or >= 1 (stage two has its own trainer.epochs) |
@@ -37,6 +38,7 @@ every float must be finite (`inf` and `nan` parse as floats):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -51,6 +53,11 @@ from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunC
 
 PRECISIONS = ("32", "bf16", "fp16", "auto")
 PROGRESS = ("auto", "on", "off")
+# The smallest temperature: the soft term is scaled by T^2 and its logits divided by T. At
+# T=1e-2, T^2 = 1e-4 and a logit of 100 becomes 1e4, inside fp16's range (65504); far below
+# it T^2 underflows (T=1e-30: T^2 = 1e-60 is 0 in float32, whose smallest value is 1.4e-45)
+# and logits/T overflow, so the soft term is 0 or NaN. No method uses a T under 0.1.
+MIN_T = 1e-2
 REGRESSORS = ("conv1x1", "conv3x3", "none")
 
 
@@ -92,6 +99,7 @@ def validate(cfg: RunConfig) -> None:
     within(cfg.seed, 0, 2**32, "seed")
     check_trainer(cfg)
     check_device(cfg.trainer.device)
+    check_precision_device(str(cfg.trainer.precision), cfg.trainer.device)
     check_optimisation(cfg)
     check_schedule(cfg)
     check_data_settings(cfg.data)
@@ -165,6 +173,20 @@ def check_device(device: str) -> None:
         )
 
 
+def check_precision_device(precision: str, device: str) -> None:
+    """fp16 autocast on a CPU is emulated: one 300-image epoch did not end in 5 minutes."""
+    if precision != "fp16":
+        return
+    on_cpu = device.startswith("cpu") or (
+        device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    require(
+        not on_cpu,
+        "trainer.precision=fp16 on a CPU is emulated and crawls (minutes per small epoch): use "
+        "trainer.precision=bf16 or trainer.precision=32 (auto picks bf16 where the CPU has it)",
+    )
+
+
 def check_optimisation(cfg: RunConfig) -> None:
     o = cfg.optim
     choice(o.name, list(OPTIMIZERS), "optim")
@@ -201,10 +223,29 @@ def check_distillation(cfg: DistillConfig) -> None:
     finite(cfg.T, "T")
     require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
     require(
+        cfg.T >= MIN_T,
+        f"T={cfg.T} is too small: T^2 scales the soft term and logits/T overflow below "
+        f"T={MIN_T}, so the loss is 0 or NaN: use T >= {MIN_T} (e.g. T=4)",
+    )
+    require(
         0.0 <= cfg.alpha <= 1.0,
         f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
     )
     choice(cfg.teacher.model, model_names(), "teacher.model")
+    check_cache_dir(cfg.teacher.cache_dir)
+
+
+def check_cache_dir(cache_dir: str | None) -> None:
+    """The logit cache's store is a directory (made when missing): refuse a file before
+    training ('' and null keep it beside the teacher checkpoint)."""
+    if not cache_dir:
+        return
+    path = Path(cache_dir).expanduser()
+    require(
+        not path.exists() or path.is_dir(),
+        f"teacher.cache_dir={cache_dir} is a file, not a directory: name a directory (it is "
+        "created), or null to keep the cache beside the teacher checkpoint",
+    )
 
 
 def check_fitnet(cfg: FitnetRunConfig) -> None:

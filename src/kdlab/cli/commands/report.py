@@ -121,9 +121,7 @@ def add_speed_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def report_tables(
-    runs: Sequence[Run], baseline: Run | None, sort: str, out: Path
-) -> list[Path]:
+def report_tables(runs: Sequence[Run], baseline: Run | None, sort: str, out: Path) -> list[Path]:
     """Print what was compared and one table per section; write them to report.md/.csv."""
     base = baseline_group(baseline, runs) if baseline else None
     teachers = teacher_dirs(runs)
