@@ -1,9 +1,10 @@
 """`kdlab <command> ...`: pick the command, run the pre-flight, hand argv to Hydra.
 
 Hydra owns argv after the command name. Before handing over, every job's config is
-composed and checked once (kdlab.runs.preflight), so a typo fails in a second with one line and
-exit code 2. Under torchrun this is also where the ranks join the process group and agree on
-one run dir.
+composed and checked once (kdlab.runs.preflight), so a typo fails in a second with one line
+and exit code 2. torch is imported only after the commonest typos had their torch-free check
+(an unknown command, kdlab.runs.screen): those answer in a fraction of a second. Under
+torchrun this is also where the ranks join the process group and agree on one run dir.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kdlab.cli.commands.study_jobs import study_names
-from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
-from kdlab.runs.failed_run import Launch, record_failure
 from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
+
+if TYPE_CHECKING:
+    from kdlab.runs.failed_run import Launch
 
 EXIT_USAGE = 2
 
@@ -163,6 +165,8 @@ def resolved_run_dir(command: str, overrides: list[str]) -> str:
 def rank_args(command: str, args: list[str], overrides: list[str]) -> list[str]:
     """This rank's argv: rank 0's run dir for all (each would resolve `${now:...}` by itself),
     and no Hydra record or log file from ranks other than 0."""
+    from kdlab.engine.distributed import broadcast_str, is_main
+
     run_dir = broadcast_str(resolved_run_dir(command, overrides) if is_main() else "")
     quoted = run_dir.replace("'", "\\'")
     kept = [a for a in args if a.split("=", 1)[0].lstrip("+~") != "hydra.run.dir"]
@@ -177,16 +181,23 @@ def run_hydra_command(command: str, args: list[str]) -> None:
 
     Under torchrun the ranks join the process group first and leave it when the command ends.
     """
-    import hydra
-    from omegaconf import DictConfig, OmegaConf
-
-    from kdlab.paths import config_dir
-    from kdlab.runs.config import register_configs
-    from kdlab.runs.preflight import check_overrides
+    from kdlab.runs.screen import screen_overrides
 
     check_flags(command, args)
     flags, overrides = split_hydra_args(args)
     runs = not set(flags) & _INFO_FLAGS
+    if runs and not set(flags) & _SOURCE_FLAGS:
+        screen_overrides(command, overrides)  # before torch is imported (below)
+
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from kdlab.engine.distributed import process_group, world_size
+    from kdlab.paths import config_dir
+    from kdlab.runs.config import register_configs
+    from kdlab.runs.failed_run import Launch
+    from kdlab.runs.preflight import check_overrides
+
     distributed = runs and world_size() > 1
     if distributed:
         check_torchrun_flags(flags)
@@ -220,6 +231,7 @@ def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | 
     """Run a command on the job's checked, typed config; a KdlabError becomes one line and
     exit 2 unless debug=true. A failed run leaves no dir if it failed before training, else
     its dir marked failed."""
+    from kdlab.runs.failed_run import record_failure
     from kdlab.runs.preflight import checked_config
     from kdlab.runs.session import hydra_run_info
 

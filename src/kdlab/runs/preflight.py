@@ -20,7 +20,7 @@ from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.config import RunConfig, register_configs, typed_config
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
-from kdlab.runs.suggest import added_key_hint, unknown_key_hint
+from kdlab.runs.suggest import added_key_hint, unknown_key_hint, unknown_option
 from kdlab.runs.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -38,8 +38,7 @@ def composition_message(error: Exception) -> str:
         if group == "logger":  # a list-valued choice fails without the options: look them up
             options = [o.removesuffix(".yaml") for o in ConfigStore.instance().list(group)]
         if options:
-            usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
-            return f"unknown {group} '{name}': choose one of {', '.join(sorted(options))} ({usage})"
+            return unknown_option(group, name, sorted(options))
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     cause = error.__cause__
     if cause is not None and str(cause).strip():

@@ -69,6 +69,12 @@ def unknown_key_hint(command: str, message: str, overrides: Sequence[str]) -> st
     return f"unknown setting '{typed}': did you mean {fix}?"
 
 
+def unknown_option(group: str, name: str, options: Sequence[str]) -> str:
+    """The one line for a config group option that does not exist (`loss=nope`)."""
+    usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
+    return f"unknown {group} '{name}': choose one of {', '.join(options)} ({usage})"
+
+
 def added_key_hint(command: str, key: str, value: str) -> str:
     """The one line for `+KEY=VALUE` where KEY is no setting of the command's typed config:
     it would be written to config.yaml and never read."""

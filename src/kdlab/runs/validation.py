@@ -37,7 +37,6 @@ every float must be finite (`inf` and `nan` parse as floats):
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -46,52 +45,25 @@ from kdlab.data import check_data_settings
 from kdlab.engine.distributed import world_size
 from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import check_trackers
-from kdlab.errors import KdlabError
 from kdlab.methods.checks import check_loss_settings, check_stage2_loss, check_student_taps
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
+from kdlab.runs.ranges import (
+    at_least_zero,
+    check_trainer_values,
+    choice,
+    finite,
+    positive,
+    require,
+    within,
+)
 
-PRECISIONS = ("32", "bf16", "fp16", "auto")
-PROGRESS = ("auto", "on", "off")
 # The smallest temperature: the soft term is scaled by T^2 and its logits divided by T. At
 # T=1e-2, T^2 = 1e-4 and a logit of 100 becomes 1e4, inside fp16's range (65504); far below
 # it T^2 underflows (T=1e-30: T^2 = 1e-60 is 0 in float32, whose smallest value is 1.4e-45)
 # and logits/T overflow, so the soft term is 0 or NaN. No method uses a T under 0.1.
 MIN_T = 1e-2
 REGRESSORS = ("conv1x1", "conv3x3", "none")
-
-
-def require(ok: bool, message: str) -> None:
-    if not ok:
-        raise KdlabError(message)
-
-
-def choice(value: str, valid: tuple[str, ...] | list[str], key: str) -> None:
-    require(
-        value in valid, f"unknown {key} '{value}': choose one of {', '.join(valid)} ({key}=NAME)"
-    )
-
-
-def finite(value: float, key: str) -> None:
-    require(math.isfinite(value), f"{key} must be a finite number, got {value}")
-
-
-def positive(value: float, key: str) -> None:
-    finite(value, key)
-    require(value > 0, f"{key} must be positive, got {value} (set {key}=N with N > 0)")
-
-
-def within(value: float, low: float, high: float, key: str, closed: str = "[)") -> None:
-    """low <= value < high (`closed` says which ends belong: "[)", "[]", "()")."""
-    finite(value, key)
-    above = value >= low if closed[0] == "[" else value > low
-    below = value <= high if closed[1] == "]" else value < high
-    require(above and below, f"{key} must be in {closed[0]}{low}, {high}{closed[1]}, got {value}")
-
-
-def at_least_zero(value: float, key: str) -> None:
-    finite(value, key)
-    require(value >= 0, f"{key} must be >= 0, got {value}")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -132,23 +104,13 @@ def check_freeze_epochs(cfg: RunConfig) -> None:
 
 def check_trainer(cfg: RunConfig) -> None:
     t = cfg.trainer
-    positive(t.epochs, "trainer.epochs")
-    positive(t.batch_size, "trainer.batch_size")
+    check_trainer_values(t)
     ranks = world_size()
     require(
         t.batch_size % ranks == 0,
         f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
         f"{ranks} torchrun processes: pick a multiple of {ranks}",
     )
-    positive(t.eval_batch_size, "trainer.eval_batch_size")
-    positive(t.log_every, "trainer.log_every")
-    choice(str(t.precision), PRECISIONS, "trainer.precision")
-    choice(t.progress, PROGRESS, "trainer.progress")
-    within(t.label_smoothing, 0, 1, "trainer.label_smoothing")
-    if t.grad_clip is not None:
-        positive(t.grad_clip, "trainer.grad_clip")
-    if t.num_threads is not None:
-        positive(t.num_threads, "trainer.num_threads")
 
 
 def check_device(device: str) -> None:
