@@ -40,7 +40,7 @@ def test_a_greyscale_data_set_trains_a_one_channel_model(kdlab, tmp_path):
     assert proc.returncode == 0, proc.stderr
     state = Checkpoint.read(run / "checkpoints" / "best.pt")
     assert state.in_channels == 1 and first_conv_channels(state.model) == 1
-    assert state.build_model()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert state.build_model(run)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert read_summary(run)["data"] == name
 
 

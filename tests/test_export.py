@@ -56,7 +56,7 @@ def state(run) -> Checkpoint:
 
 def pytorch_logits(state: Checkpoint, batch: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return state.build_model().eval()(batch)
+        return state.build_model(Path("best.pt")).eval()(batch)
 
 
 def assert_metadata(metadata: dict, state: Checkpoint, fmt: str) -> None:
@@ -212,7 +212,7 @@ def test_an_older_checkpoint_gets_the_normalisation_recomputed(run, state, tmp_p
 
 def test_the_summary_records_size_and_macs_and_the_report_shows_them(run, state, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
-    model = state.build_model()
+    model = state.build_model(run)
     assert summary["macs"] == count_macs(model, (3, 16, 16)) > 0
     assert summary["weights_mb"] == pytest.approx(weights_megabytes(model))
     write_report([run], out=tmp_path / "plain")

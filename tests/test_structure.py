@@ -111,7 +111,7 @@ def test_a_teacher_run_s_checkpoint_rebuilds_its_model(tmp_path: Path):
     model = build_model("resnet8", 10)
     config = {"model": {"arch": "resnet8"}}
     Checkpoint(model=model.state_dict(), config=config, num_classes=10).write(tmp_path / "t.pt")
-    rebuilt = Checkpoint.read(tmp_path / "t.pt").build_model()
+    rebuilt = Checkpoint.read(tmp_path / "t.pt").build_model(tmp_path / "t.pt")
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(rebuilt.eval()(x), model.eval()(x))
 

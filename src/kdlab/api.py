@@ -46,11 +46,13 @@ def load_run(path: str | Path, device: str = "cpu", *, allow_modified: bool = Fa
     state = Checkpoint.read(
         file, device, allow_modified=allow_modified, override="allow_modified=True"
     )
-    model = state.build_model().to(device).eval()
-    summary_file = file.parent.parent / "summary.json"
+    model = state.build_model(file).to(device).eval()
+    from kdlab.report.runs import read_summary  # checked like report's (imports matplotlib)
+
+    run_dir = file.parent.parent
     summary = None
-    if file.parent.name == "checkpoints" and summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
+    if file.parent.name == "checkpoints" and (run_dir / "summary.json").is_file():
+        summary = read_summary(run_dir)
     return LoadedRun(model, list(state.class_names), state.config, summary, file)
 
 

@@ -9,8 +9,11 @@ later command reads), and any other existing file is replaced only with `--force
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -41,16 +44,21 @@ RUN_FILE_SUFFIXES = (".log",)  # Hydra's job log
 EXPORT_CHECKPOINT_SUFFIX = ".torchscript.pt"  # an export's name, not one of the run's checkpoints
 
 
+# What a full disk, a quota or a file-size limit raise: the place is fine, the space is not.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
 def write_atomic(
     path: Path, write: Callable[[BinaryIO], None], option: str = "hydra.run.dir"
 ) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`.
 
     A kill at any moment leaves either the old file or the new one, never a torn one; a
-    failed write (disk full) removes its temp file, keeps the old file and is a KdlabError
-    naming `option`, the setting that picks another place.
+    failed write (disk full) removes its temp file and the dirs it made, keeps the old file
+    and is a KdlabError naming `option`, the setting that picks another place.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    existing = deepest_existing(path.parent.absolute())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("xb") as f:  # mode 0o666 less the umask, like any file the user writes
@@ -59,13 +67,17 @@ def write_atomic(
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # none made, or its dir is not one
+            tmp.unlink()
+        if existing != path.parent.absolute() and path.parent.is_dir():
+            remove_new_dir(path.parent.absolute(), existing)
         cause = _os_error(error)
         if cause is None:
             raise
+        fix = "free some disk space or pick" if cause.errno in NO_SPACE else "pick"
         raise KdlabError(
-            f"cannot write {path} ({cause.strerror}): free some disk space or pick another "
-            f"{option} (nothing was overwritten)"
+            f"cannot write {path} ({cause.strerror}): {fix} another {option} (nothing was "
+            "overwritten)"
         ) from error
     _fsync_dir(path.parent)
 
@@ -154,7 +166,33 @@ def check_output(path: Path, *, force: bool, option: str) -> None:
         )
     if path.is_dir():
         raise KdlabError(f"{option} {path} is a directory: give a file name")
+    above = deepest_existing(path.parent.absolute())
+    if not above.is_dir():
+        raise KdlabError(f"{option} {path} lies under {above}, a file: pick another {option}")
     if path.exists() and not force:
         raise KdlabError(
             f"{option} {path} exists: add --force to replace it, or pick another {option}"
         )
+
+
+def deepest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (what a command found before it wrote)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def remove_new_dir(directory: Path, existing: Path) -> None:
+    """A dir a failed command created (with what it wrote there), and each parent that became
+    empty, up to `existing`, the deepest dir that was there before (never removed)."""
+    shutil.rmtree(directory)
+    if existing not in directory.parents:
+        return
+    for parent in directory.parents:
+        if parent == existing or any(parent.iterdir()):
+            return
+        parent.rmdir()
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as UTF-8 text: bytes of a name that are not UTF-8 (Linux allows any) as \\xNN
+    escapes, so printing it or writing it into a UTF-8 file cannot fail."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

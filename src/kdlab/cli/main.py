@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from kdlab.cli.commands.study_jobs import study_names
 from kdlab.errors import KdlabError
+from kdlab.paths import NO_SPACE
 from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
 
@@ -202,16 +204,20 @@ def run_hydra_command(command: str, args: list[str]) -> None:
     if distributed:
         check_torchrun_flags(flags)
     swept: set[str] = set()
+    launch = None  # single runs: what existed before anything was written
     if runs and not set(flags) & _SOURCE_FLAGS:
         multirun = bool({"-m", "--multirun"} & set(flags))
-        swept = check_overrides(command, overrides, multirun)
+        checked = check_overrides(command, overrides, multirun)
+        swept, launch = checked.swept, checked.launch
     OmegaConf.register_new_resolver("kdlab_swept", sweep_subdir_resolver(swept), replace=True)
     OmegaConf.register_new_resolver("kdlab_groups", group_listing, replace=True)
     register_configs()
     task: Callable[[DictConfig], Any] = import_module(f"kdlab.cli.commands.{command}").run
 
-    launch = None  # single runs: what existed before Hydra creates the run dir
-    if runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags):
+    single = runs and not distributed and not swept and not {"-m", "--multirun"} & set(flags)
+    if not single:
+        launch = None
+    elif launch is None:
         launch = Launch.before(Path(resolved_run_dir(command, overrides)))
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)
@@ -220,11 +226,41 @@ def run_hydra_command(command: str, args: list[str]) -> None:
 
     if not distributed:
         sys.argv = [f"kdlab {command}", *args]
-        hydra_task()
+        run_hydra_task(hydra_task, launch)
         return
     with process_group():
         sys.argv = [f"kdlab {command}", *rank_args(command, args, overrides)]
+        run_hydra_task(hydra_task, launch)
+
+
+def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None:
+    """Run the Hydra app with its errors raised here rather than printed by Hydra: a write
+    that fails before the task starts (Hydra's record .hydra/ on a full disk) removes what
+    this command created and is one line."""
+    from kdlab.runs.failed_run import discard_untrained
+
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing and exit 1
+    try:
         hydra_task()
+    except KdlabError:  # only debug=true lets one out of the task: its traceback, as asked
+        traceback.print_exc()
+        raise SystemExit(1) from None
+    except OSError as error:
+        if launch is not None:
+            discard_untrained(launch)
+        if error.errno not in NO_SPACE:
+            raise
+        where = error.filename or (launch.run_dir if launch else "the run dir")
+        raise KdlabError(
+            f"cannot write {where} ({error.strerror}): free some disk space or pick another "
+            "hydra.run.dir (nothing of this run was kept)"
+        ) from error
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 def run_reporting_errors(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:

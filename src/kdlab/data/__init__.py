@@ -7,6 +7,7 @@ from kdlab.data.build import DataBundle, build_data
 from kdlab.data.registry import (
     DATASETS,
     DatasetSpec,
+    check_batch_memory,
     check_data_settings,
     data_settings,
     dataset_names,
@@ -25,6 +26,7 @@ __all__ = [
     "ImageSet",
     "Source",
     "build_data",
+    "check_batch_memory",
     "check_data_settings",
     "data_settings",
     "dataset_names",

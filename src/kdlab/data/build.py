@@ -210,6 +210,23 @@ def _run_splits(
     return placed["train"], placed["val"], placed["test"], stats
 
 
+def check_split_sizes(name: str, train_images: int, test_images: int, batch_size: int) -> None:
+    """Before anything trains: one full batch to train on (the last partial batch is left out
+    of every epoch, so a batch larger than the split would train on nothing), and a test split
+    to measure the result on."""
+    if train_images < batch_size:
+        raise KdlabError(
+            f"trainer.batch_size={batch_size} is larger than the training split "
+            f"({train_images} images), so no full batch would train: set "
+            f"trainer.batch_size={max(train_images, 1)} or lower, or train on more images"
+        )
+    if test_images == 0:
+        raise KdlabError(
+            f"data={name} has no test images: put its test split in data.root (for an image "
+            "folder, test/<class>/ or val/<class>/ with images in it)"
+        )
+
+
 def build_data(
     cfg: DataConfig | Mapping,
     *,
@@ -247,6 +264,9 @@ def build_data(
     serving = _Serving(normalize, device, workers, crop, decodes_on_device(settings.decode, device))
     shard = {"rank": rank, "world_size": world_size}
     views = train_augmentation(mode, spec, size)
+    check_split_sizes(
+        settings.name, train.labels.numel(), test.labels.numel(), batch_size * world_size
+    )
     epochs = TrainSchedule(train.labels.numel(), batch_size, seed=seed, augmentation=views, **shard)
 
     def evaluated(split: Split) -> BatchLoader:

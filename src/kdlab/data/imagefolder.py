@@ -170,18 +170,26 @@ def _split_files(
     return FolderFiles(tuple(paths), labels_t, image_size, channels)
 
 
+LAYOUT = "data.root=DIR must hold train/<class>/ and test/<class>/ (or val/<class>/)"
+
+
+def check_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise KdlabError(f"image folder root {root} is a file, not a folder: {LAYOUT}")
+    if not root.is_dir():
+        raise KdlabError(f"image folder root {root} does not exist: {LAYOUT}")
+
+
 def scan_image_folders(root: Path, image_size: int, channels: int = 3) -> Source[FolderFiles]:
     """List the train and test (or val) images under `root`; nothing is decoded yet."""
     root = root.expanduser().resolve()
-    layout = "data.root=DIR must hold train/<class>/ and test/<class>/ (or val/<class>/)"
-    if not root.is_dir():
-        raise KdlabError(f"image folder root {root} does not exist: {layout}")
+    check_root(root)
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise KdlabError(f"{train_dir} not found: {layout}")
+        raise KdlabError(f"{train_dir} not found: {LAYOUT}")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if test_dir is None:
-        raise KdlabError(f"neither {root / 'test'} nor {root / 'val'} found: {layout}")
+        raise KdlabError(f"neither {root / 'test'} nor {root / 'val'} found: {LAYOUT}")
     classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
     return Source(
         _split_files(train_dir, classes, image_size, channels),
@@ -238,6 +246,9 @@ def check(settings: ImageFolderConfig) -> None:
         raise KdlabError("imagefolder needs data.root=DIR (with train/ and test/ or val/)")
     if settings.channels not in (1, 3):
         raise KdlabError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {settings.channels}")
-    train_dir = Path(settings.root).expanduser() / "train"
+    root = Path(settings.root).expanduser()
+    if root.is_file():
+        check_root(root.resolve())
+    train_dir = root / "train"
     if train_dir.is_dir():
         check_classes("imagefolder", sorted(d.name for d in train_dir.iterdir() if d.is_dir()))

@@ -10,6 +10,7 @@ listing the valid names and the registry's tests (tests/test_registries.py) foll
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import partial
@@ -168,6 +169,29 @@ def channels_of(settings: DataConfig) -> int:
 def image_size_of(settings: DataConfig) -> int:
     """The side of the square images a run trains on: the data set's own or data.image_size."""
     return dataset_spec(settings.name).image_size or settings.image_size
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_batch_memory(settings: DataConfig, batch_size: int) -> None:
+    """A batch of `batch_size` float32 images (the smallest tensor the data path allocates
+    for one step; the model's activations are several times larger) must fit in memory,
+    else data.image_size=40000 fails deep in an allocator after the run dir is made."""
+    side = dataset_spec(settings.name).image_size or settings.image_size
+    needed = batch_size * channels_of(settings) * side * side * 4
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise KdlabError(
+            f"data.image_size={side} makes one batch of {batch_size} images {needed:,} bytes "
+            f"(float32), more than this machine's {memory:,} bytes of memory: lower "
+            "data.image_size (or the batch size)"
+        )
 
 
 def check_data_settings(settings: DataConfig) -> None:

@@ -131,4 +131,4 @@ def load_selected(path: str | Path, allow_modified: bool = False) -> SelectedMod
     differs from its record is refused unless `allow_modified` (--allow-modified)."""
     file = selected_checkpoint(path)
     state = Checkpoint.read(file, allow_modified=allow_modified)
-    return SelectedModel(file, state, state.build_model().eval(), run_preprocessing(state))
+    return SelectedModel(file, state, state.build_model(file).eval(), run_preprocessing(state))

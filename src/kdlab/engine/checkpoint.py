@@ -22,6 +22,7 @@ from torch import nn
 from kdlab.engine.provenance import check_intact, record_path
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, build_options
+from kdlab.models.pretrained import mismatch
 from kdlab.paths import TEMP_SUFFIX, write_atomic
 from kdlab.version import __version__
 
@@ -84,9 +85,9 @@ class Checkpoint:
     def write(self, path: Path) -> None:
         save_checkpoint(self.to_dict(), path)
 
-    def build_model(self) -> nn.Module:
-        """The model this checkpoint describes, with its weights."""
-        return model_from_checkpoint(self.to_dict())
+    def build_model(self, source: Path) -> nn.Module:
+        """The model this checkpoint (read from `source`) describes, with its weights."""
+        return model_from_checkpoint(self.to_dict(), source)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -135,6 +136,7 @@ def load_checkpoint(
     path = checkpoint_in(path)
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    check_load_device(map_location)
     check_intact(path, allow_modified, override)
     with path.open("rb") as file:
         head = file.read(4)
@@ -159,7 +161,52 @@ def load_checkpoint(
         ) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise KdlabError(f"{path} is not a kdlab checkpoint (no model weights and config)")
+    problem = record_problem(state)
+    if problem:
+        raise KdlabError(
+            f"{path} is not a kdlab checkpoint ({problem}): give a .pt file kdlab wrote, or a "
+            "run dir"
+        )
     return state
+
+
+def check_load_device(map_location: str | torch.device) -> None:
+    """The device to load onto, checked first: torch.load's own error for a missing GPU reads
+    like a damaged file."""
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError, ValueError):
+        raise KdlabError(
+            f"unknown device '{map_location}': load onto cpu, cuda, cuda:N or mps"
+        ) from None
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise KdlabError(
+            f"cannot load onto {device}: this machine has {gpus} CUDA GPU(s); load onto cpu"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise KdlabError(f"cannot load onto {device}: MPS is not available here; load onto cpu")
+
+
+def record_problem(state: Mapping[str, Any]) -> str:
+    """What keeps a loaded dict from being a checkpoint record ("" when nothing does): the
+    types and ranges of the keys it holds that the readers rely on (the model config is
+    checked where a model is rebuilt)."""
+    weights, config = state["model"], state["config"]
+    if not isinstance(weights, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        return f"its model is a {type(weights).__name__}, not a dict of weights"
+    if not isinstance(config, Mapping):
+        return f"its config is a {type(config).__name__}, not a dict"
+    for key, low in (("num_classes", 0), ("in_channels", 1), ("image_size", 0), ("epoch", 0)):
+        value = state.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            return f"its {key} is {value!r}, not an int >= {low}"
+    names = state.get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "its class_names are not a list of names"
+    return ""
 
 
 def _unsafe_part(error: pickle.UnpicklingError) -> str:
@@ -169,12 +216,26 @@ def _unsafe_part(error: pickle.UnpicklingError) -> str:
     return (named or lines or ["unsafe content"])[0][:120]
 
 
-def model_from_checkpoint(state: Mapping[str, Any]) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights."""
-    model_cfg = state["config"]["model"]
-    options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
-    model = build_model(
-        model_cfg["arch"], state["num_classes"], state.get("in_channels", 3), **options
-    )
+def model_from_checkpoint(state: Mapping[str, Any], source: Path) -> nn.Module:
+    """Rebuild the model a checkpoint (read from `source`) describes and load its weights;
+    weights of another architecture or shape are a one-line error naming the first misfit."""
+    model_cfg = state["config"].get("model")
+    if not isinstance(model_cfg, Mapping) or not isinstance(model_cfg.get("arch"), str):
+        raise KdlabError(
+            f"{source} has no model config (config.model.arch), so its model cannot be "
+            "rebuilt: give a .pt file kdlab wrote, or a run dir"
+        )
+    arch = model_cfg["arch"]
+    try:
+        options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
+        model = build_model(arch, state["num_classes"], state.get("in_channels", 3), **options)
+    except KdlabError as error:
+        raise KdlabError(f"cannot rebuild the model of {source}: {error}") from None
+    problem = mismatch(model.state_dict(), state["model"], set())
+    if problem:
+        raise KdlabError(
+            f"the weights in {source} do not fit its model {arch}: {problem}; give a checkpoint "
+            "as kdlab wrote it"
+        )
     model.load_state_dict(state["model"])
     return model

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping
@@ -13,11 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdlab.engine.trackers import RUN_IDS
+from kdlab.errors import KdlabError
 
 if TYPE_CHECKING:
     from kdlab.engine.trackers import Tracker
 
 from kdlab.paths import write_text_atomic
+
+log = logging.getLogger("kdlab")
 
 
 def _clean(value: Any) -> Any:
@@ -37,10 +41,32 @@ def write_json_atomic(data: dict[str, Any], path: Path) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run (empty if it has none yet)."""
+    """The per-epoch records of a run (empty if it has none yet). A torn last line (a kill
+    mid-write) is skipped with a warning; any other line that is not an epoch's record is a
+    one-line error naming the file and the line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as error:
+        raise KdlabError(f"cannot read {path} ({error}): fix or delete it") from None
+    numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+    records = []
+    for i, line in numbered:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i == numbered[-1][0]:  # a kill mid-write
+                log.warning("%s: skipped its last line %d, cut short", path, i)
+                continue
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise KdlabError(
+                f"{path} line {i} is not an epoch record (a JSON object with an epoch): fix or "
+                "delete that line"
+            )
+        records.append(record)
+    return records
 
 
 def _shown(tag: str, value: Any) -> bool:

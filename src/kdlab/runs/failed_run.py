@@ -1,15 +1,16 @@
-"""What a failed command leaves behind: nothing when it failed before training started, else
-its run dir with a summary.json marked failed (so `kdlab report` lists it as failed).
+"""What a failed command leaves behind: nothing when it failed before its first epoch ended,
+else its run dir with a summary.json marked failed (so `kdlab report` lists it as failed).
 
 Hydra creates the run dir (its `.hydra/` record and the log) before the task starts, so a
 run that fails on a missing teacher or data set would leave an empty dir per try. Only what
-this run created is removed: never a dir that existed before Hydra started (a resumed run,
-a user's dir), nor a parent that did.
+this command created is removed: in a dir that existed before (a user's own dir) the entries
+it added, never one that was there, nor a parent that existed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +20,27 @@ from omegaconf import OmegaConf
 
 from kdlab.engine.distributed import is_main
 from kdlab.engine.run_logger import write_json_atomic
-from kdlab.paths import RUN_LOCK
+from kdlab.paths import deepest_existing, remove_new_dir
+from kdlab.runs.run_dir import release_run_dir
 
 SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
 class Launch:
-    """The deepest existing dir at or above the run dir, looked up before Hydra started."""
+    """Looked up before anything is written: the deepest existing dir at or above the run
+    dir, and the names the run dir held then (if it existed)."""
 
+    run_dir: Path
     existing: Path
+    present: frozenset[str] = frozenset()
 
     @classmethod
     def before(cls, run_dir: Path) -> Launch:
         run_dir = run_dir.absolute()
-        return cls(next(p for p in (run_dir, *run_dir.parents) if p.exists()))
+        existing = deepest_existing(run_dir)
+        present = frozenset(os.listdir(run_dir)) if existing == run_dir else frozenset()
+        return cls(run_dir, existing, present)
 
 
 def error_line(error: BaseException) -> str:
@@ -44,27 +51,33 @@ def error_line(error: BaseException) -> str:
     return text if isinstance(error, KdlabError) else f"{type(error).__name__}: {text}".rstrip(": ")
 
 
-def _only_hydras_record(run_dir: Path, command: str) -> bool:
-    return {p.name for p in run_dir.iterdir()} <= {".hydra", f"{command}.log", RUN_LOCK}
-
-
 def _trained(run_dir: Path) -> bool:
-    """Whether a run wrote its own output here (its logger opens when training is set up)."""
-    outputs = ("checkpoints", "metrics.jsonl")
-    return any((run_dir / name).exists() for name in outputs) or any(
-        run_dir.glob("events.out.tfevents.*")
-    )
+    """Whether an epoch ended here: a checkpoint, or an epoch's line in metrics.jsonl (the
+    logger creates the file empty when training is set up)."""
+    metrics = run_dir / "metrics.jsonl"
+    return (run_dir / "checkpoints").exists() or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
-def _remove_created(run_dir: Path, launch: Launch) -> None:
-    """The run dir, then each parent that became empty, up to the dir that existed before."""
-    shutil.rmtree(run_dir)
-    if launch.existing not in run_dir.parents:
+def discard_untrained(launch: Launch) -> None:
+    """After a failure before the first epoch ended: remove what this command created."""
+    if is_main() and launch.run_dir.is_dir() and not _trained(launch.run_dir):
+        remove_created(launch)
+
+
+def remove_created(launch: Launch) -> None:
+    """What this command created: the run dir and each parent that became empty, up to the
+    dir that existed before; in a dir that existed, only the entries it did not hold."""
+    run_dir = launch.run_dir
+    release_run_dir(run_dir)
+    if launch.existing == run_dir:
+        for name in set(os.listdir(run_dir)) - launch.present:
+            entry = run_dir / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         return
-    for parent in run_dir.parents:
-        if parent == launch.existing or any(parent.iterdir()):
-            return
-        parent.rmdir()
+    remove_new_dir(run_dir, launch.existing)
 
 
 def failed_summary(cfg: Any, run_dir: Path, error: BaseException) -> dict[str, Any]:
@@ -92,13 +105,13 @@ def _finished(run_dir: Path) -> bool:
 
 
 def record_failure(cfg: Any, run_dir: Path, launch: Launch | None, error: BaseException) -> None:
-    """Remove the dir of a run that failed before training, or mark the run failed in it."""
+    """Remove what a run that failed before its first epoch ended created, or mark the run
+    failed in its dir."""
     if not is_main() or not run_dir.is_dir() or _finished(run_dir):
         return
     if not _trained(run_dir):
-        created = launch is not None and launch.existing != run_dir.absolute()
-        if created and _only_hydras_record(run_dir, str(OmegaConf.select(cfg, "command"))):
-            _remove_created(run_dir.absolute(), launch)
+        if launch is not None:
+            discard_untrained(launch)
         return
     summary = failed_summary(cfg, run_dir, error)
     write_json_atomic(summary, run_dir / SUMMARY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.config import RunConfig, register_configs, typed_config
+from kdlab.runs.failed_run import Launch
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
 from kdlab.runs.suggest import added_key_hint, unknown_key_hint, unknown_option
 from kdlab.runs.validation import validate
@@ -126,11 +127,17 @@ def compose_config(command: str, overrides: Sequence[str] = ()) -> RunConfig:
     return compose_job(command, overrides)[1]
 
 
-def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[str]:
-    """Compose and check the config of every job the overrides describe, and the run dir.
+@dataclass(frozen=True)
+class Checked:
+    """What the pre-flight found: the swept keys (to name the jobs' dirs), and for a
+    hydra.run.dir= what existed before it locked that dir (what a failure may remove)."""
 
-    Returns the keys that are swept (to name the jobs' dirs).
-    """
+    swept: set[str]
+    launch: Launch | None
+
+
+def check_overrides(command: str, overrides: list[str], multirun: bool) -> Checked:
+    """Compose and check the config of every job the overrides describe, and the run dir."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -151,12 +158,15 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> set[s
     out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
     check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
+    launch = None
     if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
         lock_run_dir(out_dirs[-1], create=False)  # a run in progress is named first
         check_run_dir_early(out_dirs[-1], typed[-1])
+        launch = Launch.before(out_dirs[-1])
         lock_run_dir(out_dirs[-1])  # held through the Hydra task, which runs in this process
         check_run_dir(out_dirs[-1], typed[-1].resume)  # a run that ended while we checked
-    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    return Checked(swept, launch)
 
 
 def checked_config(cfg: DictConfig) -> RunConfig:

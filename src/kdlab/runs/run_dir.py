@@ -19,6 +19,7 @@ from typing import Any
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, remove_stale_temp_files
 from kdlab.engine.distributed import is_main
 from kdlab.engine.provenance import HASH_SHOWN, sha256_file
+from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
 from kdlab.paths import RUN_LOCK
 from kdlab.runs.config import RunConfig
@@ -139,6 +140,7 @@ def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
     if not cfg.resume:
         return
     saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    read_metrics(run_dir / "metrics.jsonl")  # a damaged line is named before Hydra writes
     teacher = getattr(cfg, "teacher", None)
     if saved.teacher and teacher is not None:
         pinned_teacher_path(teacher.ckpt, saved.teacher)
@@ -199,6 +201,13 @@ def lock_run_dir(run_dir: Path, create: bool = True) -> None:
         os.pwrite(_HELD[key], f"{os.getpid()}\n".encode(), 0)
 
 
+def release_run_dir(run_dir: Path) -> None:
+    """Let go of the run dir's lock (before what this process created there is removed)."""
+    fd = _HELD.pop(run_dir.absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
 def guard_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     """Check the run dir, clear what killed checkpoint writes left; return the state to resume.
 
@@ -213,6 +222,15 @@ def guard_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     return Checkpoint.read(checkpoints / "last.pt") if resume else None
 
 
+def raise_symlink_loop(path: Path) -> None:
+    """ELOOP, where `path` goes through a symlink loop (Path.exists() just says False)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise
+
+
 def check_writable(directory: Path, key: str) -> None:
     """Fail in one line before Hydra creates `directory` (and crashes) if it cannot be written.
 
@@ -222,6 +240,7 @@ def check_writable(directory: Path, key: str) -> None:
     try:
         existing = directory.absolute()
         while not existing.exists():
+            raise_symlink_loop(existing)
             existing = existing.parent
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")

@@ -37,8 +37,12 @@ def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> 
     found: list[tuple[float, Path]] = []
     for summary_path in search_dir.rglob("summary.json"):
         try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
+            log.warning("teacher search: skipped %s, unreadable (%s)", summary_path, error)
+            continue
+        if not isinstance(summary, dict):
+            log.warning("teacher search: skipped %s, which holds no JSON object", summary_path)
             continue
         if (
             summary.get("command") == "train"
@@ -167,7 +171,7 @@ def load_teacher(
             f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
             f"this run uses {data.normalization}: set data.normalize={trained_on}"
         )
-    model = state.build_model().to(device).eval().requires_grad_(False)
+    model = state.build_model(path).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

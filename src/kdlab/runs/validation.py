@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from kdlab.data import check_data_settings
+from kdlab.data import check_batch_memory, check_data_settings
 from kdlab.engine.distributed import world_size
 from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import check_trackers
@@ -75,6 +75,7 @@ def validate(cfg: RunConfig) -> None:
     check_optimisation(cfg)
     check_schedule(cfg)
     check_data_settings(cfg.data)
+    check_batch_memory(cfg.data, max(cfg.trainer.batch_size, cfg.trainer.eval_batch_size))
     check_trackers(cfg.logger)
     if isinstance(cfg, DistillConfig):
         check_distillation(cfg)

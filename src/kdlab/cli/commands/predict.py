@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdlab.errors import OneLineParser
+from kdlab.paths import shown_path
 
 if TYPE_CHECKING:
     from kdlab.deploy import Prediction
@@ -52,7 +53,7 @@ def csv_text(predictions: Sequence[Prediction]) -> str:
     writer.writerow(["image", "rank", "class", "probability"])
     for prediction in predictions:
         for rank, (name, prob) in enumerate(prediction.top, start=1):
-            writer.writerow([str(prediction.image), rank, name, f"{prob:.6f}"])
+            writer.writerow([shown_path(prediction.image), rank, name, f"{prob:.6f}"])
     return buffer.getvalue()
 
 
@@ -68,11 +69,11 @@ def main(argv: Sequence[str]) -> None:
     selected = load_selected(args.run, args.allow_modified)
     predictions = predict(selected, files, args.top_k, pick_device(args.device))
     if args.csv is None:
-        width = max(len(str(p.image)) for p in predictions)
+        width = max(len(shown_path(p.image)) for p in predictions)
         for p in predictions:
             top = "  ".join(f"{name} {prob:.1%}" for name, prob in p.top)
-            print(f"{p.image!s:<{width}}  {top}")
+            print(f"{shown_path(p.image):<{width}}  {top}")
         return
     write_text_atomic(args.csv, csv_text(predictions), "--csv")
     top = len(predictions[0].top)
-    print(f"wrote the top {top} classes of {len(predictions)} image(s) to {args.csv}")
+    print(f"wrote the top {top} classes of {len(predictions)} image(s) to {shown_path(args.csv)}")

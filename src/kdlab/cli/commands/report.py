@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.errors import KdlabError, OneLineParser
-from kdlab.paths import check_output_dir
+from kdlab.paths import check_output_dir, deepest_existing, remove_new_dir
 from kdlab.report.compare import (
     SORTS,
     baseline_group,
@@ -259,17 +259,23 @@ def write_report(
     tracked = any(str(ref).startswith("mlflow:") for ref in runs)
     out = out or (Path.cwd() if tracked else common_parent(run.path for run in found))
     check_output_dir(out, "--out")
+    existing = deepest_existing(out.absolute())
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise cannot_write(out, error) from error
-    colours = report_colours(found, base)
-    written = report_tables(found, base, sort, out)
-    written += report_sweeps(found)
-    if curves:
-        written += write_curves(found, out, colours)
-    if per_class:
-        written += report_per_class(per_class, base, found, out, colours)
+    try:
+        colours = report_colours(found, base)
+        written = report_tables(found, base, sort, out)
+        written += report_sweeps(found)
+        if curves:
+            written += write_curves(found, out, colours)
+        if per_class:
+            written += report_per_class(per_class, base, found, out, colours)
+    except BaseException:
+        if existing != out.absolute():  # a dir it made holds only what it wrote: not kept
+            remove_new_dir(out.absolute(), existing)
+        raise
     return written
 
 
