@@ -417,3 +417,18 @@ def test_damaged_data_sets_are_answered_in_one_line(data_root, case):
 @given(case=DATA_CASES)
 def test_damaged_data_sets_many(data_root, case):
     check_data(data_root, *case)
+
+
+# --- what `+` and `~` may still do -----------------------------------------------------------
+
+
+def test_hydra_keys_are_still_added_and_unknown_keys_refused(tmp_path, monkeypatch):
+    """The refusal of unknown `+KEY`s leaves Hydra's own keys alone (`+hydra.job.env_set.X=1`,
+    `+hydra/job_logging=...`: a launcher's or plugin's settings) and names the key meant."""
+    from kdlab.runs.preflight import check_overrides, compose_config
+
+    monkeypatch.chdir(tmp_path)
+    hydra_keys = ["+hydra.job.env_set.KDLAB_X=1", "+hydra/job_logging=disabled", "data=synthetic"]
+    assert check_overrides("train", hydra_keys, multirun=False).swept == set()
+    with pytest.raises(KdlabError, match=r"^unknown setting '\+trainer.epochz': did you mean "):
+        compose_config("train", ["+trainer.epochz=5"])
