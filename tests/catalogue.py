@@ -526,6 +526,8 @@ CATALOGUE += [
     preflight("train", "+data.trian_size=10", "did you mean data.train_size=10?"),
     preflight("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
     preflight("train", "~optim", "~optim deletes kdlab's optim settings"),
+    # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
+    preflight("train", "model={a:1}", "Could not override 'model'"),
     preflight("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
     preflight("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
     preflight("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),

@@ -62,7 +62,7 @@ def unknown_key_hint(command: str, message: str, overrides: Sequence[str]) -> st
         return message
     typed = found.group(1)
     meant = closest_key(typed.lstrip("+~"), config_keys(command))
-    if meant is None:
+    if meant is None or meant == typed.lstrip("+~"):  # not the key: its value is the trouble
         return f"{message} (`kdlab {command} --cfg job` lists every setting)"
     value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == typed), None)
     fix = meant if value is None else f"{meant}={value}"
