@@ -255,6 +255,10 @@ def configs(refused: bool) -> st.SearchStrategy[tuple[str, list[str]]]:
 
 @settings(max_examples=DEFAULT_CONFIG_CASES, derandomize=True, **FUZZ)
 @given(case=configs(refused=True))
+# Found by this target: a config group given a list of numbers reached Hydra's defaults
+# tree as ints (TypeError: argument of type 'int' is not iterable).
+@example(case=("train", ["sched=[1,2]"]))
+@example(case=("distill", ["logger=[1]", "loss=[kd,2]"]))
 def test_generated_configs_are_answered_in_one_line(config_root, case):
     check_config(config_root, *case)
 

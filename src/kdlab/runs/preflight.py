@@ -60,8 +60,9 @@ def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, Run
     register_configs()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose(config_name=command, overrides=list(overrides))
             groups = config_groups(overrides)
+            check_group_values(overrides, groups)
+            cfg = compose(config_name=command, overrides=list(overrides))
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         message = unknown_key_hint(command, composition_message(error), overrides)
@@ -81,6 +82,21 @@ def config_groups(overrides: Sequence[str]) -> set[str]:
     loader = GlobalHydra.instance().config_loader()
     keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
     return {key for key in keys if loader.get_group_options(key)}
+
+
+def check_group_values(overrides: Sequence[str], groups: set[str]) -> None:
+    """A config group takes option names: a list of numbers (`sched=[1,2]`) would reach
+    Hydra's defaults tree as ints, which it cannot handle (a TypeError)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        value = override.value() if override.key_or_group in groups else None
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            group = override.key_or_group
+            options = sorted(loader.get_group_options(group))
+            raise KdlabError(unknown_option(group, override.get_value_element_as_str(), options))
 
 
 def typed_key(typed: Any, key: str) -> str:
