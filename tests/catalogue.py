@@ -784,3 +784,53 @@ def with_crafted_teacher(ws: Workspace, name: str) -> list[str]:
 
 def predict_with(ws: Workspace, name: str) -> list[str]:
     return ["predict", str(crafted_teacher(ws, name, CRAFTED[name])), str(ws.abc / "test" / "a")]
+
+
+# --- config keys that would be saved and never read, settings that train nothing ------------
+
+
+def nan_teacher(ws: Workspace) -> Path:
+    """The teacher's best.pt, alone (no record), with one NaN in its last BatchNorm's
+    running variance: every target it gives would be NaN."""
+    path = ws.root / "nan_teacher.pt"
+    if not path.exists():
+        state = torch.load(ws.teacher / "checkpoints" / "best.pt", weights_only=True)
+        name = [k for k in state["model"] if k.endswith("running_var")][-1]
+        state["model"][name][0] = float("nan")
+        torch.save(state, path)
+    return path
+
+
+CATALOGUE += [
+    preflight("train", "+foo=1", "unknown setting '+foo': kdlab's config has no such key"),
+    preflight("train", "+trainer.epochz=5", "did you mean trainer.epochs=5?"),
+    preflight("train", "+data.trian_size=10", "did you mean data.train_size=10?"),
+    preflight("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
+    preflight("train", "~optim", "~optim deletes kdlab's optim settings"),
+    # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
+    preflight("train", "model={a:1}", "Could not override 'model'"),
+    preflight("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
+    preflight("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
+    preflight("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
+    preflight("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
+    preflight("distill", "T=1e-30", "T=1e-30 is too small"),
+    preflight(
+        "train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"
+    ),
+    BadInput(
+        "`kdlab distill teacher.cache_dir=FILE`",
+        lambda ws: ["distill", f"teacher.cache_dir={ws.regular_file}"],
+        ("is a file, not a directory",),
+        preflight=True,
+    ),
+    BadInput(
+        "`kdlab distill teacher.ckpt=T.pt` whose weights hold a NaN",
+        lambda ws: [
+            "distill",
+            *FOLDER_RUN,
+            f"data.root={ws.abc}",
+            f"teacher.ckpt={nan_teacher(ws)}",
+        ],
+        ("has non-finite values (NaN or Inf) in ", "running_var", "pick another teacher"),
+    ),
+]

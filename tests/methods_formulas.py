@@ -82,8 +82,9 @@ def ref_at(f_s, f_t, p):
 def ref_nst(f_s, f_t):
     f_s, f_t = matched_np(f_s, f_t)
     n = f_s.shape[0]
-    unit = [[[c.ravel() / np.sqrt((c * c).sum()) for c in f[b]] for b in range(n)]
-            for f in (f_s, f_t)]
+    unit = [
+        [[c.ravel() / np.sqrt((c * c).sum()) for c in f[b]] for b in range(n)] for f in (f_s, f_t)
+    ]
 
     def mean_k(x, y):
         return np.mean([[(u @ v) ** 2 for u in x[b] for v in y[b]] for b in range(n)])
@@ -120,12 +121,21 @@ def ref_rkd(x_s, x_t, w_d, w_a):
     rel = []
     for x in (x_s.numpy(), x_t.numpy()):
         n = len(x)
-        d = np.array([[0.0 if i == j else math.sqrt(max(((x[i] - x[j]) ** 2).sum(), 1e-12))
-                       for j in range(n)] for i in range(n)])
+        d = np.array(
+            [
+                [
+                    0.0 if i == j else math.sqrt(max(((x[i] - x[j]) ** 2).sum(), 1e-12))
+                    for j in range(n)
+                ]
+                for i in range(n)
+            ]
+        )
         if n > 1:
             d /= d.sum() / (n * (n - 1))
-        e = [[(x[j] - x[i]) / max(np.sqrt(((x[j] - x[i]) ** 2).sum()), 1e-12) for j in range(n)]
-             for i in range(n)]
+        e = [
+            [(x[j] - x[i]) / max(np.sqrt(((x[j] - x[i]) ** 2).sum()), 1e-12) for j in range(n)]
+            for i in range(n)
+        ]
         angles = [e[i][j] @ e[i][k] for i in range(n) for j in range(n) for k in range(n)]
         rel.append((d, angles))
     (d_s, a_s), (d_t, a_t) = rel

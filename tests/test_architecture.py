@@ -149,6 +149,27 @@ if __name__ == "__main__":
     print(shape_report())
 
 
+def test_the_commonest_typos_are_refused_before_torch_is_imported():
+    """An unknown command, method or trainer value answers in a fraction of a second: the
+    entry point refuses them (one line, exit 2) without importing torch (~3 s)."""
+    code = (
+        "import sys\n"
+        "from kdlab.cli.main import main\n"
+        "for argv in (['banana'], ['distill', 'loss=nope'], ['train', 'trainer.epochs=-1']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as stop:\n"
+        "        print(stop.code, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n") == ["2 False", "2 False", "2 False", ""]
+    errors = out.stderr.splitlines()
+    assert [line.split(":")[0:2] for line in errors] == [["kdlab", " error"]] * 3
+    assert "unknown command 'banana'" in errors[0]
+    assert "unknown loss 'nope': choose one of ab, at, " in errors[1]
+    assert "trainer.epochs must be positive, got -1" in errors[2]
+
+
 def test_the_configuration_and_its_checks_do_not_import_torchvision():
     """torchvision's import (~2.5 s: it loads torch._dynamo) is paid only by what uses it:
     a command that fails its pre-flight, or trains on tensors in memory, starts without it."""

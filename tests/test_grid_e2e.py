@@ -82,8 +82,13 @@ def test_rerunning_the_grid_keeps_every_run(grid):
 
 def test_the_whole_grid_plans_on_cifar100_and_a_cell_meets_its_published_figure(tmp_path):
     write_cifar100(tmp_path / "data", train=400)
-    data = ["data.root=data", "data.verify_md5=false", "data.val_split=0.25", "data.train_size=100",
-            "trainer.epochs=1"]
+    data = [
+        "data.root=data",
+        "data.verify_md5=false",
+        "data.val_split=0.25",
+        "data.train_size=100",
+        "trainer.epochs=1",
+    ]
     out = tmp_path / "grid"
     dry = run_kdlab("study", "cifar100", "--dry-run", *data, "--out", str(out), cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr

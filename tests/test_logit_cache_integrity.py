@@ -137,9 +137,7 @@ def freezable(directory: Path) -> Iterator[Callable[[], None]]:
     tmpfs for root (mode bits do not stop root), mode bits otherwise."""
     if os.geteuid() == 0:
         with tmpfs(directory, "size=8m"):
-            yield lambda: subprocess.run(
-                ["mount", "-o", "remount,ro", str(directory)], check=True
-            )
+            yield lambda: subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
         return
     directory.mkdir()
     frozen = []

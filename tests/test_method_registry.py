@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from kdlab.methods import FeatureMethod, LogitMethod, Method
 from kdlab.methods.base import METHODS, MethodContext
+from kdlab.methods.names import BUILT_IN
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
@@ -54,6 +55,15 @@ def finite_step(objective, student, uses_indices: bool) -> dict[str, float]:
     grads = [p.grad for p in [*student.parameters(), *objective.parameters()] if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     return {k: v.item() for k, v in out.losses.items()}
+
+
+def test_the_built_in_names_are_the_names_their_modules_register():
+    """kdlab.methods.names is what the torch-free screen refuses `loss=` against: each module
+    `kdlab.methods.NAME` must register `loss=NAME`."""
+    assert [m.__module__.rsplit(".", 1)[1] for m in METHODS.values()][: len(BUILT_IN)] == list(
+        BUILT_IN
+    )
+    assert list(METHODS)[: len(BUILT_IN)] == list(BUILT_IN)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -144,8 +144,13 @@ def test_dist_with_a_batch_of_one_has_a_constant_intra_term():
 # --- feature methods -----------------------------------------------------------------------
 
 # (student (C, H, W), teacher (C, H, W)): equal sizes, either side larger, a non-integer ratio
-MAP_PAIRS = [((3, 4, 4), (5, 4, 4)), ((3, 8, 8), (5, 4, 4)), ((4, 4, 4), (2, 8, 8)),
-             ((2, 7, 7), (3, 3, 3)), ((2, 6, 4), (3, 3, 4))]
+MAP_PAIRS = [
+    ((3, 4, 4), (5, 4, 4)),
+    ((3, 8, 8), (5, 4, 4)),
+    ((4, 4, 4), (2, 8, 8)),
+    ((2, 7, 7), (3, 3, 3)),
+    ((2, 6, 4), (3, 3, 4)),
+]
 
 
 def feature_pair(batch, pair, seed):
@@ -235,12 +240,15 @@ def test_hint_mse_is_the_mean_over_all_elements():
     gradcheck(lambda x: hint_mse_loss(x, t), r)
 
 
-@pytest.mark.parametrize(("s_hw", "t_hw", "conv"), [
-    ((16, 16), (8, 8), torch.nn.Conv2d),
-    ((4, 4), (8, 8), torch.nn.ConvTranspose2d),
-    ((8, 8), (8, 8), torch.nn.Conv2d),
-    ((10, 9), (8, 8), torch.nn.Conv2d),
-])
+@pytest.mark.parametrize(
+    ("s_hw", "t_hw", "conv"),
+    [
+        ((16, 16), (8, 8), torch.nn.Conv2d),
+        ((4, 4), (8, 8), torch.nn.ConvTranspose2d),
+        ((8, 8), (8, 8), torch.nn.Conv2d),
+        ((10, 9), (8, 8), torch.nn.Conv2d),
+    ],
+)
 def test_conv_reg_maps_the_student_map_onto_the_teacher_shape(s_hw, t_hw, conv):
     reg = ConvReg((2, 6, *s_hw), (2, 10, *t_hw))
     out = reg(torch.randn(2, 6, *s_hw))
@@ -250,5 +258,3 @@ def test_conv_reg_maps_the_student_map_onto_the_teacher_shape(s_hw, t_hw, conv):
 def test_conv_reg_rejects_a_smaller_student_map_it_cannot_upsample():
     with pytest.raises(KdlabError, match="4x4 student map to a 6x6 teacher map"):
         ConvReg((2, 6, 4, 4), (2, 10, 6, 6))
-
-

@@ -61,7 +61,6 @@ REFERENCE_TAPS = {
 }  # fmt: skip
 
 
-
 def test_every_kdlab_model_has_a_parameter_target():
     assert sorted([*NOTES_TARGETS, *REFERENCE_SIZES]) == sorted(KDLAB_MODELS)
 

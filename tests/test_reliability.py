@@ -380,9 +380,13 @@ def test_skip_nonfinite_skips_exactly_the_nan_batches_and_leaves_no_trace(tmp_pa
 
 def test_without_skip_nonfinite_a_nan_batch_stops_at_its_step(tmp_path, batches):
     _, poisoned = batches
-    with pytest.raises(KdlabError, match=r"^loss became non-finite by epoch 1, step 2: "):
+    with pytest.raises(KdlabError, match=r"^loss became non-finite by epoch 1, step 2: ") as stop:
         fit_resnet8(poisoned, tmp_path / "run", skip_nonfinite=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # No checkpoint was written, and fp32 advice only to a run in lower precision.
+    assert "checkpoint kept" not in str(stop.value)
+    fp32 = resolve_precision("auto", torch.device("cpu")) == "32"
+    assert ("trainer.precision=32" in str(stop.value)) != fp32
 
 
 # --- a full disk, a read-only output dir ----------------------------------------------------

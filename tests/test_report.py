@@ -27,9 +27,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def confusion_counts(
-    accuracy: float, weak: str, classes: list[str] = CLASSES
-) -> list[list[int]]:
+def confusion_counts(accuracy: float, weak: str, classes: list[str] = CLASSES) -> list[list[int]]:
     """100 test images per class; `weak` is right 20 points less often than the others."""
     rows = []
     for i, name in enumerate(classes):

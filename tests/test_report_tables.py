@@ -87,13 +87,22 @@ def test_runs_in_default_dirs_are_labelled_by_what_they_are(tmp_path):
     stamp = iter(f"2026-12-06/03-17-{second:02d}-717589" for second in range(10))
     for stage2 in ("frozen", "finetune"):
         overrides = ["stage2=finetune"] if stage2 == "finetune" else []
-        make_run(tmp_path / "fitnet" / next(stamp), command="fitnet", overrides=overrides,
-                 model="fitnet_student", stage2=stage2)
-    make_run(tmp_path / "distill" / next(stamp), command="distill",
-             overrides=["loss=dkd", "T=2", "teacher.ckpt=/t/best.pt", "trainer.progress=false"],
-             loss_name="dkd")
-    make_run(tmp_path / "train" / next(stamp), model="resnet_teacher",
-             overrides=["model=resnet_teacher"])
+        make_run(
+            tmp_path / "fitnet" / next(stamp),
+            command="fitnet",
+            overrides=overrides,
+            model="fitnet_student",
+            stage2=stage2,
+        )
+    make_run(
+        tmp_path / "distill" / next(stamp),
+        command="distill",
+        overrides=["loss=dkd", "T=2", "teacher.ckpt=/t/best.pt", "trainer.progress=false"],
+        loss_name="dkd",
+    )
+    make_run(
+        tmp_path / "train" / next(stamp), model="resnet_teacher", overrides=["model=resnet_teacher"]
+    )
     for data in ("synthetic", "cifar10"):  # one label, two configs: told apart by the data
         make_run(tmp_path / "train" / next(stamp), data=data)
     labels = sorted(run.label for run in label_runs(find_runs([tmp_path])))
@@ -116,11 +125,23 @@ def test_baseline_means_the_plain_run_of_the_students_model(tmp_path, capsys):
     teacher = make_run(tmp_path / "train" / next(stamp), model="resnet_teacher")
     make_run(tmp_path / "train" / next(stamp), model="fitnet_student", test_acc=90.0)
     make_run(tmp_path / "train" / next(stamp), test_acc=92.0)  # cnn_student: the baseline
-    make_run(tmp_path / "distill" / next(stamp), command="distill", overrides=["loss=ce"],
-             loss_name="ce", test_acc=91.0)  # the same through distill: after `kdlab train`
+    make_run(
+        tmp_path / "distill" / next(stamp),
+        command="distill",
+        overrides=["loss=ce"],
+        loss_name="ce",
+        test_acc=91.0,
+    )  # the same through distill: after `kdlab train`
     for seed, acc in ((0, 93.0), (1, 94.0)):
-        make_run(tmp_path / "distill" / next(stamp), command="distill", seed=seed,
-                 overrides=["loss=kd"], loss_name="kd", test_acc=acc, teacher=teacher)
+        make_run(
+            tmp_path / "distill" / next(stamp),
+            command="distill",
+            seed=seed,
+            overrides=["loss=kd"],
+            loss_name="kd",
+            test_acc=acc,
+            teacher=teacher,
+        )
     report_main([str(tmp_path), "--baseline", "baseline", "--out", str(tmp_path)])
     rows = {row["run"]: row for row in read_csv(tmp_path / "report.csv")}
     assert float(rows["distill loss=kd (seeds 0,1)"]["d_test_acc"]) == pytest.approx(1.5)
@@ -189,7 +210,10 @@ def test_a_sweep_table_keeps_its_swept_columns(tmp_path, capsys):
     assert "shared by every job: optim.lr=0.05" in lines[5]
     rows = read_csv(tmp_path / "report.csv")
     assert [(row["T"], row["alpha"]) for row in rows] == [
-        ("1", "0.1"), ("4", "0.1"), ("1", "0.5"), ("4", "0.5")
+        ("1", "0.1"),
+        ("4", "0.1"),
+        ("1", "0.5"),
+        ("4", "0.5"),
     ]
     markdown = (tmp_path / "report.md").read_text()
     assert "| run | T | alpha | method |" in markdown

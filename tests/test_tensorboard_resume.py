@@ -21,8 +21,7 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float | None]]]:
     events.Reload()
     return {
         tag: [
-            (e.step, None if tag.endswith("images_per_s") else e.value)
-            for e in events.Scalars(tag)
+            (e.step, None if tag.endswith("images_per_s") else e.value) for e in events.Scalars(tag)
         ]
         for tag in events.Tags()["scalars"]
     }

@@ -1,9 +1,10 @@
 """`kdlab <command> ...`: pick the command, run the pre-flight, hand argv to Hydra.
 
 Hydra owns argv after the command name. Before handing over, every job's config is
-composed and checked once (kdlab.runs.preflight), so a typo fails in a second with one line and
-exit code 2. Under torchrun this is also where the ranks join the process group and agree on
-one run dir.
+composed and checked once (kdlab.runs.preflight), so a typo fails in a second with one line
+and exit code 2. torch is imported only after the commonest typos had their torch-free check
+(an unknown command, kdlab.runs.screen): those answer in a fraction of a second. Under
+torchrun this is also where the ranks join the process group and agree on one run dir.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kdlab.cli.commands.study_jobs import study_names
-from kdlab.engine.distributed import broadcast_str, is_main, process_group, world_size
 from kdlab.errors import KdlabError
 from kdlab.paths import NO_SPACE
-from kdlab.runs.failed_run import Launch, discard_untrained, record_failure
 from kdlab.runs.plugins import load_plugins
 from kdlab.version import __version__
+
+if TYPE_CHECKING:
+    from kdlab.runs.failed_run import Launch
 
 EXIT_USAGE = 2
 
@@ -165,6 +167,8 @@ def resolved_run_dir(command: str, overrides: list[str]) -> str:
 def rank_args(command: str, args: list[str], overrides: list[str]) -> list[str]:
     """This rank's argv: rank 0's run dir for all (each would resolve `${now:...}` by itself),
     and no Hydra record or log file from ranks other than 0."""
+    from kdlab.engine.distributed import broadcast_str, is_main
+
     run_dir = broadcast_str(resolved_run_dir(command, overrides) if is_main() else "")
     quoted = run_dir.replace("'", "\\'")
     kept = [a for a in args if a.split("=", 1)[0].lstrip("+~") != "hydra.run.dir"]
@@ -190,16 +194,23 @@ def run_hydra_command(command: str, args: list[str]) -> None:
 
     Under torchrun the ranks join the process group first and leave it when the command ends.
     """
-    import hydra
-    from omegaconf import DictConfig
-
-    from kdlab.cli.launchers import check_launcher
-    from kdlab.paths import config_dir
-    from kdlab.runs.preflight import check_overrides
+    from kdlab.runs.screen import screen_overrides
 
     check_flags(command, args)
     flags, overrides = split_hydra_args(args)
     runs = not set(flags) & _INFO_FLAGS
+    if runs and not set(flags) & _SOURCE_FLAGS:
+        screen_overrides(command, overrides)  # before torch is imported (below)
+
+    import hydra
+    from omegaconf import DictConfig
+
+    from kdlab.cli.launchers import check_launcher
+    from kdlab.engine.distributed import process_group, world_size
+    from kdlab.paths import config_dir
+    from kdlab.runs.failed_run import Launch
+    from kdlab.runs.preflight import check_overrides
+
     distributed = runs and world_size() > 1
     if distributed:
         check_torchrun_flags(flags)
@@ -236,6 +247,8 @@ def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None
     """Run the Hydra app with its errors raised here rather than printed by Hydra: a write
     that fails before the task starts (Hydra's record .hydra/ on a full disk) removes what
     this command created and is one line."""
+    from kdlab.runs.failed_run import discard_untrained
+
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing and exit 1
     try:
@@ -264,6 +277,7 @@ def run_hydra_task(hydra_task: Callable[[], Any], launch: Launch | None) -> None
 def run_recording_failure(task: Callable[[Any], Any], cfg: Any, launch: Launch | None) -> Any:
     """Run a command on the job's checked, typed config. A failed run leaves no dir if it
     failed before training, else its dir marked failed; the error goes on."""
+    from kdlab.runs.failed_run import record_failure
     from kdlab.runs.preflight import checked_config
     from kdlab.runs.session import hydra_run_info
 

@@ -54,10 +54,11 @@ def write_record(ckpt: Path, summary: dict[str, Any], config: dict[str, Any]) ->
 
 
 def read_record(ckpt: Path) -> dict[str, Any] | None:
-    """The record beside `ckpt`; None when there is none (or it cannot be read)."""
+    """The record beside `ckpt`; None when there is none (or it cannot be read: not UTF-8
+    or not JSON, ValueErrors both)."""
     try:
-        record = json.loads(record_path(ckpt).read_text())
-    except (OSError, json.JSONDecodeError):
+        record = json.loads(record_path(ckpt).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 

@@ -340,15 +340,22 @@ class Trainer:
         self.skipped_batches += 1
         return False
 
-    @staticmethod
-    def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
+    def _check_finite(self, metrics: dict[str, float], epoch: int, step: int) -> None:
+        """Stop on a NaN/Inf metric, with the remedies that apply to this run: fp32 only where
+        it runs in lower precision, the checkpoint only where one was written."""
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-        if bad:
-            raise KdlabError(
-                f"{bad[0]} became non-finite by epoch {epoch}, step {step}: lower optim.lr, "
-                "set trainer.grad_clip or trainer.skip_nonfinite=true, or use "
-                "trainer.precision=32 (last good checkpoint kept)"
-            )
+        if not bad:
+            return
+        remedies = ["lower optim.lr", "set trainer.grad_clip or trainer.skip_nonfinite=true"]
+        if self.precision != "32":
+            remedies.append(f"use trainer.precision=32 (this run: {self.precision})")
+        kept = (self.ckpt_dir / "last.pt").is_file()
+        raise KdlabError(
+            f"{bad[0]} became non-finite by epoch {epoch}, step {step}: "
+            + ", ".join(remedies[:-1])
+            + f" or {remedies[-1]}"
+            + (" (last good checkpoint kept)" if kept else "")
+        )
 
     def _epoch_line(self, record: dict[str, Any], improved: bool) -> str:
         parts = [f"{record['stage']} epoch {record['epoch']}"]

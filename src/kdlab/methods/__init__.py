@@ -16,8 +16,23 @@ Each module holds its pure loss functions (tested against independent float64 fo
 and its class; `base` is what a method is, `registry` the `loss=` choices, `points` the
 feature points a method taps, `losses` what the losses share, `teacher` the frozen teacher,
 `fitnets` FitNets' hint stage, `logit_cache` the teacher's logits stored for reuse.
+
+Its names are imported on first use (PEP 562), so `kdlab.methods.names` is read without
+torch.
 """
 
-from kdlab.methods.base import FeatureMethod, LogitMethod, Method, Outputs, register
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdlab.methods.base import FeatureMethod, LogitMethod, Method, Outputs, register
 
 __all__ = ["FeatureMethod", "LogitMethod", "Method", "Outputs", "register"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(import_module("kdlab.methods.base"), name)
+    raise AttributeError(f"module 'kdlab.methods' has no attribute '{name}'")

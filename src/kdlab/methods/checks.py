@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -17,12 +18,18 @@ from kdlab.models import build_model, build_options
 
 
 def check_loss_settings(loss: LossConfig) -> None:
-    """A known method whose numbers (weights, warm-up, p) are all >= 0, and its own bounds."""
+    """A known method whose numbers (weights, warm-up, p) are all finite and >= 0, and its own
+    bounds."""
     method(loss.name)
     for f in fields(loss):
         value = getattr(loss, f.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
+        if not math.isfinite(value):
+            raise KdlabError(
+                f"loss.{f.name} must be a finite number for loss={loss.name}, got {value} "
+                f"(set loss.{f.name}=N with N >= 0)"
+            )
         if value < 0:
             raise KdlabError(
                 f"loss.{f.name} must be >= 0 for loss={loss.name}, got {value} "

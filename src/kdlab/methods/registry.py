@@ -14,15 +14,11 @@ from typing import Any, Protocol
 
 from kdlab.errors import KdlabError
 from kdlab.methods.base import METHODS, LossConfig, Method, MethodContext
+from kdlab.methods.names import BUILT_IN
 from kdlab.methods.teacher import FrozenTeacher
 
 log = logging.getLogger("kdlab")
 
-BUILT_IN = (
-    "ce", "kd", "dkd", "dist", "nkd", "ttm", "wttm", "ctkd", "mlkd", "wkd_l", "at", "nst", "sp",
-    "pkt", "rkd", "hint", "ofd", "reviewkd", "crd", "cc", "vid", "ab", "ft", "fsp", "catkd", "ickd",
-    "srd", "kdsvd", "sdd",
-)  # fmt: skip
 for _module in BUILT_IN:
     import_module(f"kdlab.methods.{_module}")
 

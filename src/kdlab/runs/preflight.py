@@ -9,9 +9,10 @@ from here (`checked_config`) instead of being checked again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,7 +21,7 @@ from kdlab.paths import config_dir
 from kdlab.runs.config import RunConfig, register_configs, typed_config
 from kdlab.runs.failed_run import Launch
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
-from kdlab.runs.suggest import unknown_key_hint
+from kdlab.runs.suggest import added_key_hint, unknown_key_hint, unknown_option
 from kdlab.runs.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -38,8 +39,7 @@ def composition_message(error: Exception) -> str:
         if group == "logger":  # a list-valued choice fails without the options: look them up
             options = [o.removesuffix(".yaml") for o in ConfigStore.instance().list(group)]
         if options:
-            usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
-            return f"unknown {group} '{name}': choose one of {', '.join(sorted(options))} ({usage})"
+            return unknown_option(group, name, sorted(options))
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     cause = error.__cause__
     if cause is not None and str(cause).strip():
@@ -60,14 +60,81 @@ def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, Run
     register_configs()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            groups = config_groups(overrides)
+            check_group_values(overrides, groups)
             cfg = compose(config_name=command, overrides=list(overrides))
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         message = unknown_key_hint(command, composition_message(error), overrides)
         raise KdlabError(message) from None
+    check_added_and_deleted(command, overrides, typed, groups)
     validate(typed)
     _CHECKED[content_key(cfg)] = typed
     return cfg, typed
+
+
+def config_groups(overrides: Sequence[str]) -> set[str]:
+    """Which of the overrides' keys are config groups (`+experiment=X` adds a group option),
+    asked of the Hydra instance the job was composed in."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    return {key for key in keys if loader.get_group_options(key)}
+
+
+def check_group_values(overrides: Sequence[str], groups: set[str]) -> None:
+    """A config group takes option names: a list of numbers (`sched=[1,2]`) would reach
+    Hydra's defaults tree as ints, which it cannot handle (a TypeError)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        value = override.value() if override.key_or_group in groups else None
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            group = override.key_or_group
+            options = sorted(loader.get_group_options(group))
+            raise KdlabError(unknown_option(group, override.get_value_element_as_str(), options))
+
+
+def typed_key(typed: Any, key: str) -> str:
+    """Where the dotted `key` lands in the typed config: 'field' (a dataclass field),
+    'owned' (inside a mapping or list, whose owner checks its keys: a model's options) or
+    'unknown'."""
+    node = typed
+    for part in key.split("."):
+        if isinstance(node, Mapping | list | tuple):
+            return "owned"
+        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return "unknown"
+        node = getattr(node, part)
+    return "field"
+
+
+def check_added_and_deleted(
+    command: str, overrides: Sequence[str], typed: RunConfig, groups: set[str]
+) -> None:
+    """`+KEY=V` for a key the typed config does not have would be saved and never read;
+    `~KEY` of a setting or group is silently refilled with its defaults (`~trainer`: 30
+    epochs). Added config groups (`+experiment=X`) and Hydra's keys (`+hydra/launcher=...`,
+    `hydra.*`) are Hydra's to judge."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key.startswith("hydra") or "/" in key:
+            continue
+        added = override.is_add() or override.is_force_add()
+        if added and key not in groups and typed_key(typed, key) == "unknown":
+            raise KdlabError(added_key_hint(command, key, override.get_value_element_as_str()))
+        if override.is_delete() and typed_key(typed, key) == "field":
+            raise KdlabError(
+                f"~{key} deletes kdlab's {key} settings, which are then silently refilled with "
+                f"their defaults: drop ~{key} and set the values you mean instead "
+                f"(`kdlab {command} --cfg job` lists them)"
+            )
 
 
 def compose_config(command: str, overrides: Sequence[str] = ()) -> RunConfig:

@@ -62,11 +62,29 @@ def unknown_key_hint(command: str, message: str, overrides: Sequence[str]) -> st
         return message
     typed = found.group(1)
     meant = closest_key(typed.lstrip("+~"), config_keys(command))
-    if meant is None:
+    if meant is None or meant == typed.lstrip("+~"):  # not the key: its value is the trouble
         return f"{message} (`kdlab {command} --cfg job` lists every setting)"
     value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == typed), None)
     fix = meant if value is None else f"{meant}={value}"
     return f"unknown setting '{typed}': did you mean {fix}?"
+
+
+def unknown_option(group: str, name: str, options: Sequence[str]) -> str:
+    """The one line for a config group option that does not exist (`loss=nope`)."""
+    usage = f"{group}=[NAME,...]" if group == "logger" else f"{group}=NAME"
+    return f"unknown {group} '{name}': choose one of {', '.join(options)} ({usage})"
+
+
+def added_key_hint(command: str, key: str, value: str) -> str:
+    """The one line for `+KEY=VALUE` where KEY is no setting of the command's typed config:
+    it would be written to config.yaml and never read."""
+    meant = closest_key(key, config_keys(command))
+    if meant is None:
+        return (
+            f"unknown setting '+{key}': kdlab's config has no such key, so nothing would read "
+            f"it (`kdlab {command} --cfg job` lists every setting)"
+        )
+    return f"unknown setting '+{key}': did you mean {meant}={value}?"
 
 
 def flag_hint(command: str, flag: str, value: str | None) -> str:

@@ -175,6 +175,7 @@ def read_one_teacher(cfg: DistillConfig, path: Path) -> TeacherCheckpoint:
             f"teacher {path} was trained on data={state.data}, this run uses "
             f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
         )
+    check_finite_weights(path, state.model)
     return TeacherCheckpoint(path, state, sha256_file(path))
 
 
@@ -200,6 +201,18 @@ def check_teachers_agree(members: tuple[TeacherCheckpoint, ...]) -> None:
                     f"{ours}: the teachers of teacher.ckpt=[...] must agree on the classes and "
                     "the images; pick teachers of the same data"
                 )
+
+
+def check_finite_weights(path: Path, weights: dict[str, Any]) -> None:
+    """A teacher with a NaN or Inf weight (or BatchNorm statistic) makes every target NaN: the
+    student would stop at its first step with advice about its own lr."""
+    for name, tensor in weights.items():
+        floating = torch.is_tensor(tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            raise KdlabError(
+                f"teacher {path} has non-finite values (NaN or Inf) in {name}: it diverged or "
+                "was damaged; pick another teacher (teacher.ckpt=PATH) or retrain it"
+            )
 
 
 def load_teacher(

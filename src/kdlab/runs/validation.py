@@ -11,7 +11,7 @@ every float must be finite (`inf` and `nan` parse as floats):
 | trainer.epochs, batch_size, eval_batch_size, log_every | int >= 1 (batch_size: a multiple |
 | | of the torchrun processes) |
 | trainer.device | auto, cpu, mps, cuda, cuda:N with N < the visible GPUs (mps/cuda: available) |
-| trainer.precision, progress | one of PRECISIONS, PROGRESS |
+| trainer.precision, progress | one of PRECISIONS, PROGRESS; fp16 not on a CPU |
 | trainer.label_smoothing | [0, 1) |
 | trainer.grad_clip | null or > 0 |
 | trainer.num_threads | null or >= 1 |
@@ -25,8 +25,9 @@ every float must be finite (`inf` and `nan` parse as floats):
 | data.* | kdlab.data.settings.check_common (and the data set's own check) |
 | data.views | the views the method reads (kdlab.methods.checks.check_views): weak_strong |
 | | for loss=mlkd only |
-| loss, T, alpha | one of LOSSES; T > 0; alpha in [0, 1] |
-| teacher.model | a registered model; ckpt, search_dir, cache_dir: paths checked when read |
+| loss, T, alpha | one of LOSSES, its numbers finite; T >= MIN_T; alpha in [0, 1] |
+| teacher.model | a registered model; ckpt, search_dir: paths checked when read |
+| teacher.cache_dir | null or a path that is not a file |
 | teacher.ckpt | null, a path or a non-empty list of paths; several only for a method that |
 | | takes several (Method.one_teacher empty) and not for fitnet |
 | teacher.weights | null, or one finite weight >= 0 per teacher, summing to > 0 (a resume |
@@ -43,7 +44,7 @@ every float must be finite (`inf` and `nan` parse as floats):
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import torch
 
@@ -61,43 +62,22 @@ from kdlab.methods.checks import (
 from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
+from kdlab.runs.ranges import (
+    at_least_zero,
+    check_trainer_values,
+    choice,
+    finite,
+    positive,
+    require,
+    within,
+)
 
-PRECISIONS = ("32", "bf16", "fp16", "auto")
-PROGRESS = ("auto", "on", "off")
+# The smallest temperature: the soft term is scaled by T^2 and its logits divided by T. At
+# T=1e-2, T^2 = 1e-4 and a logit of 100 becomes 1e4, inside fp16's range (65504); far below
+# it T^2 underflows (T=1e-30: T^2 = 1e-60 is 0 in float32, whose smallest value is 1.4e-45)
+# and logits/T overflow, so the soft term is 0 or NaN. No method uses a T under 0.1.
+MIN_T = 1e-2
 REGRESSORS = ("conv1x1", "conv3x3", "none")
-
-
-def require(ok: bool, message: str) -> None:
-    if not ok:
-        raise KdlabError(message)
-
-
-def choice(value: str, valid: tuple[str, ...] | list[str], key: str) -> None:
-    require(
-        value in valid, f"unknown {key} '{value}': choose one of {', '.join(valid)} ({key}=NAME)"
-    )
-
-
-def finite(value: float, key: str) -> None:
-    require(math.isfinite(value), f"{key} must be a finite number, got {value}")
-
-
-def positive(value: float, key: str) -> None:
-    finite(value, key)
-    require(value > 0, f"{key} must be positive, got {value} (set {key}=N with N > 0)")
-
-
-def within(value: float, low: float, high: float, key: str, closed: str = "[)") -> None:
-    """low <= value < high (`closed` says which ends belong: "[)", "[]", "()")."""
-    finite(value, key)
-    above = value >= low if closed[0] == "[" else value > low
-    below = value <= high if closed[1] == "]" else value < high
-    require(above and below, f"{key} must be in {closed[0]}{low}, {high}{closed[1]}, got {value}")
-
-
-def at_least_zero(value: float, key: str) -> None:
-    finite(value, key)
-    require(value >= 0, f"{key} must be >= 0, got {value}")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -105,6 +85,7 @@ def validate(cfg: RunConfig) -> None:
     within(cfg.seed, 0, 2**32, "seed")
     check_trainer(cfg)
     check_device(cfg.trainer.device)
+    check_precision_device(str(cfg.trainer.precision), cfg.trainer.device)
     check_optimisation(cfg)
     check_schedule(cfg)
     check_data_settings(cfg.data)
@@ -140,23 +121,13 @@ def check_freeze_epochs(cfg: RunConfig) -> None:
 
 def check_trainer(cfg: RunConfig) -> None:
     t = cfg.trainer
-    positive(t.epochs, "trainer.epochs")
-    positive(t.batch_size, "trainer.batch_size")
+    check_trainer_values(t)
     ranks = world_size()
     require(
         t.batch_size % ranks == 0,
         f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
         f"{ranks} torchrun processes: pick a multiple of {ranks}",
     )
-    positive(t.eval_batch_size, "trainer.eval_batch_size")
-    positive(t.log_every, "trainer.log_every")
-    choice(str(t.precision), PRECISIONS, "trainer.precision")
-    choice(t.progress, PROGRESS, "trainer.progress")
-    within(t.label_smoothing, 0, 1, "trainer.label_smoothing")
-    if t.grad_clip is not None:
-        positive(t.grad_clip, "trainer.grad_clip")
-    if t.num_threads is not None:
-        positive(t.num_threads, "trainer.num_threads")
 
 
 def check_device(device: str) -> None:
@@ -179,6 +150,20 @@ def check_device(device: str) -> None:
             torch.backends.mps.is_available(),
             f"trainer.device={device} but MPS is not available: use trainer.device=cpu",
         )
+
+
+def check_precision_device(precision: str, device: str) -> None:
+    """fp16 autocast on a CPU is emulated: one 300-image epoch did not end in 5 minutes."""
+    if precision != "fp16":
+        return
+    on_cpu = device.startswith("cpu") or (
+        device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    require(
+        not on_cpu,
+        "trainer.precision=fp16 on a CPU is emulated and crawls (minutes per small epoch): use "
+        "trainer.precision=bf16 or trainer.precision=32 (auto picks bf16 where the CPU has it)",
+    )
 
 
 def check_optimisation(cfg: RunConfig) -> None:
@@ -241,11 +226,17 @@ def check_distillation(cfg: DistillConfig) -> None:
     finite(cfg.T, "T")
     require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
     require(
+        cfg.T >= MIN_T,
+        f"T={cfg.T} is too small: T^2 scales the soft term and logits/T overflow below "
+        f"T={MIN_T}, so the loss is 0 or NaN: use T >= {MIN_T} (e.g. T=4)",
+    )
+    require(
         0.0 <= cfg.alpha <= 1.0,
         f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
     )
     choice(cfg.teacher.model, model_names(), "teacher.model")
     check_teachers(cfg)
+    check_cache_dir(cfg.teacher.cache_dir)
 
 
 def check_teachers(cfg: DistillConfig) -> None:
@@ -274,6 +265,19 @@ def check_teachers(cfg: DistillConfig) -> None:
         not reason,
         f"loss={cfg.loss.name} takes one teacher ({reason}); teacher.ckpt has {count}: name "
         "one, or average several with a logit method (loss=kd, dkd, dist, ...)",
+    )
+
+
+def check_cache_dir(cache_dir: str | None) -> None:
+    """The logit cache's store is a directory (made when missing): refuse a file before
+    training ('' and null keep it beside the teacher checkpoint)."""
+    if not cache_dir:
+        return
+    path = Path(cache_dir).expanduser()
+    require(
+        not path.exists() or path.is_dir(),
+        f"teacher.cache_dir={cache_dir} is a file, not a directory: name a directory (it is "
+        "created), or null to keep the cache beside the teacher checkpoint",
     )
 
 
