@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from harness import FAST, read_summary, run_kdlab
+from harness import BLOW_UP, FAST, read_summary, run_kdlab
 from kdlab.errors import KdlabError
 from kdlab.runs.preflight import compose_config
 
@@ -248,3 +248,27 @@ def test_report_tables_an_mlflow_experiment_as_it_tables_the_run_dir(resumed_run
         (row,) = list(csv.DictReader(f))
     assert float(row["test_acc"]) == pytest.approx(read_summary(resumed_run)["test_acc"])
     assert any(out.glob("curves*.png"))
+
+
+def test_a_run_that_fails_ends_its_tracker_runs_as_failed(tmp_path):
+    """A run that stops on an error marks its MLflow run FAILED (not left RUNNING) and ends
+    its W&B run with exit code 1, as its summary says failed."""
+    from mlflow.tracking import MlflowClient
+
+    from kdlab.engine.trackers import mlflow_store
+
+    args = ["train", *FAST, *TRACKED, *BLOW_UP, "sched.milestones=[0.5]", "hydra.run.dir=run"]
+    proc = run_kdlab(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert read_summary(tmp_path / "run")["status"] == "failed"
+    client = MlflowClient(mlflow_store(str(tmp_path / "outputs/mlruns")))
+    (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert run.info.status == "FAILED"
+    files = sorted((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))
+    exits = [
+        record.exit.exit_code
+        for path in files
+        for record in wandb_records(path)
+        if record.WhichOneof("record_type") == "exit"
+    ]
+    assert exits == [1]

@@ -150,10 +150,13 @@ class RunLogger:
             tracker.summary(summary)
             tracker.artifacts(artifacts)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Flush and close the record and end the trackers' runs (`failed`: marked failed);
+        once: a finished run closes at its summary, a failed one when its session ends."""
+        trackers, self.trackers = self.trackers, []
         self.writer.close()
-        for tracker in self.trackers:
-            tracker.close()
+        for tracker in trackers:
+            tracker.close(failed)
 
 
 class NullLogger(RunLogger):
@@ -177,7 +180,7 @@ class NullLogger(RunLogger):
     def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 

@@ -119,7 +119,9 @@ class Tracker(Protocol):
 
     def artifacts(self, paths: list[Path]) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, failed: bool) -> None:
+        """End the tracker's run; `failed`: the run stopped on an error (marked so, not left
+        running)."""
 
 
 def mlflow_store(tracking_uri: str | None) -> str:
@@ -199,8 +201,8 @@ class MlflowTracker:
         for path in paths:
             self.client.log_artifact(self.run_id, str(path))
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id, status="FINISHED")
+    def close(self, failed: bool) -> None:
+        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
 
 
 class WandbTracker:
@@ -254,8 +256,8 @@ class WandbTracker:
             artifact.add_file(str(path))
         self.run.log_artifact(artifact)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class CsvTracker:
@@ -297,7 +299,7 @@ class CsvTracker:
     def artifacts(self, paths: list[Path]) -> None:
         pass  # already in the run dir
 
-    def close(self) -> None:
+    def close(self, failed: bool) -> None:
         pass  # every write is closed at once
 
 

@@ -60,6 +60,14 @@ class Session:
         )
         return Trainer(model, self.data, self.cfg.trainer, self.cfg.optim, self.cfg.sched, place)
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        """A run that stops on an error closes its record and marks its trackers' runs
+        failed (an MLflow run is not left RUNNING); a finished one closed at its summary."""
+        self.logger.close(failed=error_type is not None)
+
 
 def hydra_run_info() -> tuple[Path, list[str], bool]:
     """The run dir, the task overrides and whether this job is part of a multirun."""

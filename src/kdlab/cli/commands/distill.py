@@ -39,28 +39,28 @@ def method_stages(
 def run(cfg: DistillConfig) -> dict[str, Any]:
     needs_teacher = method(cfg.loss.name).taps != "none"
     teachers = read_teachers(cfg) if needs_teacher else None
-    session = open_session(cfg, teachers.state.config if teachers else None)
-    extra: dict[str, Any] = {"loss_name": cfg.loss.name}
-    teacher: FrozenTeacher | None = None
-    batches: CachedLogitLoader | None = None  # teacher logits from the cache
-    if teachers is not None:
-        teacher, extra["teacher"] = prepare_teacher(teachers, session)
-    model = build_model_to_train(session)
-    data = session.data
-    distiller = build_method(cfg, teacher, model, data.image_size, data.train_images)
-    if teachers is not None and teacher is not None and uses_logit_cache(cfg):
-        batches = teacher_batches(teacher, teachers, session)
-    trainer = session.trainer(model, teachers.pin() if teachers else None)
-    *init, main = method_stages(distiller, model, cfg.trainer.epochs, batches)
-    tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
-    stages = [*init, *tuned]
-    results = run_stages(trainer, stages, session.resume_state)
-    test = test_selected(session, trainer)
-    if teachers is not None:
-        extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
-        if batches is None:
-            train = session.data.train
-            off = cache_refusal(train) if uses_logit_cache(cfg) else cache_off_reason(cfg)
-            extra["teacher"]["logit_cache_off"] = off
-    extra.update(distiller.summary_fields())
-    return write_summary(session, trainer, results, test, extra)
+    with open_session(cfg, teachers.state.config if teachers else None) as session:
+        extra: dict[str, Any] = {"loss_name": cfg.loss.name}
+        teacher: FrozenTeacher | None = None
+        batches: CachedLogitLoader | None = None  # teacher logits from the cache
+        if teachers is not None:
+            teacher, extra["teacher"] = prepare_teacher(teachers, session)
+        model = build_model_to_train(session)
+        data = session.data
+        distiller = build_method(cfg, teacher, model, data.image_size, data.train_images)
+        if teachers is not None and teacher is not None and uses_logit_cache(cfg):
+            batches = teacher_batches(teacher, teachers, session)
+        trainer = session.trainer(model, teachers.pin() if teachers else None)
+        *init, main = method_stages(distiller, model, cfg.trainer.epochs, batches)
+        tuned = fine_tuning_stages(main, model, cfg.model, data.num_classes, data.in_channels)
+        stages = [*init, *tuned]
+        results = run_stages(trainer, stages, session.resume_state)
+        test = test_selected(session, trainer)
+        if teachers is not None:
+            extra["teacher"]["logit_cache"] = batches.stats() if batches is not None else None
+            if batches is None:
+                train = session.data.train
+                off = cache_refusal(train) if uses_logit_cache(cfg) else cache_off_reason(cfg)
+                extra["teacher"]["logit_cache_off"] = off
+        extra.update(distiller.summary_fields())
+        return write_summary(session, trainer, results, test, extra)

@@ -93,22 +93,22 @@ def kd_stage(
 
 def run(cfg: FitnetRunConfig) -> dict[str, Any]:
     teachers = read_teachers(cfg)
-    session = open_session(cfg, teachers.state.config)
-    student = build_model_to_train(session)
-    teacher, teacher_info = prepare_teacher(teachers, session)
-    trainer = session.trainer(student, teachers.pin())
-    stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
-    batches = teacher_batches(teacher, teachers, session)
-    stage2 = kd_stage(cfg, teacher, student, prefix, batches, session.data.image_size)
-    results = run_stages(trainer, [stage1, stage2], session.resume_state)
-    test = test_selected(session, trainer)
-    teacher_info["logit_cache"] = batches.stats() if batches is not None else None
-    extra = {
-        "loss_name": cfg.loss.name,
-        "stage2": cfg.stage2.mode,
-        "regressor": cfg.fitnet.regressor,
-        "teacher": teacher_info,
-        **stage1.objective.summary_fields(),
-        **stage2.objective.summary_fields(),
-    }
-    return write_summary(session, trainer, results, test, extra)
+    with open_session(cfg, teachers.state.config) as session:
+        student = build_model_to_train(session)
+        teacher, teacher_info = prepare_teacher(teachers, session)
+        trainer = session.trainer(student, teachers.pin())
+        stage1, prefix = hint_stage(cfg, teacher, student, session.data.image_size)
+        batches = teacher_batches(teacher, teachers, session)
+        stage2 = kd_stage(cfg, teacher, student, prefix, batches, session.data.image_size)
+        results = run_stages(trainer, [stage1, stage2], session.resume_state)
+        test = test_selected(session, trainer)
+        teacher_info["logit_cache"] = batches.stats() if batches is not None else None
+        extra = {
+            "loss_name": cfg.loss.name,
+            "stage2": cfg.stage2.mode,
+            "regressor": cfg.fitnet.regressor,
+            "teacher": teacher_info,
+            **stage1.objective.summary_fields(),
+            **stage2.objective.summary_fields(),
+        }
+        return write_summary(session, trainer, results, test, extra)
