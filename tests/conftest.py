@@ -3,6 +3,7 @@ the CPU cores for torch."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -10,7 +11,10 @@ import torch
 
 from harness import THREADS, TINY, read_summary, run_kdlab
 
-torch.set_num_threads(THREADS)  # the in-process tensors of every test, as the commands'
+# The in-process tensors of every test, as the commands', and every interpreter a test starts
+# (a resumed run must run with the thread count of the run it is compared with, bit for bit).
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 # The methods' tests import these from here; the others from harness.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]

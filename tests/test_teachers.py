@@ -145,11 +145,13 @@ LOGIT_METHODS = sorted(n for n, c in METHODS.items() if c.taps == "logits" and n
 
 @pytest.mark.parametrize("name", LOGIT_METHODS)
 def test_every_logit_method_that_takes_several_teachers_steps_on_an_ensemble(name):
-    cfg = compose_config("distill", [f"loss={name}", "teacher.ckpt=[a,b]"])
+    views = METHODS[name].uses_views  # MLKD: a weak and a strong view of each image
+    overrides = [f"loss={name}", "teacher.ckpt=[a,b]"]
+    cfg = compose_config("distill", [*overrides, *(["data.views=weak_strong"] * (views > 1))])
     teacher = FrozenTeacher(TeacherEnsemble(tiny_models(2, torch.float32), [0.5, 0.5]))
     student = build_model(ARCH, 10)
     method = build_method(cfg, teacher, student, 16, train_images=8)
-    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    x, y = torch.randn(8 * views, 3, 16, 16), torch.randint(0, 10, (8,))
     loss = method(student, x, y).losses["loss"]
     loss.backward()
     assert torch.isfinite(loss)

@@ -26,6 +26,8 @@ from kdlab.models.pretrained import mismatch
 from kdlab.paths import TEMP_SUFFIX, write_atomic
 from kdlab.version import __version__
 
+UNNAMED = "the checkpoint"  # what errors call a checkpoint not read from a named file
+
 
 @dataclass
 class Checkpoint:
@@ -86,8 +88,9 @@ class Checkpoint:
     def write(self, path: Path) -> None:
         save_checkpoint(self.to_dict(), path)
 
-    def build_model(self, source: Path) -> nn.Module:
-        """The model this checkpoint (read from `source`) describes, with its weights."""
+    def build_model(self, source: Path | str = UNNAMED) -> nn.Module:
+        """The model this checkpoint (read from `source`, named in errors) describes, with its
+        weights."""
         return model_from_checkpoint(self.to_dict(), source)
 
 
@@ -217,9 +220,10 @@ def _unsafe_part(error: pickle.UnpicklingError) -> str:
     return (named or lines or ["unsafe content"])[0][:120]
 
 
-def model_from_checkpoint(state: Mapping[str, Any], source: Path) -> nn.Module:
-    """Rebuild the model a checkpoint (read from `source`) describes and load its weights;
-    weights of another architecture or shape are a one-line error naming the first misfit."""
+def model_from_checkpoint(state: Mapping[str, Any], source: Path | str = UNNAMED) -> nn.Module:
+    """Rebuild the model a checkpoint (read from `source`, named in errors) describes and load
+    its weights; weights of another architecture or shape are a one-line error naming the
+    first misfit."""
     model_cfg = state["config"].get("model")
     if not isinstance(model_cfg, Mapping) or not isinstance(model_cfg.get("arch"), str):
         raise KdlabError(
