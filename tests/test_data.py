@@ -17,11 +17,11 @@ from kdlab.data import build_data
 from kdlab.data.augment import crop_flip, draw_crop_flip, random_crop_flip
 from kdlab.data.cifar_archive import write_cifar10, write_cifar100
 from kdlab.data.device_loader import DeviceLoader
-from kdlab.data.normalize import Normalizer
+from kdlab.data.normalize import Normalizer, channel_stats
 from kdlab.data.schedule import EvalSchedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.splits import balanced_subset, stratified_split
-from kdlab.data.synthetic import CLASS_NAMES, generate
+from kdlab.data.synthetic import CLASS_NAMES, SyntheticConfig, generate, load
 from kdlab.errors import KdlabError
 
 CPU = torch.device("cpu")
@@ -251,6 +251,30 @@ def test_synthetic_is_deterministic_balanced_and_separate_from_its_test_split():
     assert torch.bincount(a.labels).tolist() == [30] * 10
     assert not torch.equal(generate(300, stream=2).images, a.images)
     assert len(CLASS_NAMES) == len(set(CLASS_NAMES)) == 10
+
+
+def test_each_load_of_the_synthetic_set_is_its_own_copy_of_the_generated_images():
+    """Generated once per process: what one run does to its images never reaches the next."""
+    first = load(SyntheticConfig(name="synthetic"))
+    expected = generate(first.train.labels.numel(), stream=1)
+    first.train.images.zero_()
+    first.test.labels.fill_(3)
+    second = load(SyntheticConfig(name="synthetic"))
+    assert torch.equal(second.train.images, expected.images)
+    assert torch.equal(second.test.labels, generate(second.test.labels.numel(), stream=2).labels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channel_stats_are_the_population_mean_and_std_of_each_channel(channels):
+    g = torch.Generator().manual_seed(channels)
+    images = torch.randint(0, 256, (37, channels, 9, 11), generator=g, dtype=torch.uint8)
+    images[:, 0] //= 4  # channels of different spreads
+    mean, std = channel_stats(images)
+    pixels = images.transpose(0, 1).flatten(1).double() / 255
+    assert mean == pytest.approx(pixels.mean(1).tolist(), rel=1e-12)
+    assert std == pytest.approx(pixels.std(1, correction=0).tolist(), rel=1e-12)
+    flat = torch.full((2, channels, 3, 3), 9, dtype=torch.uint8)
+    assert channel_stats(flat)[1] == [1e-3] * channels  # a constant channel: the floor
 
 
 def test_synthetic_bundle_ignores_the_training_seed_and_normalises_with_train_stats():

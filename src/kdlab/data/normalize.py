@@ -32,16 +32,14 @@ class Normalizer:
         return torch.addcmul(self.shift, images.float(), self.scale)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (in [0,1] units) of a uint8 (N,3,H,W) tensor, in chunks."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    for start in range(0, images.shape[0], chunk):
-        block = images[start : start + chunk].transpose(0, 1).flatten(1).double()
-        total += block.sum(1)
-        total_sq += block.square().sum(1)
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0,1] units) of a uint8 (N,C,H,W) tensor, exactly: from
+    each channel's histogram of the 256 values (several times faster than summing floats)."""
+    values = torch.arange(256, dtype=torch.float64)
+    hist = torch.stack([torch.bincount(channel.flatten(), minlength=256) for channel in
+                        images.transpose(0, 1)]).double()  # fmt: skip
     count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    mean = hist @ values / count
+    std = (hist @ values.square() / count - mean.square()).clamp_min(0).sqrt()
     # A constant channel would divide by zero; any floor leaves it at exactly zero anyway.
     return (mean / 255).tolist(), (std / 255).clamp_min(1e-3).tolist()
