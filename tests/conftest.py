@@ -10,11 +10,16 @@ import pytest
 import torch
 
 from harness import THREADS, TINY, read_summary, run_kdlab
+from kdlab.runs.config import register_configs
 
 # The in-process tensors of every test, as the commands', and every interpreter a test starts
 # (a resumed run must run with the thread count of the run it is compared with, bit for bit).
 torch.set_num_threads(THREADS)
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
+# The built-in schemas in Hydra's ConfigStore once, as a process running several commands (a
+# sweep, a study's launcher worker) holds them: each in-process command puts the store's
+# groups back as it found them (harness.restored_hydra), dropping only a plugin's options.
+register_configs()
 
 # The methods' tests import these from here; the others from harness.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
