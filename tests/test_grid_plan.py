@@ -59,6 +59,7 @@ README_CELLS = [
     ("vgg13", "mobilenetv2", "kd+ls", 68.61, "best"),  # table 2, KD+**Ours**, VGG13/MN-V2
     ("resnet56", "resnet20", "dkd+ls", 72.32, "best"),  # DKD+**Ours**, fifth column
     ("resnet50", "mobilenetv2", "ctkd", 68.67, "best"),  # table 2, CTKD, last column
+    ("wrn_40_2", "wrn_40_1", "ctkd+ls", 74.58, "best"),  # CTKD+**Ours**, third column
     ("resnet32x4", "shufflenetv2", "kd+dot", 75.55, "best"),  # MD, KD+DOT
     ("vgg13", "vgg8", "kd+dot", 73.77, "best"),
 ]
@@ -82,9 +83,9 @@ def test_the_published_table_holds_the_readmes_figures():
     table = published("cifar100")
     # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
     # TTM and WTTM 13 each, WKD-L 2, ICKD 7, SDD 6; logit-standardization-KD's 10 pairs of
-    # the grid: MLKD, MLKD+ls, KD+ls, DKD+ls and the 4 CTKD and 1 DKD cells no other holds;
-    # KD+DOT 3
-    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6 + 4 * 10 + 5 + 3
+    # the grid: MLKD, MLKD+ls, KD+ls, DKD+ls, CTKD+ls and the 4 CTKD and 1 DKD cells no
+    # other holds; KD+DOT 3
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6 + 5 * 10 + 5 + 3
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
@@ -117,7 +118,7 @@ def test_the_published_variants_plan_their_methods_settings():
     """kd+dot, mlkd and the +ls rows run their kdlab method with the settings they were
     published with (METHOD_ARGS, VARIANTS), each replacing the method's own by key."""
     pairs = [Pair("resnet32x4", "resnet8x4"), Pair("resnet56", "resnet20")]
-    methods = parse_methods("mlkd,mlkd+ls,kd+dot,kd+ls,dkd+ls")
+    methods = parse_methods("mlkd,mlkd+ls,kd+dot,kd+ls,dkd+ls,ctkd+ls")
     plan = build_plan(pairs, methods, 1, [], {}, Path("s"))
     assert not any(cell.unavailable for cell in plan.cells)
     jobs = {job.sub: job for job in plan.jobs}
@@ -131,6 +132,9 @@ def test_the_published_variants_plan_their_methods_settings():
     assert [mlkd.setting(k) for k in ("loss", "data.views", "T", "loss.weight")] == [
         "mlkd", "weak_strong", "2", "9"]  # fmt: skip
     assert jobs["resnet56-resnet20/kd+ls/seed0"].setting("T") == "2"
+    ctkd = jobs["resnet56-resnet20/ctkd+ls/seed0"]  # its temperature is learned
+    assert [ctkd.setting(k) for k in ("loss", "loss.standardize", "loss.weight")] == [
+        "ctkd", "true", "9"]  # fmt: skip
 
 
 def test_a_cell_this_kdlab_cannot_run_says_why():

@@ -53,13 +53,15 @@ METHOD_ARGS = {"kd": ("T=4", "alpha=0.1"), "mlkd": ("data.views=weak_strong",)}
 # and the overrides added to (or replacing) its job's. KD+DOT: mdistiller's configs/cifar100/
 # dot/*.yaml (KD at T 4, CE 0.1 + KD 0.9, DOT delta 0.075). +ls: logit standardisation as
 # tools/train.py of logit-standardization-KD runs it by default (--base-temp 2 --kd-weight 9:
-# the presets ls_kd and ls_dkd, spelt out so that they replace the rows' own T and beta).
+# the presets ls_kd and ls_dkd, spelt out so that they replace the rows' own T and beta; CTKD
+# learns its temperature, so only the standardisation and its KD weight 9 carry over).
 LS = ("loss.standardize=true", "T=2")
 VARIANTS = {
     "kd+dot": ("kd", ("optim=dot",)),
     "kd+ls": ("kd", (*LS, "loss.ce_weight=0.1", "loss.kd_weight=9")),
     "dkd+ls": ("dkd", (*LS, "loss.alpha=9", "loss.beta=72")),
     "mlkd+ls": ("mlkd", (*LS, "loss.weight=9")),
+    "ctkd+ls": ("ctkd", ("loss.standardize=true", "loss.weight=9")),
 }
 # mdistiller configs/cifar100/dkd/<pair>.yaml (@a08d46f) set DKD's beta per pair; the other
 # pairs use its default 8 (kdlab's too). Its published DKD figures were made with these.
