@@ -58,7 +58,8 @@ TINY = [
     "trainer.epochs=2",
     "trainer.log_every=2",
 ]
-FAST = ["model=cnn_student", *TINY, "trainer.deterministic=true"]
+# resnet8: 0.06 s a training step on one core, cnn_student 0.135 (measured on this kind).
+FAST = ["model=resnet8", *TINY, "trainer.deterministic=true"]
 # From the milestone on, the lr is multiplied by 1e30: the weights blow up at that step.
 BLOW_UP = ["sched=multistep", "sched.gamma=1e30"]
 FOLDER_RUN = [

@@ -25,7 +25,7 @@ def summary(tmp_path_factory):
 
 
 def test_run_returns_the_summary_of_the_run_it_started(summary):
-    assert summary["status"] == "finished" and summary["model"] == "cnn_student"
+    assert summary["status"] == "finished" and summary["model"] == "resnet8"
     assert summary["epochs"] == 1
 
 
@@ -36,7 +36,7 @@ def test_load_run_takes_a_run_dir_or_a_checkpoint_as_str_and_returns_an_eval_mod
         assert not loaded.model.training
         assert loaded.class_names[0] == "disk-stripes" and len(loaded.class_names) == 10
         assert loaded.summary["test_acc"] == summary["test_acc"]
-        assert loaded.config["model"]["arch"] == "cnn_student"
+        assert loaded.config["model"]["arch"] == "resnet8"
     with torch.no_grad():
         logits = from_dir.model(torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 10)

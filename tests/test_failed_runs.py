@@ -36,12 +36,12 @@ def test_a_run_failing_during_training_is_marked_failed_and_reported(kdlab, tmp_
     assert_one_line_error(kdlab("train", *args), "non-finite")
     summary = read_summary(run)
     assert summary["status"] == "failed" and "non-finite" in summary["error"]
-    assert (summary["command"], summary["model"]) == ("train", "cnn_student")
+    assert (summary["command"], summary["model"]) == ("train", "resnet8")
     ok = tmp_path / "outputs" / "ok"
     assert kdlab("train", *FAST, "trainer.epochs=1", f"hydra.run.dir={ok}").returncode == 0
     assert read_summary(ok)["status"] == "finished"
     report = kdlab("report")
     assert report.returncode == 0, report.stderr
-    assert "failed run blown (train cnn_student): loss became non-finite" in report.stdout
+    assert "failed run blown (train resnet8): loss became non-finite" in report.stdout
     table = report.stdout.split("== ", 1)[1]
     assert "ok " in table and "blown" not in table

@@ -445,7 +445,10 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints(
 
 
 def test_a_second_run_into_a_running_run_dir_is_refused_and_a_killed_ones_lock_is_not(tmp_path):
-    run, args = tmp_path / "run", ["train", *FAST, "trainer.epochs=8"]
+    # cnn_student's slower epochs keep the first run going while the second process starts
+    run = tmp_path / "run"
+    args = ["train", *[a for a in FAST if not a.startswith("model=")], "model=cnn_student",
+            "trainer.epochs=8"]  # fmt: skip
     first = start_kdlab(*args, f"hydra.run.dir={run}", cwd=tmp_path)
     wait_for_epoch(first, run, 1)
     record = files_under(run / ".hydra")
@@ -515,8 +518,8 @@ def files_under(directory: Path) -> dict[Path, bytes]:
 
 
 def distill_args(*more: str) -> list[str]:
-    """A student of the newest cnn_student teacher run under teachers/."""
-    return ["distill", *FAST, "teacher.model=cnn_student", "teacher.search_dir=teachers", *more]
+    """A student of the newest resnet8 teacher run under teachers/."""
+    return ["distill", *FAST, "teacher.model=resnet8", "teacher.search_dir=teachers", *more]
 
 
 def test_a_resumed_run_keeps_the_teacher_it_started_with(tmp_path):
