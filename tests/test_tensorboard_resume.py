@@ -10,7 +10,7 @@ from harness import TINY, run_kdlab
 
 # A constant lr: a 1-epoch run continued to 2 epochs then trains as a 2-epoch run does.
 # 256 train images in batches of 32: 8 steps an epoch.
-FLAT = ["model=cnn_student", *TINY, "data.train_size=256", "trainer.deterministic=true"]
+FLAT = ["model=resnet8", *TINY, "data.train_size=256", "trainer.deterministic=true"]
 FLAT.append("sched=multistep")
 FLAT.append("sched.milestones=[]")
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from harness import TINY, read_summary
@@ -35,7 +36,7 @@ def trained_run(tmp_path_factory):
 
     cwd = tmp_path_factory.mktemp("train")
     run_dir = cwd / "run"
-    args = ["train", "model=cnn_student", *TINY, f"hydra.run.dir={run_dir}"]
+    args = ["train", "model=resnet8", *TINY, f"hydra.run.dir={run_dir}"]
     proc = run_kdlab(*args, cwd=cwd, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     return run_dir, proc
@@ -62,7 +63,7 @@ def test_summary_has_the_contract_keys(trained_run):
     summary = read_summary(run_dir)
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["command"] == "train"
-    assert summary["model"] == "cnn_student"
+    assert summary["model"] == "resnet8"
     assert summary["epochs"] == 2
     assert summary["precision"] == resolve_precision("auto", torch.device("cpu"))  # the default
     assert 1 <= summary["best_epoch"] <= 2
@@ -92,6 +93,11 @@ def test_tensorboard_has_the_contract_tags(trained_run):
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= tags
     assert "train_step/loss" in tags
     assert [e.step for e in events.Scalars("val/acc")] == [1, 2]
+    (image,) = events.Images("test/confusion")  # the run's confusion.png, at its best epoch
+    assert image.encoded_image_string == (run_dir / "confusion.png").read_bytes()
+    assert image.step == read_summary(run_dir)["best_epoch"]
+    with Image.open(run_dir / "confusion.png") as png:
+        assert (image.width, image.height) == png.size
 
 
 def test_checkpoint_alone_rebuilds_the_model_and_its_test_accuracy(trained_run):
@@ -137,7 +143,7 @@ def test_closing_line_names_the_run_dir(trained_run):
 def test_rerunning_into_a_finished_run_dir_is_refused(trained_run, kdlab):
     run_dir, _ = trained_run
     before = (run_dir / "checkpoints" / "best.pt").read_bytes()
-    proc = kdlab("train", "model=cnn_student", *TINY, f"hydra.run.dir={run_dir}")
+    proc = kdlab("train", "model=resnet8", *TINY, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 2
     assert "already holds a run" in proc.stderr
     assert (run_dir / "checkpoints" / "best.pt").read_bytes() == before
@@ -145,7 +151,7 @@ def test_rerunning_into_a_finished_run_dir_is_refused(trained_run, kdlab):
 
 def test_resume_of_a_finished_run_adds_no_epochs(trained_run, kdlab):
     run_dir, _ = trained_run
-    proc = kdlab("train", "model=cnn_student", *TINY, f"hydra.run.dir={run_dir}", "resume=true")
+    proc = kdlab("train", "model=resnet8", *TINY, f"hydra.run.dir={run_dir}", "resume=true")
     assert proc.returncode == 0, proc.stderr
     records = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 2
@@ -156,7 +162,7 @@ def test_multirun_writes_one_dir_per_job(kdlab, tmp_path):
     proc = kdlab(
         "train",
         "-m",
-        "model=cnn_student",
+        "model=resnet8",
         *TINY,
         "trainer.epochs=1",
         "seed=0,1",

@@ -136,13 +136,19 @@ class RunLogger:
         self.writer.flush()
 
     def image(self, tag: str, png: Path, step: int) -> None:
-        """A PNG (e.g. the confusion heat-map) as a TensorBoard image."""
-        import numpy as np
+        """A PNG (e.g. the confusion heat-map) as a TensorBoard image: its bytes as they are
+        (TensorBoard stores images PNG-encoded; decoding and encoding again cost 0.1 s)."""
         from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
-        with Image.open(png) as img:
-            pixels = np.asarray(img.convert("RGB"))
-        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+        data = png.read_bytes()
+        with Image.open(png) as img:  # reads the header only
+            width, height, channels = *img.size, len(img.getbands())
+        image = Summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=data
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer.file_writer.add_summary(summary, step)
 
     def finish(self, summary: dict[str, Any], artifacts: list[Path]) -> None:
         """The trackers' closing entries: the summary's final figures and the run's files."""
