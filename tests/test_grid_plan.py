@@ -60,6 +60,7 @@ README_CELLS = [
     ("resnet56", "resnet20", "dkd+ls", 72.32, "best"),  # DKD+**Ours**, fifth column
     ("resnet50", "mobilenetv2", "ctkd", 68.67, "best"),  # table 2, CTKD, last column
     ("wrn_40_2", "wrn_40_1", "ctkd+ls", 74.58, "best"),  # CTKD+**Ours**, third column
+    ("resnet32x4", "shufflenetv2", "dist", 77.35, "best"),  # TTM README, table 2, DIST
     ("resnet32x4", "shufflenetv2", "kd+dot", 75.55, "best"),  # MD, KD+DOT
     ("vgg13", "vgg8", "kd+dot", 73.77, "best"),
 ]
@@ -82,10 +83,10 @@ def test_the_published_table_holds_the_readmes_figures():
     assert published_figure("cifar100", "resnet110", "resnet20", "dkd").source.name == "ls"
     table = published("cifar100")
     # 15 models alone, 13 x 7 - 1 same-family, 12 x 6 cross-family, 11 DKD figures; CTKD 6,
-    # TTM and WTTM 13 each, WKD-L 2, ICKD 7, SDD 6; logit-standardization-KD's 10 pairs of
+    # TTM, WTTM and DIST 13 each, WKD-L 2, ICKD 7, SDD 6; logit-standardization-KD's 10 pairs of
     # the grid: MLKD, MLKD+ls, KD+ls, DKD+ls, CTKD+ls and the 4 CTKD and 1 DKD cells no
     # other holds; KD+DOT 3
-    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 2 + 7 + 6 + 5 * 10 + 5 + 3
+    assert len(table) == 15 + 90 + 72 + 11 + 6 + 13 + 13 + 13 + 2 + 7 + 6 + 5 * 10 + 5 + 3
     assert published_figure("cifar100", "vgg13", "mobilenetv2", "ickd") is None
     assert all(0 < f.top1 < 100 for f in table.values())
     assert {s.protocol for s in sources().values()} == {"last", "best"}
