@@ -138,11 +138,13 @@ class RunLogger:
     def image(self, tag: str, png: Path, step: int) -> None:
         """A PNG (e.g. the confusion heat-map) as a TensorBoard image: its bytes as they are
         (TensorBoard stores images PNG-encoded; decoding and encoding again cost 0.1 s)."""
+        import io
+
         from PIL import Image
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         data = png.read_bytes()
-        with Image.open(png) as img:  # reads the header only
+        with Image.open(io.BytesIO(data)) as img:  # the header of the bytes read once
             width, height, channels = *img.size, len(img.getbands())
         image = Summary.Image(
             height=height, width=width, colorspace=channels, encoded_image_string=data
