@@ -6,14 +6,18 @@ Each method's own formula is tested against an independent float64 formula elsew
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from typing import Any
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from kdlab.methods import FeatureMethod, LogitMethod, Method
-from kdlab.methods.base import METHODS, MethodContext
+from kdlab.methods.base import METHODS, MethodContext, settings_of
 from kdlab.methods.names import BUILT_IN
+from kdlab.methods.numbers import NUMBERS
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
@@ -64,6 +68,27 @@ def test_the_built_in_names_are_the_names_their_modules_register():
         BUILT_IN
     )
     assert list(METHODS)[: len(BUILT_IN)] == list(BUILT_IN)
+
+
+def number_kind(kind: Any) -> type | None:
+    """int or float for a setting typed so (or also null), else None."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    kinds = [k for k in typing.get_args(kind) if k is not type(None)] if union else [kind]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float) else None
+
+
+def test_the_number_settings_table_is_the_registrys():
+    """kdlab.methods.numbers is what the torch-free screen refuses `loss.KEY=-1` by: each
+    built-in method's int and float settings, in the order check_loss_settings reads them."""
+    derived = {
+        name: {k: number_kind(t) for k, t, _ in settings_of(METHODS[name]) if number_kind(t)}
+        for name in BUILT_IN
+    }
+    rows = {name: ", ".join(f"{k!r}: {t.__name__}" for k, t in kinds.items())
+            for name, kinds in derived.items()}  # fmt: skip
+    table = "\n".join(f"    {name!r}: {{{row}}}," for name, row in rows.items())
+    assert derived == NUMBERS, f"paste into kdlab/methods/numbers.py's NUMBERS:\n{table}"
+    assert [list(k) for k in derived.values()] == [list(kinds) for kinds in NUMBERS.values()]
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

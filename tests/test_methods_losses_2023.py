@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from kdlab.engine.optim import OptimConfig, build_optimizer
+from kdlab.engine.optim import build_optimizer
+from kdlab.engine.settings import OptimConfig
 from kdlab.errors import KdlabError
 from kdlab.methods.base import MethodContext
 from kdlab.methods.ctkd import CTKD, GlobalTemperature, ctkd_kd_loss, curriculum_lambda

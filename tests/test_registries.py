@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from kdlab.data import DATASETS, build_data, data_settings, dataset_spec
+from kdlab.data.names import BUILT_IN as BUILT_IN_DATA
 from kdlab.data.registry import channels_of, image_size_of
 from kdlab.errors import KdlabError
 from kdlab.models import (
@@ -22,6 +23,21 @@ from kdlab.models import (
     model_names,
     stage_points,
 )
+from kdlab.models.names import BUILT_IN as BUILT_IN_MODELS
+from kdlab.models.registry import MODELS
+
+
+def defined_in_kdlab(function) -> bool:
+    """Whether a registered builder or loader (or the function a partial wraps) is kdlab's own,
+    not a plugin's."""
+    return getattr(function, "func", function).__module__.startswith("kdlab.")
+
+
+def test_the_built_in_names_are_the_registries_own():
+    """kdlab.models.names and kdlab.data.names are what the torch-free screen refuses
+    `model=`, `teacher.model=` and `data=` against: exactly the entries kdlab registers."""
+    assert [n for n, b in MODELS.items() if defined_in_kdlab(b.make)] == list(BUILT_IN_MODELS)
+    assert [n for n, s in DATASETS.items() if defined_in_kdlab(s.load)] == list(BUILT_IN_DATA)
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -1,55 +1,16 @@
-"""Optimizers and the learning-rate schedule (one small function, stepped per batch).
-
-The settings and their defaults live here, once: `OPTIMIZERS` and `SCHEDULES` are the
-options of the `optim=` and `sched=` config groups (registered by kdlab.runs.config).
-"""
+"""Optimizers and the learning-rate schedule (one small function, stepped per batch), built
+from `optim.*` and `sched.*` (kdlab.engine.settings)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from kdlab.engine.dot import DOT
-
-
-@dataclass
-class OptimConfig:
-    """`optim=sgd|adamw|dot`; no weight decay on biases and norm weights."""
-
-    name: str = "sgd"
-    lr: float = 0.05  # peak learning rate
-    momentum: float = 0.9  # sgd
-    nesterov: bool = True  # sgd
-    weight_decay: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
-    delta: float = 0.075  # dot: momentum +- delta for the distillation / task gradients
-
-
-@dataclass
-class SchedConfig:
-    """`sched=cosine|multistep|onecycle|constant`, stepped per batch."""
-
-    name: str = "cosine"
-    warmup_epochs: float = 0.0  # linear warmup from 0, counted in (fractional) epochs
-    min_lr_ratio: float = 0.0  # cosine/onecycle floor as a fraction of the peak lr
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions
-    gamma: float = 0.1  # multistep: decay factor at each milestone
-    pct_start: float = 0.25  # onecycle: fraction of training spent rising linearly
-
-
-OPTIMIZERS: dict[str, OptimConfig] = {
-    "sgd": OptimConfig(),
-    "adamw": OptimConfig(name="adamw", lr=2e-3, weight_decay=0.05),
-    # mdistiller configs/cifar100/dot/*.yaml (@a08d46f): SGD momentum 0.9, DOT.DELTA 0.075.
-    "dot": OptimConfig(name="dot", nesterov=False),
-}
-SCHEDULES: dict[str, SchedConfig] = {
-    name: SchedConfig(name=name) for name in ("cosine", "multistep", "onecycle", "constant")
-}
+from kdlab.engine.settings import OptimConfig, SchedConfig
 
 
 def build_optimizer(

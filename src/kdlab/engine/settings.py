@@ -1,9 +1,12 @@
-"""`trainer.*`: how the loop runs (epochs, batch, device, precision, logging), the engine's
-own settings, kept apart from the trainer so the pre-flight can read them without it."""
+"""The engine's own settings, kept apart from the trainer and the optimiser so the pre-flight
+(and the CLI's torch-free screen) can read them without torch: `trainer.*` (how the loop
+runs: epochs, batch, device, precision, logging), `optim.*` and `sched.*`, whose
+`OPTIMIZERS` and `SCHEDULES` are the options of the `optim=` and `sched=` config groups
+(registered by kdlab.runs.config)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -29,3 +32,39 @@ class TrainerConfig:
     progress: str = "auto"  # tqdm bars: auto = only on a terminal and not in a multirun
     skip_nonfinite: bool = False  # skip (and count) NaN/Inf-loss batches instead of stopping
     num_threads: int | None = None  # CPU threads for torch; null = torch's default
+
+
+@dataclass
+class OptimConfig:
+    """`optim=sgd|adamw|dot`; no weight decay on biases and norm weights."""
+
+    name: str = "sgd"
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # sgd
+    nesterov: bool = True  # sgd
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    delta: float = 0.075  # dot: momentum +- delta for the distillation / task gradients
+
+
+@dataclass
+class SchedConfig:
+    """`sched=cosine|multistep|onecycle|constant`, stepped per batch."""
+
+    name: str = "cosine"
+    warmup_epochs: float = 0.0  # linear warmup from 0, counted in (fractional) epochs
+    min_lr_ratio: float = 0.0  # cosine/onecycle floor as a fraction of the peak lr
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions
+    gamma: float = 0.1  # multistep: decay factor at each milestone
+    pct_start: float = 0.25  # onecycle: fraction of training spent rising linearly
+
+
+OPTIMIZERS: dict[str, OptimConfig] = {
+    "sgd": OptimConfig(),
+    "adamw": OptimConfig(name="adamw", lr=2e-3, weight_decay=0.05),
+    # mdistiller configs/cifar100/dot/*.yaml (@a08d46f): SGD momentum 0.9, DOT.DELTA 0.075.
+    "dot": OptimConfig(name="dot", nesterov=False),
+}
+SCHEDULES: dict[str, SchedConfig] = {
+    name: SchedConfig(name=name) for name in ("cosine", "multistep", "onecycle", "constant")
+}

@@ -35,9 +35,9 @@ from kdlab.engine.dot import DOT
 from kdlab.engine.execution import autocast, rng_state, set_rng_state
 from kdlab.engine.metrics import Accumulator, evaluate
 from kdlab.engine.objective import CrossEntropy
-from kdlab.engine.optim import OptimConfig, SchedConfig, build_optimizer, build_scheduler
+from kdlab.engine.optim import build_optimizer, build_scheduler
 from kdlab.engine.run_logger import RunLogger
-from kdlab.engine.settings import TrainerConfig
+from kdlab.engine.settings import OptimConfig, SchedConfig, TrainerConfig
 from kdlab.engine.stage import Stage, StageResult, StepModule, buffer_snapshot
 from kdlab.errors import KdlabError
 

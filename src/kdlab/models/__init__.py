@@ -1,31 +1,41 @@
 """Models by name (`model=NAME`; `register_model` adds one from outside kdlab) and their
-named feature points for FitNets and the feature methods."""
+named feature points for FitNets and the feature methods.
 
-from kdlab.models.cost import count_macs, weights_megabytes
-from kdlab.models.features import (
-    FeatureTap,
-    check_feature_point,
-    default_feature_point,
-    feature_points,
-    feature_shape,
-    modules_up_to,
-    stage_points,
-)
-from kdlab.models.registry import (
-    ModelBuilder,
-    ModelInfo,
-    build_model,
-    build_options,
-    check_model_choice,
-    count_params,
-    describe_models,
-    freeze_epochs,
-    group_options,
-    head_parameters,
-    model_label,
-    model_names,
-    register_model,
-)
+Its names are imported on first use (PEP 562), so `kdlab.models.names` is read without
+torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdlab.models.cost import count_macs, weights_megabytes
+    from kdlab.models.features import (
+        FeatureTap,
+        check_feature_point,
+        default_feature_point,
+        feature_points,
+        feature_shape,
+        modules_up_to,
+        stage_points,
+    )
+    from kdlab.models.registry import (
+        ModelBuilder,
+        ModelInfo,
+        build_model,
+        build_options,
+        check_model_choice,
+        count_params,
+        describe_models,
+        freeze_epochs,
+        group_options,
+        head_parameters,
+        model_label,
+        model_names,
+        register_model,
+    )
 
 __all__ = [
     "FeatureTap",
@@ -51,3 +61,13 @@ __all__ = [
     "stage_points",
     "weights_megabytes",
 ]
+_MODULES = ("registry", "features", "cost")  # where they are defined
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module in _MODULES:
+            found = import_module(f"kdlab.models.{module}")
+            if name in vars(found):
+                return vars(found)[name]
+    raise AttributeError(f"module 'kdlab.models' has no attribute '{name}'")

@@ -1,17 +1,25 @@
-"""The range checks every setting shares (one-line KdlabErrors), and `trainer.*`'s, which
-need nothing but the values: torch-free, so the CLI's first look at the overrides
-(kdlab.runs.screen) runs them before torch is imported. kdlab.runs.validation runs them
-on the whole config."""
+"""The range checks every setting shares (one-line KdlabErrors), and the checks of the
+settings that need nothing but their own values (seed, trainer.*, optim.*, sched.*, T, alpha,
+teacher.cache_dir, fitnet.*; a device's name): torch-free, so the CLI's first look at the
+overrides (kdlab.runs.screen) runs them before torch is imported. kdlab.runs.validation runs
+them on the whole config, with the checks that need torch, a registry or another key."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from kdlab.engine.settings import TrainerConfig
+from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
 from kdlab.errors import KdlabError
+from kdlab.runs.distill_settings import REGRESSORS, FitnetConfig
 
 PRECISIONS = ("32", "bf16", "fp16", "auto")
 PROGRESS = ("auto", "on", "off")
+# The smallest temperature: the soft term is scaled by T^2 and its logits divided by T. At
+# T=1e-2, T^2 = 1e-4 and a logit of 100 becomes 1e4, inside fp16's range (65504); far below
+# it T^2 underflows (T=1e-30: T^2 = 1e-60 is 0 in float32, whose smallest value is 1.4e-45)
+# and logits/T overflow, so the soft term is 0 or NaN. No method uses a T under 0.1.
+MIN_T = 1e-2
 
 
 def require(ok: bool, message: str) -> None:
@@ -60,3 +68,83 @@ def check_trainer_values(t: TrainerConfig) -> None:
         positive(t.grad_clip, "trainer.grad_clip")
     if t.num_threads is not None:
         positive(t.num_threads, "trainer.num_threads")
+
+
+def check_seed(seed: int) -> None:
+    within(seed, 0, 2**32, "seed")  # NumPy's seed range
+
+
+def check_device_name(device: str) -> None:
+    """A device name torch.device parses (whether this machine has it is validation's)."""
+    kind, _, index = device.partition(":")
+    require(
+        device == "auto" or (kind in ("cpu", "cuda", "mps") and (not index or index.isdigit())),
+        f"unknown trainer.device '{device}': use auto, cpu, cuda, cuda:N or mps",
+    )
+
+
+def check_optim_values(o: OptimConfig) -> None:
+    """optim.*'s ranges (optim=dot's momenta and what it runs with are validation's)."""
+    choice(o.name, list(OPTIMIZERS), "optim")
+    positive(o.lr, "optim.lr")
+    at_least_zero(o.weight_decay, "optim.weight_decay")
+    within(o.momentum, 0, 1, "optim.momentum")
+    require(len(o.betas) == 2, f"optim.betas needs 2 values, got {list(o.betas)}")
+    for i, beta in enumerate(o.betas):
+        within(beta, 0, 1, f"optim.betas[{i}]")
+
+
+def check_sched_values(s: SchedConfig, epochs: int | None) -> None:
+    """sched.*'s ranges; the warm-up against `epochs` (trainer.epochs) where it is known."""
+    choice(s.name, list(SCHEDULES), "sched")
+    at_least_zero(s.warmup_epochs, "sched.warmup_epochs")
+    require(
+        epochs is None or s.warmup_epochs < epochs or s.warmup_epochs == 0,
+        f"sched.warmup_epochs ({s.warmup_epochs}) must be shorter than trainer.epochs ({epochs})",
+    )
+    within(s.min_lr_ratio, 0, 1, "sched.min_lr_ratio", "[]")
+    for i, milestone in enumerate(s.milestones):
+        within(milestone, 0, 1, f"sched.milestones[{i}] (a fraction of training)", "()")
+    require(
+        all(a < b for a, b in zip(s.milestones, s.milestones[1:], strict=False)),
+        f"sched.milestones must ascend, got {list(s.milestones)}",
+    )
+    positive(s.gamma, "sched.gamma")
+    within(s.pct_start, 0, 1, "sched.pct_start", "()")
+
+
+def check_soft_targets(T: float, alpha: float) -> None:
+    """The temperature and the hard term's weight of `L = (1 - alpha) T^2 L_soft + alpha L_hard`."""
+    finite(T, "T")
+    require(T > 0, f"T must be positive, got {T} (e.g. T=4)")
+    require(
+        T >= MIN_T,
+        f"T={T} is too small: T^2 scales the soft term and logits/T overflow below "
+        f"T={MIN_T}, so the loss is 0 or NaN: use T >= {MIN_T} (e.g. T=4)",
+    )
+    require(
+        0.0 <= alpha <= 1.0,
+        f"alpha must be in [0, 1] (it weighs the hard-label term), got {alpha}",
+    )
+
+
+def check_cache_dir(cache_dir: str | None) -> None:
+    """The logit cache's store is a directory (made when missing): refuse a file before
+    training ('' and null keep it beside the teacher checkpoint)."""
+    if not cache_dir:
+        return
+    path = Path(cache_dir).expanduser()
+    require(
+        not path.exists() or path.is_dir(),
+        f"teacher.cache_dir={cache_dir} is a file, not a directory: name a directory (it is "
+        "created), or null to keep the cache beside the teacher checkpoint",
+    )
+
+
+def check_fitnet_values(f: FitnetConfig) -> None:
+    """fitnet.*'s ranges (its hint and guided layers are checked against the models)."""
+    choice(f.regressor, REGRESSORS, "fitnet.regressor")
+    positive(f.stage1_lr, "fitnet.stage1_lr")
+    if f.stage1_epochs is not None:
+        positive(f.stage1_epochs, "fitnet.stage1_epochs")
+    at_least_zero(f.finetune_lr_scale, "fitnet.finetune_lr_scale")

@@ -44,13 +44,10 @@ every float must be finite (`inf` and `nan` parse as floats):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from kdlab.data import check_batch_memory, check_data_settings
 from kdlab.engine.distributed import world_size
-from kdlab.engine.optim import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import check_trackers
 from kdlab.errors import KdlabError
 from kdlab.methods.checks import (
@@ -61,28 +58,26 @@ from kdlab.methods.checks import (
 )
 from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
-from kdlab.runs.config import STAGE2_MODES, DistillConfig, FitnetRunConfig, RunConfig
+from kdlab.runs.config import DistillConfig, FitnetRunConfig, RunConfig
+from kdlab.runs.distill_settings import STAGE2_MODES
 from kdlab.runs.ranges import (
     at_least_zero,
+    check_cache_dir,
+    check_device_name,
+    check_fitnet_values,
+    check_optim_values,
+    check_sched_values,
+    check_seed,
+    check_soft_targets,
     check_trainer_values,
     choice,
-    finite,
-    positive,
     require,
-    within,
 )
-
-# The smallest temperature: the soft term is scaled by T^2 and its logits divided by T. At
-# T=1e-2, T^2 = 1e-4 and a logit of 100 becomes 1e4, inside fp16's range (65504); far below
-# it T^2 underflows (T=1e-30: T^2 = 1e-60 is 0 in float32, whose smallest value is 1.4e-45)
-# and logits/T overflow, so the soft term is 0 or NaN. No method uses a T under 0.1.
-MIN_T = 1e-2
-REGRESSORS = ("conv1x1", "conv3x3", "none")
 
 
 def validate(cfg: RunConfig) -> None:
     """Raise a one-line KdlabError for the first bad value of `cfg`."""
-    within(cfg.seed, 0, 2**32, "seed")
+    check_seed(cfg.seed)
     check_trainer(cfg)
     check_device(cfg.trainer.device)
     check_precision_device(str(cfg.trainer.precision), cfg.trainer.device)
@@ -132,12 +127,8 @@ def check_trainer(cfg: RunConfig) -> None:
 
 def check_device(device: str) -> None:
     """A device this machine has, before anything starts (torch.device parses the name)."""
+    check_device_name(device)
     kind, _, index = device.partition(":")
-    usage = "use auto, cpu, cuda, cuda:N or mps"
-    require(
-        device == "auto" or (kind in ("cpu", "cuda", "mps") and (not index or index.isdigit())),
-        f"unknown trainer.device '{device}': {usage}",
-    )
     if kind == "cuda":
         count = torch.cuda.device_count()
         require(
@@ -167,15 +158,8 @@ def check_precision_device(precision: str, device: str) -> None:
 
 
 def check_optimisation(cfg: RunConfig) -> None:
-    o = cfg.optim
-    choice(o.name, list(OPTIMIZERS), "optim")
-    positive(o.lr, "optim.lr")
-    at_least_zero(o.weight_decay, "optim.weight_decay")
-    within(o.momentum, 0, 1, "optim.momentum")
-    require(len(o.betas) == 2, f"optim.betas needs 2 values, got {list(o.betas)}")
-    for i, beta in enumerate(o.betas):
-        within(beta, 0, 1, f"optim.betas[{i}]")
-    if o.name == "dot":
+    check_optim_values(cfg.optim)
+    if cfg.optim.name == "dot":
         check_dot(cfg)
 
 
@@ -202,38 +186,12 @@ def check_dot(cfg: RunConfig) -> None:
 
 
 def check_schedule(cfg: RunConfig) -> None:
-    s = cfg.sched
-    choice(s.name, list(SCHEDULES), "sched")
-    at_least_zero(s.warmup_epochs, "sched.warmup_epochs")
-    require(
-        s.warmup_epochs < cfg.trainer.epochs or s.warmup_epochs == 0,
-        f"sched.warmup_epochs ({s.warmup_epochs}) must be shorter than "
-        f"trainer.epochs ({cfg.trainer.epochs})",
-    )
-    within(s.min_lr_ratio, 0, 1, "sched.min_lr_ratio", "[]")
-    for i, milestone in enumerate(s.milestones):
-        within(milestone, 0, 1, f"sched.milestones[{i}] (a fraction of training)", "()")
-    require(
-        all(a < b for a, b in zip(s.milestones, s.milestones[1:], strict=False)),
-        f"sched.milestones must ascend, got {list(s.milestones)}",
-    )
-    positive(s.gamma, "sched.gamma")
-    within(s.pct_start, 0, 1, "sched.pct_start", "()")
+    check_sched_values(cfg.sched, cfg.trainer.epochs)
 
 
 def check_distillation(cfg: DistillConfig) -> None:
     check_loss_settings(cfg.loss)
-    finite(cfg.T, "T")
-    require(cfg.T > 0, f"T must be positive, got {cfg.T} (e.g. T=4)")
-    require(
-        cfg.T >= MIN_T,
-        f"T={cfg.T} is too small: T^2 scales the soft term and logits/T overflow below "
-        f"T={MIN_T}, so the loss is 0 or NaN: use T >= {MIN_T} (e.g. T=4)",
-    )
-    require(
-        0.0 <= cfg.alpha <= 1.0,
-        f"alpha must be in [0, 1] (it weighs the hard-label term), got {cfg.alpha}",
-    )
+    check_soft_targets(cfg.T, cfg.alpha)
     choice(cfg.teacher.model, model_names(), "teacher.model")
     check_teachers(cfg)
     check_cache_dir(cfg.teacher.cache_dir)
@@ -268,25 +226,7 @@ def check_teachers(cfg: DistillConfig) -> None:
     )
 
 
-def check_cache_dir(cache_dir: str | None) -> None:
-    """The logit cache's store is a directory (made when missing): refuse a file before
-    training ('' and null keep it beside the teacher checkpoint)."""
-    if not cache_dir:
-        return
-    path = Path(cache_dir).expanduser()
-    require(
-        not path.exists() or path.is_dir(),
-        f"teacher.cache_dir={cache_dir} is a file, not a directory: name a directory (it is "
-        "created), or null to keep the cache beside the teacher checkpoint",
-    )
-
-
 def check_fitnet(cfg: FitnetRunConfig) -> None:
-    f = cfg.fitnet
     choice(cfg.stage2.mode, STAGE2_MODES, "stage2")
     check_stage2_loss(cfg.loss)
-    choice(f.regressor, REGRESSORS, "fitnet.regressor")
-    positive(f.stage1_lr, "fitnet.stage1_lr")
-    if f.stage1_epochs is not None:
-        positive(f.stage1_epochs, "fitnet.stage1_epochs")
-    at_least_zero(f.finetune_lr_scale, "fitnet.finetune_lr_scale")
+    check_fitnet_values(cfg.fitnet)
