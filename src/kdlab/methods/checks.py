@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 from kdlab.data.settings import VIEWS
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
+from kdlab.methods.numbers import check_number
 from kdlab.methods.points import chosen_points
 from kdlab.methods.registry import logit_methods, method
 from kdlab.models import build_model, build_options
@@ -23,18 +23,8 @@ def check_loss_settings(loss: LossConfig) -> None:
     method(loss.name)
     for f in fields(loss):
         value = getattr(loss, f.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if not math.isfinite(value):
-            raise KdlabError(
-                f"loss.{f.name} must be a finite number for loss={loss.name}, got {value} "
-                f"(set loss.{f.name}=N with N >= 0)"
-            )
-        if value < 0:
-            raise KdlabError(
-                f"loss.{f.name} must be >= 0 for loss={loss.name}, got {value} "
-                f"(set loss.{f.name}=N with N >= 0)"
-            )
+        if not isinstance(value, bool) and isinstance(value, int | float):
+            check_number(loss.name, f.name, value)
     loss.check()
 
 

@@ -8,6 +8,22 @@ from the registry (`settings_of`): tests/test_method_registry.py checks it, and 
 table to paste here when a method's settings change.
 """
 
+from __future__ import annotations
+
+import math
+
+from kdlab.errors import KdlabError
+
+
+def check_number(method: str, key: str, value: float) -> None:
+    """One number setting of `loss=method`: finite and >= 0 (its own bounds are the method's)."""
+    fix = f"(set loss.{key}=N with N >= 0)"
+    if not math.isfinite(value):
+        raise KdlabError(f"loss.{key} must be a finite number for loss={method}, got {value} {fix}")
+    if value < 0:
+        raise KdlabError(f"loss.{key} must be >= 0 for loss={method}, got {value} {fix}")
+
+
 NUMBERS: dict[str, dict[str, type]] = {
     "ce": {},
     "kd": {"ce_weight": float, "kd_weight": float},

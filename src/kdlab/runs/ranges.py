@@ -113,8 +113,8 @@ def check_sched_values(s: SchedConfig, epochs: int | None) -> None:
     within(s.pct_start, 0, 1, "sched.pct_start", "()")
 
 
-def check_soft_targets(T: float, alpha: float) -> None:
-    """The temperature and the hard term's weight of `L = (1 - alpha) T^2 L_soft + alpha L_hard`."""
+def check_temperature(T: float) -> None:
+    """T divides the logits of the soft term and T^2 scales it."""
     finite(T, "T")
     require(T > 0, f"T must be positive, got {T} (e.g. T=4)")
     require(
@@ -122,6 +122,9 @@ def check_soft_targets(T: float, alpha: float) -> None:
         f"T={T} is too small: T^2 scales the soft term and logits/T overflow below "
         f"T={MIN_T}, so the loss is 0 or NaN: use T >= {MIN_T} (e.g. T=4)",
     )
+
+
+def check_alpha(alpha: float) -> None:
     require(
         0.0 <= alpha <= 1.0,
         f"alpha must be in [0, 1] (it weighs the hard-label term), got {alpha}",

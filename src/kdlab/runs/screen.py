@@ -1,29 +1,81 @@
-"""The CLI's first, torch-free look at a training command's overrides: an unknown method
-(`loss=nope`) and an out-of-range `trainer.*` value are refused before torch is imported
-(~3 s on a small machine), so the commonest typos answer in well under a second.
+"""The CLI's first, torch-free look at a training command's overrides: an unknown config
+group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) and a value out of its range
+that needs nothing but itself (`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) are
+refused before torch is imported (~2.5 s of a command on a small machine), with the line the
+full pre-flight (kdlab.runs.preflight) would print for it.
 
-It refuses only what it is sure of and leaves everything else (types, interpolations,
-sweeps, the other groups and keys) to the full pre-flight (kdlab.runs.preflight), which
-checks these again on the composed config.
+It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
+these again on the composed config: a value of another type, an interpolation, a sweep, an
+added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs another key's
+value (defaults are never guessed: `experiment=` and `preset=` may change them), a file's
+contents, a model or CUDA. The checks run in the pre-flight's order, so an input with one
+mistake gets the pre-flight's line; with several, the screen may name another one first.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kdlab.engine.settings import TrainerConfig
+from kdlab.data.names import BUILT_IN as DATA_SETS
+from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
+from kdlab.engine.trackers import SETTINGS as TRACKERS
 from kdlab.errors import KdlabError
-from kdlab.methods.names import BUILT_IN
-from kdlab.runs.ranges import check_trainer_values
+from kdlab.methods.names import BUILT_IN as METHODS
+from kdlab.methods.numbers import NUMBERS, check_number
+from kdlab.models.names import BUILT_IN as MODELS
+from kdlab.paths import config_dir
+from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig
+from kdlab.runs.ranges import (
+    check_alpha,
+    check_cache_dir,
+    check_device_name,
+    check_fitnet_values,
+    check_optim_values,
+    check_sched_values,
+    check_seed,
+    check_temperature,
+    check_trainer_values,
+    choice,
+)
 from kdlab.runs.suggest import unknown_option
 
-LOSS_COMMANDS = ("distill", "fitnet")
+# The options of the groups made from a registry, with the module whose import lets a plugin
+# (or code in this process) register more: then the pre-flight, which sees them, judges.
+REGISTRY_GROUPS = {
+    "model": ("kdlab.models.registry", MODELS),
+    "data": ("kdlab.data.registry", DATA_SETS),
+    "loss": ("kdlab.methods.base", METHODS),
+}
+FIXED_GROUPS = {
+    "optim": tuple(OPTIMIZERS),
+    "sched": tuple(SCHEDULES),
+    "stage2": STAGE2_MODES,
+    "logger": tuple(TRACKERS),
+}
+# The top-level settings of the distillation commands (kdlab.runs.config.DistillConfig) and
+# kdlab train's seed, by type: tests/test_screen.py checks them against the schema.
+RUN_NUMBERS: dict[str, type] = {"seed": int}
+DISTILL_NUMBERS: dict[str, type] = {"T": float, "alpha": float}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """A command's plain `key=value` overrides, as Hydra's parser typed their values."""
+
+    command: str
+    values: dict[str, Any]
+
+    def under(self, prefix: str) -> dict[str, Any]:
+        """The `prefix.KEY=value` overrides, by KEY."""
+        head = f"{prefix}."
+        return {k.removeprefix(head): v for k, v in self.values.items() if k.startswith(head)}
 
 
 def screen_overrides(command: str, overrides: Sequence[str]) -> None:
-    """Raise the pre-flight's one line for an unknown built-in `loss=` or a bad `trainer.*`."""
+    """Raise the pre-flight's one line for a mistake the overrides show by themselves."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -31,32 +83,109 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException:
         return  # the pre-flight words a parse error
-    values = {
+    plain = {
         o.key_or_group: o.value()
         for o in parsed
         if not (o.is_delete() or o.is_add() or o.is_force_add() or o.is_sweep_override())
     }
-    # A plugin that imported the method base may have registered more methods: the
-    # pre-flight, which sees them, judges the name then.
-    if command in LOSS_COMMANDS and "kdlab.methods.base" not in sys.modules:
-        name = values.get("loss")
-        if isinstance(name, str) and name not in BUILT_IN:
-            raise KdlabError(unknown_option("loss", name, sorted(BUILT_IN)))
-    trainer = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("trainer.")}
-    if trainer:
-        check_trainer_overrides(trainer)
+    given = Overrides(command, plain)
+    defaults = command_defaults(command)
+    check_group_options(given, defaults)
+    check_run_values(given)
+    if "loss" in defaults:  # kdlab distill and fitnet
+        added = {o.key_or_group for o in parsed}
+        guessed = None if added & {"experiment", "preset", "loss"} else defaults["loss"]
+        check_distill_values(given, plain.get("loss", guessed))
+    if "stage2" in defaults:  # kdlab fitnet
+        check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
 
 
-def check_trainer_overrides(trainer: dict[str, Any]) -> None:
-    """The `trainer.*` overrides on the schema's defaults; a value of the wrong type or an
-    unknown key is the pre-flight's to word (it knows the did-you-mean)."""
+def command_defaults(command: str) -> dict[str, Any]:
+    """The config groups of `kdlab COMMAND` (conf/COMMAND.yaml's defaults list) and their
+    default options, in the list's order."""
+    from omegaconf import OmegaConf
+
+    listed = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{command}.yaml").defaults)
+    assert isinstance(listed, list)
+    return {k: v for entry in listed if isinstance(entry, dict) for k, v in entry.items()}
+
+
+def group_options(group: str) -> tuple[str, ...] | None:
+    """The options of `group` known without torch; None where a plugin may have added some."""
+    if group in REGISTRY_GROUPS:
+        module, names = REGISTRY_GROUPS[group]
+        return None if module in sys.modules else names
+    if group in FIXED_GROUPS:
+        return FIXED_GROUPS[group]
+    return tuple(sorted(p.stem for p in (config_dir() / group).glob("*.yaml")))  # experiment=
+
+
+def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
+    """Each chosen option of the command's groups exists (`logger=` takes a list)."""
+    for group in defaults:
+        chosen = given.values.get(group)
+        names = chosen if group == "logger" and isinstance(chosen, list) else [chosen]
+        options = group_options(group)
+        for name in names:
+            if isinstance(name, str) and options is not None and name not in options:
+                raise KdlabError(unknown_option(group, name, sorted(options)))
+
+
+def check_run_values(given: Overrides) -> None:
+    """What every training command checks first: seed, trainer.*, optim.*, sched.*."""
+    seed = typed_number(given.values.get("seed"), RUN_NUMBERS["seed"])
+    if seed is not None:
+        check_seed(int(seed))
+    check_typed(TrainerConfig, given.under("trainer"), check_trainer_values)
+    device = given.values.get("trainer.device")
+    if isinstance(device, str):
+        check_device_name(device)
+    check_typed(OptimConfig, given.under("optim"), check_optim_values)
+    check_typed(SchedConfig, given.under("sched"), lambda s: check_sched_values(s, None))
+
+
+def check_distill_values(given: Overrides, loss: Any) -> None:
+    """loss=NAME's number settings (`loss` None: not known without composing), T, alpha,
+    teacher.model and teacher.cache_dir."""
+    for key, kind in NUMBERS.get(loss, {}).items() if isinstance(loss, str) else ():
+        value = typed_number(given.values.get(f"loss.{key}"), kind)
+        if value is not None:
+            check_number(loss, key, value)
+    T = typed_number(given.values.get("T"), DISTILL_NUMBERS["T"])
+    if T is not None:
+        check_temperature(T)
+    alpha = typed_number(given.values.get("alpha"), DISTILL_NUMBERS["alpha"])
+    if alpha is not None:
+        check_alpha(alpha)
+    teacher = given.values.get("teacher.model")
+    if isinstance(teacher, str) and group_options("model") is not None:
+        choice(teacher, MODELS, "teacher.model")
+    cache_dir = given.values.get("teacher.cache_dir")
+    if isinstance(cache_dir, str):
+        check_cache_dir(cache_dir)
+
+
+def typed_number(value: Any, kind: type) -> float | None:
+    """`value` as OmegaConf types it for a field of `kind` (int or float); None for anything
+    it would refuse or that is no number (null), which the pre-flight words."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if kind is int:
+        return value if isinstance(value, int) else None
+    return float(value)
+
+
+def check_typed(schema: type, overrides: dict[str, Any], check: Callable[[Any], None]) -> None:
+    """Run `check` on `schema`'s defaults with the overrides merged in, as OmegaConf types
+    them; a value of the wrong type or an unknown key is the pre-flight's to word (it knows
+    the did-you-mean). The defaults pass every check: only an override can fail one."""
+    if not overrides:
+        return
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        node = OmegaConf.merge(OmegaConf.structured(TrainerConfig), trainer)
-        typed = OmegaConf.to_object(node)
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), overrides))
     except (OmegaConfBaseException, ValueError):
         return
-    assert isinstance(typed, TrainerConfig)
-    check_trainer_values(typed)
+    check(typed)

@@ -62,13 +62,14 @@ from kdlab.runs.config import DistillConfig, FitnetRunConfig, RunConfig
 from kdlab.runs.distill_settings import STAGE2_MODES
 from kdlab.runs.ranges import (
     at_least_zero,
+    check_alpha,
     check_cache_dir,
     check_device_name,
     check_fitnet_values,
     check_optim_values,
     check_sched_values,
     check_seed,
-    check_soft_targets,
+    check_temperature,
     check_trainer_values,
     choice,
     require,
@@ -191,7 +192,8 @@ def check_schedule(cfg: RunConfig) -> None:
 
 def check_distillation(cfg: DistillConfig) -> None:
     check_loss_settings(cfg.loss)
-    check_soft_targets(cfg.T, cfg.alpha)
+    check_temperature(cfg.T)
+    check_alpha(cfg.alpha)
     choice(cfg.teacher.model, model_names(), "teacher.model")
     check_teachers(cfg)
     check_cache_dir(cfg.teacher.cache_dir)
