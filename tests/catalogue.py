@@ -34,20 +34,29 @@ class BadInput:
     fragments: tuple[str, ...] = ()  # what the one line must contain
     tested_in: str = RELIABILITY_TESTS  # rows tested in other files are run for the table only
     preflight: bool = False  # refused before Hydra starts: not even the run dir is created
+    screened: bool = False  # refused before torch is imported (kdlab.runs.screen)
 
 
 def static(*args: str) -> Callable[[Workspace], list[str]]:
     return lambda ws: list(args)
 
 
-def preflight(command: str, overrides: str, fragment: str) -> BadInput:
-    """A value the pre-flight refuses: `kdlab COMMAND OVERRIDES` (separated by spaces)."""
+def preflight(command: str, overrides: str, fragment: str, screened: bool = False) -> BadInput:
+    """A value the pre-flight refuses: `kdlab COMMAND OVERRIDES` (separated by spaces);
+    `screened`: so does the torch-free screen before it, with the same line."""
     return BadInput(
         f"`kdlab {command} {overrides}`",
         static(command, *overrides.split()),
         (fragment,),
         preflight=True,
+        screened=screened,
     )
+
+
+def screen(command: str, overrides: str, fragment: str) -> BadInput:
+    """A value the torch-free screen refuses (before torch is imported), with the line the
+    pre-flight would print."""
+    return preflight(command, overrides, fragment, screened=True)
 
 
 def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
@@ -70,98 +79,130 @@ def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
 UNKNOWN_NAMES = [
     BadInput("`kdlab nosuch`", static("nosuch"), tested_in="test_cli.py"),
     BadInput(
-        "`kdlab train model=nosuch`", static("train", "model=nosuch"), tested_in="test_cli.py"
+        "`kdlab train model=nosuch`",
+        static("train", "model=nosuch"),
+        ("unknown model 'nosuch'", "resnet_teacher", "(model=NAME)"),
+        tested_in="test_cli.py",
+        screened=True,
     ),
-    BadInput("`kdlab train data=nosuch`", static("train", "data=nosuch"), tested_in="test_cli.py"),
+    BadInput(
+        "`kdlab train data=nosuch`",
+        static("train", "data=nosuch"),
+        ("unknown data 'nosuch'", "synthetic", "(data=NAME)"),
+        tested_in="test_cli.py",
+        screened=True,
+    ),
     BadInput(
         "`kdlab distill loss=nosuch`",
         static("distill", "loss=nosuch"),
         ("unknown loss 'nosuch'", "choose one of ab, at, ", " kd, ", "(loss=NAME)"),
+        screened=True,
     ),
     BadInput(
-        "`kdlab train optim=nosuch`", static("train", "optim=nosuch"), tested_in="test_cli.py"
+        "`kdlab train optim=nosuch`",
+        static("train", "optim=nosuch"),
+        ("unknown optim 'nosuch'", "adamw", "(optim=NAME)"),
+        tested_in="test_cli.py",
+        screened=True,
     ),
     BadInput(
         "`kdlab fitnet stage2=nosuch`",
         static("fitnet", "stage2=nosuch"),
         ("unknown stage2 'nosuch'", "finetune, frozen"),
+        screened=True,
     ),
     BadInput(
         "`kdlab fitnet fitnet.regressor=nosuch`",
         static("fitnet", "fitnet.regressor=nosuch"),
         ("unknown fitnet.regressor 'nosuch'", "conv1x1, conv3x3, none"),
+        screened=True,
     ),
-    preflight("train", "trainer.device=cuda:abc", "unknown trainer.device 'cuda:abc'"),
-    preflight("distill", "teacher.model=nosuch", "unknown teacher.model 'nosuch'"),
+    screen("train", "trainer.device=cuda:abc", "unknown trainer.device 'cuda:abc'"),
+    screen("distill", "teacher.model=nosuch", "unknown teacher.model 'nosuch'"),
 ]
 
 # --- config values out of their range (kdlab.runs.validation's table) -----------------------
 OUT_OF_RANGE = [
-    BadInput("`kdlab distill T=0`", static("distill", "T=0"), ("T must be positive, got 0",)),
-    BadInput("`kdlab distill T=-1`", static("distill", "T=-1"), ("T must be positive, got -1",)),
+    BadInput(
+        "`kdlab distill T=0`",
+        static("distill", "T=0"),
+        ("T must be positive, got 0",),
+        screened=True,
+    ),
+    BadInput(
+        "`kdlab distill T=-1`",
+        static("distill", "T=-1"),
+        ("T must be positive, got -1",),
+        screened=True,
+    ),
     BadInput(
         "`kdlab distill alpha=-0.1`",
         static("distill", "alpha=-0.1"),
         ("alpha must be in [0, 1]", "got -0.1"),
+        screened=True,
     ),
     BadInput(
         "`kdlab distill alpha=1.5`",
         static("distill", "alpha=1.5"),
         ("alpha must be in [0, 1]", "got 1.5"),
+        screened=True,
     ),
     BadInput(
         "`kdlab train trainer.epochs=0`",
         static("train", "trainer.epochs=0"),
+        ("trainer.epochs must be positive, got 0",),
         tested_in="test_cli.py",
+        screened=True,
     ),
     BadInput(
         "`kdlab train trainer.epochs=-1`",
         static("train", "trainer.epochs=-1"),
         ("trainer.epochs must be positive, got -1", "trainer.epochs=N"),
+        screened=True,
     ),
     BadInput(
         "`kdlab train trainer.batch_size=0`",
         static("train", "trainer.batch_size=0"),
         ("trainer.batch_size must be positive, got 0",),
+        screened=True,
     ),
-    BadInput("`kdlab train optim.lr=0`", static("train", "optim.lr=0"), tested_in="test_cli.py"),
+    BadInput(
+        "`kdlab train optim.lr=0`",
+        static("train", "optim.lr=0"),
+        ("optim.lr must be positive, got 0",),
+        tested_in="test_cli.py",
+        screened=True,
+    ),
     BadInput(
         "`kdlab train optim.lr=-0.1`",
         static("train", "optim.lr=-0.1"),
         ("optim.lr must be positive",),
+        screened=True,
     ),
     preflight("train", "trainer.device=cuda:99", "trainer.device=cuda:99 but this machine has"),
-    preflight("train", "trainer.num_threads=-1", "trainer.num_threads must be positive, got -1"),
-    preflight(
-        "train", "trainer.eval_batch_size=0", "trainer.eval_batch_size must be positive, got 0"
-    ),
-    preflight(
-        "train", "trainer.grad_clip=inf", "trainer.grad_clip must be a finite number, got inf"
-    ),
-    preflight("train", "seed=-1", "seed must be in [0, 4294967296), got -1"),
-    preflight("train", "optim.betas=[2,3]", "optim.betas[0] must be in [0, 1), got 2.0"),
-    preflight("train", "optim.momentum=-1", "optim.momentum must be in [0, 1), got -1.0"),
-    preflight("train", "optim.lr=inf", "optim.lr must be a finite number, got inf"),
-    preflight(
+    screen("train", "trainer.num_threads=-1", "trainer.num_threads must be positive, got -1"),
+    screen("train", "trainer.eval_batch_size=0", "trainer.eval_batch_size must be positive, got 0"),
+    screen("train", "trainer.grad_clip=inf", "trainer.grad_clip must be a finite number, got inf"),
+    screen("train", "seed=-1", "seed must be in [0, 4294967296), got -1"),
+    screen("train", "optim.betas=[2,3]", "optim.betas[0] must be in [0, 1), got 2.0"),
+    screen("train", "optim.momentum=-1", "optim.momentum must be in [0, 1), got -1.0"),
+    screen("train", "optim.lr=inf", "optim.lr must be a finite number, got inf"),
+    screen(
         "train", "optim.weight_decay=nan", "optim.weight_decay must be a finite number, got nan"
     ),
-    preflight("train", "sched.min_lr_ratio=-1", "sched.min_lr_ratio must be in [0, 1], got -1.0"),
-    preflight("train", "sched.gamma=-1", "sched.gamma must be positive, got -1.0"),
-    preflight(
-        "train", "sched.milestones=[0.75,0.5]", "sched.milestones must ascend, got [0.75, 0.5]"
-    ),
-    preflight(
-        "train", "sched.milestones=[0.5,1.5]", "sched.milestones[1] (a fraction of training)"
-    ),
-    preflight("train", "sched.pct_start=1", "sched.pct_start must be in (0, 1), got 1.0"),
-    preflight("distill", "T=inf", "T must be a finite number, got inf"),
+    screen("train", "sched.min_lr_ratio=-1", "sched.min_lr_ratio must be in [0, 1], got -1.0"),
+    screen("train", "sched.gamma=-1", "sched.gamma must be positive, got -1.0"),
+    screen("train", "sched.milestones=[0.75,0.5]", "sched.milestones must ascend, got [0.75, 0.5]"),
+    screen("train", "sched.milestones=[0.5,1.5]", "sched.milestones[1] (a fraction of training)"),
+    screen("train", "sched.pct_start=1", "sched.pct_start must be in (0, 1), got 1.0"),
+    screen("distill", "T=inf", "T must be a finite number, got inf"),
     preflight("distill", "optim=dot optim.delta=0.2", "optim.delta=0.2 must keep both momenta"),
     preflight("train", "optim=dot", "optim=dot splits a distillation loss from the task loss"),
     preflight("distill", "optim=dot trainer.grad_clip=1", "trainer.grad_clip is not supported"),
     # On a CPU, fp16's own refusal comes first (DOT's is reached only on a GPU).
     preflight("distill", "optim=dot trainer.precision=fp16", "trainer.precision=fp16 on a CPU"),
     preflight("distill", "optim=dot trainer.compile=true", "set trainer.compile=false"),
-    preflight(
+    screen(
         "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
     ),
     preflight(
@@ -172,10 +213,8 @@ OUT_OF_RANGE = [
 
 # --- methods and the models they tap ---------------------------------------------------------
 METHODS = [
-    preflight("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
-    preflight(
-        "distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"
-    ),
+    screen("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
+    screen("distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"),
     preflight("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
     preflight("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
     preflight("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
@@ -810,11 +849,11 @@ CATALOGUE += [
     preflight("train", "~optim", "~optim deletes kdlab's optim settings"),
     # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
     preflight("train", "model={a:1}", "Could not override 'model'"),
-    preflight("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
-    preflight("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
-    preflight("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
+    screen("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
+    screen("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
+    screen("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
     preflight("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
-    preflight("distill", "T=1e-30", "T=1e-30 is too small"),
+    screen("distill", "T=1e-30", "T=1e-30 is too small"),
     preflight(
         "train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"
     ),
@@ -823,6 +862,7 @@ CATALOGUE += [
         lambda ws: ["distill", f"teacher.cache_dir={ws.regular_file}"],
         ("is a file, not a directory",),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab distill teacher.ckpt=T.pt` whose weights hold a NaN",

@@ -1,0 +1,97 @@
+"""The CLI's torch-free screen (kdlab.runs.screen): every catalogue row marked `screened` is
+refused by the entry point with its one line and exit code 2 before torch is imported.
+
+The rows run in one fresh interpreter (this one has imported torch and the registries, which
+make the screen leave the registries' groups to the pre-flight), one after another through
+`kdlab.cli.main.main`, as the console script calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from catalogue import CATALOGUE
+from harness import command_env
+from kdlab.errors import KdlabError
+from kdlab.runs.config import DistillConfig
+from kdlab.runs.preflight import compose_config
+from kdlab.runs.screen import DISTILL_NUMBERS, RUN_NUMBERS
+
+SCREENED = [case for case in CATALOGUE if case.screened]
+
+# Each argv of the JSON list in sys.argv[1] through the entry point; prints a JSON list of
+# [exit code, stderr] and, last, whether torch was imported.
+RUN_EACH = """
+import contextlib, io, json, sys
+from kdlab.cli.main import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+    results.append([code, stderr.getvalue()])
+print(json.dumps([results, "torch" in sys.modules]))
+"""
+
+
+def screened_lines(tmp_path: Path) -> tuple[list[tuple[list[str], int, str]], bool]:
+    """(argv, exit code, stderr) of every screened row, and whether torch was imported."""
+    regular_file = tmp_path / "a_file"
+    regular_file.write_text("not a directory\n")
+    # What the screened rows read of a harness.Workspace: a file that is no directory.
+    workspace = SimpleNamespace(root=tmp_path, regular_file=regular_file)
+    argvs = [[*case.args(workspace), f"hydra.run.dir={tmp_path / 'run'}"] for case in SCREENED]
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_EACH, json.dumps(argvs)],
+        cwd=tmp_path,
+        env=command_env(None),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results, torch_imported = json.loads(proc.stdout)
+    return [(argv, code, err) for argv, (code, err) in zip(argvs, results, strict=True)], (
+        torch_imported
+    )
+
+
+def test_every_screened_row_is_refused_in_one_line_before_torch_is_imported(tmp_path):
+    assert len(SCREENED) >= 30
+    results, torch_imported = screened_lines(tmp_path)
+    for case, (argv, code, stderr) in zip(SCREENED, results, strict=True):
+        assert code == 2, f"{argv}: exit {code}, {stderr}"
+        assert stderr.startswith("kdlab: error: ") and stderr.count("\n") == 1, (argv, stderr)
+        for fragment in case.fragments:
+            assert fragment in stderr, (argv, stderr)
+    assert not torch_imported
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_screens_types_are_the_schemas():
+    """The screen types seed, T and alpha as kdlab.runs.config's schema does."""
+    hints = typing.get_type_hints(DistillConfig)
+    assert {key: hints[key] for key in {**RUN_NUMBERS, **DISTILL_NUMBERS}} == {
+        **RUN_NUMBERS,
+        **DISTILL_NUMBERS,
+    }
+
+
+@pytest.mark.slow
+def test_the_screen_prints_the_pre_flights_line(tmp_path):
+    """Each screened row's line is the one the full pre-flight gives on the composed config."""
+    results, _ = screened_lines(tmp_path)
+    for argv, _, stderr in results:
+        with pytest.raises(KdlabError) as refused:
+            compose_config(argv[0], argv[1:-1])  # without hydra.run.dir
+        assert stderr == f"kdlab: error: {refused.value}\n", argv
