@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from kdlab.data.names import BUILT_IN as DATA_SETS
 from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
@@ -111,13 +111,15 @@ def command_defaults(command: str) -> dict[str, Any]:
 
 
 def group_options(group: str) -> tuple[str, ...] | None:
-    """The options of `group` known without torch; None where a plugin may have added some."""
+    """The options of `group` known without torch: None where a plugin may have added some,
+    or for a group that is neither generated here nor a folder of conf/."""
     if group in REGISTRY_GROUPS:
         module, names = REGISTRY_GROUPS[group]
         return None if module in sys.modules else names
     if group in FIXED_GROUPS:
         return FIXED_GROUPS[group]
-    return tuple(sorted(p.stem for p in (config_dir() / group).glob("*.yaml")))  # experiment=
+    folder = config_dir() / group  # experiment=, preset=: its YAML files
+    return tuple(sorted(p.stem for p in folder.glob("*.yaml"))) if folder.is_dir() else None
 
 
 def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
@@ -127,7 +129,8 @@ def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
         names = chosen if group == "logger" and isinstance(chosen, list) else [chosen]
         options = group_options(group)
         for name in names:
-            if isinstance(name, str) and options is not None and name not in options:
+            nested = "/" in str(name)  # a nested group's option: Hydra's to judge
+            if literal(name) and not nested and options is not None and name not in options:
                 raise KdlabError(unknown_option(group, name, sorted(options)))
 
 
@@ -138,7 +141,7 @@ def check_run_values(given: Overrides) -> None:
         check_seed(int(seed))
     check_typed(TrainerConfig, given.under("trainer"), check_trainer_values)
     device = given.values.get("trainer.device")
-    if isinstance(device, str):
+    if literal(device):
         check_device_name(device)
     check_typed(OptimConfig, given.under("optim"), check_optim_values)
     check_typed(SchedConfig, given.under("sched"), lambda s: check_sched_values(s, None))
@@ -158,11 +161,16 @@ def check_distill_values(given: Overrides, loss: Any) -> None:
     if alpha is not None:
         check_alpha(alpha)
     teacher = given.values.get("teacher.model")
-    if isinstance(teacher, str) and group_options("model") is not None:
+    if literal(teacher) and group_options("model") is not None:
         choice(teacher, MODELS, "teacher.model")
     cache_dir = given.values.get("teacher.cache_dir")
-    if isinstance(cache_dir, str):
+    if literal(cache_dir):
         check_cache_dir(cache_dir)
+
+
+def literal(value: Any) -> TypeGuard[str]:
+    """A name or path as typed: a string that is no interpolation (`${...}`)."""
+    return isinstance(value, str) and "${" not in value
 
 
 def typed_number(value: Any, kind: type) -> float | None:
