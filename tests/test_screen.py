@@ -22,7 +22,7 @@ from harness import command_env
 from kdlab.errors import KdlabError
 from kdlab.runs.config import DistillConfig
 from kdlab.runs.preflight import compose_config
-from kdlab.runs.screen import DISTILL_NUMBERS, RUN_NUMBERS
+from kdlab.runs.screen import DISTILL_NUMBERS, RUN_NUMBERS, screen_overrides
 
 SCREENED = [case for case in CATALOGUE if case.screened]
 
@@ -85,6 +85,17 @@ def test_the_screens_types_are_the_schemas():
         **RUN_NUMBERS,
         **DISTILL_NUMBERS,
     }
+
+
+def test_a_registry_s_group_is_left_to_the_pre_flight_once_a_plugin_could_extend_it():
+    """A plugin registers through its registry's module, imported before the screen runs (as
+    in this process): then a name the built-ins lack may be the plugin's."""
+    assert {"kdlab.models.registry", "kdlab.data.registry", "kdlab.methods.base"} <= set(
+        sys.modules
+    )
+    screen_overrides("distill", ["model=tiny_net", "data=stripes", "loss=mse_logits"])
+    with pytest.raises(KdlabError, match="unknown optim 'nosuch'"):
+        screen_overrides("distill", ["optim=nosuch"])  # no plugin adds an optimiser
 
 
 @pytest.mark.slow
