@@ -21,6 +21,36 @@ os.environ["OMP_NUM_THREADS"] = str(THREADS)
 # groups back as it found them (harness.restored_hydra), dropping only a plugin's options.
 register_configs()
 
+# The longest test files (seconds each took alone on the 2-core CI kind, December 2026),
+# longest first. pytest-xdist hands the files to its two workers in collection order, so
+# these go first and the short files fill in at the end: both workers then finish together
+# (by test count, xdist's own order, the four-test launcher file came last: ~40 s of one idle
+# worker). The other files follow in name order; a stale list costs speed, never a result.
+LONGEST_FIRST = (
+    "test_reliability.py",  # 123 s
+    "test_distill_e2e.py",  # 71
+    "test_methods_e2e.py",  # 56
+    "test_launchers.py",  # 55
+    "test_distributed.py",  # 49
+    "test_api.py",  # 45
+    "test_method_registry.py",  # 45
+    "test_study_e2e.py",  # 30
+    "test_pretrained.py",  # 29
+    "test_bad_input.py",  # 26
+    "test_grid_e2e.py",  # 24
+    "test_logit_cache.py",  # 24
+    "test_cli.py",  # 19
+    "test_train_e2e.py",  # 16
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of LONGEST_FIRST first, in its order (a stable sort: each file's own order
+    and the other files' are kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # The methods' tests import these from here; the others from harness.
 __all__ = ["TINY", "kdlab", "read_summary", "run_kdlab"]
 

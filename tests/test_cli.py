@@ -137,7 +137,6 @@ def test_missing_cifar_says_where_to_put_the_archive(kdlab, tmp_path):
         f"data.root={root}",
         "data.download=false",
         f"hydra.run.dir={tmp_path / 'run'}",
-        fresh_process=True,  # the console script's exit status and whole stderr
     )
     assert_one_line_error(proc, "cifar-10-python.tar.gz", str(root))
 

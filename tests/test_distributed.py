@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from harness import TINY, read_summary
+from harness import TINY, read_summary, run_kdlab
 from kdlab.cli.main import main
 from kdlab.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -46,14 +46,12 @@ CONTRACT = {
 }
 
 
-def launch(*args: str, cwd: Path, nproc: int | None, env: dict[str, str] | None = None):
-    """`kdlab ARGS` in a subprocess: under torchrun with `nproc` ranks, or plainly (None)."""
+def launch(*args: str, cwd: Path, nproc: int, env: dict[str, str] | None = None):
+    """`kdlab ARGS` under torchrun with `nproc` ranks (the single-process runs they are
+    compared with run in this process: harness.run_kdlab)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    if nproc is None:
-        command = [sys.executable, "-m", "kdlab", *args]
-    else:
-        torchrun = str(Path(sys.executable).with_name("torchrun"))
-        command = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "kdlab", *args]
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    command = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "kdlab", *args]
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True)
 
 
@@ -72,7 +70,7 @@ def runs(tmp_path_factory):
     """(single-process run dir, DDP run dir, the DDP run's working dir)."""
     single_cwd = tmp_path_factory.mktemp("single")
     single = single_cwd / "run"
-    proc = launch("train", *RUN, f"hydra.run.dir={single}", cwd=single_cwd, nproc=None)
+    proc = run_kdlab("train", *RUN, f"hydra.run.dir={single}", cwd=single_cwd)
     assert proc.returncode == 0, proc.stderr
     ddp_cwd = tmp_path_factory.mktemp("ddp")
     proc = launch("train", *RUN, cwd=ddp_cwd, nproc=2)  # the default, time-stamped run dir
@@ -120,7 +118,7 @@ def test_ddp_checkpoint_resumes_in_one_process(runs, tmp_path):
     state = load_checkpoint(copy / "checkpoints" / "last.pt")
     assert not any(key.startswith("module.") for key in state["model"])  # no DDP wrapper
     model_from_checkpoint(state)  # a strict load into the plain model
-    proc = launch("train", *RUN, f"hydra.run.dir={copy}", "resume=true", cwd=tmp_path, nproc=None)
+    proc = run_kdlab("train", *RUN, f"hydra.run.dir={copy}", "resume=true", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     resumed = read_summary(copy)
     assert resumed["world_size"] == 1

@@ -33,7 +33,8 @@ LEGEND_ROW_IN = LEGEND_PT * 1.6 / 72  # one legend row with its spacing, in inch
 
 
 def new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
+    """A figure at the PNG's resolution (saving at another would lay it out anew)."""
+    figure = Figure(figsize=(width, height), layout="constrained", dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
 
