@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from catalogue import CATALOGUE, RELIABILITY_TESTS, run_bad_input, with_metrics
-from harness import Workspace, build_workspace, run_kdlab
+from harness import FOLDER_RUN, Workspace, build_workspace, run_kdlab
 from test_cli import assert_one_line_error
 from test_reliability import files_under
 
@@ -31,10 +31,33 @@ def workspace(tmp_path_factory) -> Workspace:
 )
 def test_bad_input_is_one_line_exit_2_and_overwrites_nothing(workspace, tmp_path, case):
     before = files_under(workspace.teacher)
+    untouched = tmp_path.stat().st_mtime_ns  # a run dir made and removed in it changes it
     proc = run_bad_input(case, workspace, tmp_path / "run")
     assert_one_line_error(proc, *case.fragments)
     assert not (tmp_path / "run").exists(), "a failure before training left its run dir"
     assert files_under(workspace.teacher) == before, "the finished run's files were changed"
+    if case.preflight:
+        assert tmp_path.stat().st_mtime_ns == untouched, "the run dir was made, then removed"
+
+
+def test_a_teacher_of_other_classes_leaves_a_users_run_dir_as_it_was(workspace, tmp_path):
+    """The pre-flight refuses the teacher before Hydra writes into the user's own
+    hydra.run.dir: no .hydra/, no log, no lock, not even a changed modification time."""
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "plan.txt").write_text("the user's own file\n")
+    before, mtimes = files_under(mine), [mine.stat().st_mtime_ns, tmp_path.stat().st_mtime_ns]
+    proc = run_kdlab(
+        "distill",
+        *FOLDER_RUN,
+        f"data.root={workspace.ab}",
+        f"teacher.ckpt={workspace.teacher}",
+        f"hydra.run.dir={mine}",
+        cwd=workspace.root,
+    )
+    assert_one_line_error(proc, "predicts 3 classes, the data has 2")
+    assert files_under(mine) == before and sorted(os.listdir(mine)) == ["notes"]
+    assert [mine.stat().st_mtime_ns, tmp_path.stat().st_mtime_ns] == mtimes
 
 
 def test_predict_shows_a_file_name_that_is_not_utf8_with_escapes(workspace, tmp_path):
