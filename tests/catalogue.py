@@ -359,6 +359,12 @@ TEACHERS = [
         ("has class 2 = 'c', the data has 'd'", "teacher.ckpt=PATH"),
         preflight=True,
     ),
+    BadInput(
+        "`data.normalize=imagenet`, a teacher trained on the data set's statistics",
+        with_teacher("distill", "abc", "teacher", "data.normalize=imagenet"),
+        ("normalised with dataset statistics, this run uses imagenet", "data.normalize=dataset"),
+        preflight=True,
+    ),
     # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
     preflight(
         "distill",

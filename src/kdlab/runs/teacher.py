@@ -18,7 +18,6 @@ from torch import nn
 
 from kdlab.data import DataBundle
 from kdlab.data.batch_loader import BatchLoader
-from kdlab.data.choices import run_normalization
 from kdlab.engine.checkpoint import Checkpoint
 from kdlab.engine.metrics import evaluate
 from kdlab.engine.objective import CrossEntropy
@@ -35,6 +34,7 @@ from kdlab.runs.teacher_files import (
     check_teacher_channels,
     check_teacher_classes,
     check_teacher_data,
+    check_teacher_normalization,
     check_teachers_agree,
     resolve_teachers,
 )
@@ -139,12 +139,7 @@ def load_teacher(
     path, state = checkpoint.path, checkpoint.state
     check_teacher_classes(path, state, data.num_classes, data.class_names)
     check_teacher_channels(path, state, data.in_channels)
-    trained_on = run_normalization(state.config)
-    if trained_on != data.normalization:
-        raise KdlabError(
-            f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
-            f"this run uses {data.normalization}: set data.normalize={trained_on}"
-        )
+    check_teacher_normalization(path, state, data.normalization)
     model = state.build_model(path).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from kdlab.data.choices import imagenet_inputs, normalization, run_normalization
 from kdlab.data.registry import channels_of, known_class_count, known_class_names
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, read_header, rebuilt_model
 from kdlab.errors import KdlabError
@@ -105,9 +106,9 @@ def check_teachers_early(
 ) -> None:
     """The pre-flight's check of a distill or fitnet run's teachers, before Hydra writes
     anything: found (teacher.ckpt, the teacher search, or `pinned`: a resume's own teachers,
-    named in its last.pt), readable, of the run's data, classes and channels, agreeing, of a
-    known architecture with the feature points the method reads. A resume whose run dir is
-    not known here (no hydra.run.dir) is checked when it starts."""
+    named in its last.pt), readable, of the run's data, classes, channels and normalisation,
+    agreeing, of a known architecture with the feature points the method reads. A resume
+    whose run dir is not known here (no hydra.run.dir) is checked when it starts."""
     teacherless = method(cfg.loss.name).taps == "none" and not isinstance(cfg, FitnetRunConfig)
     if teacherless or (cfg.resume and pinned is None):
         return
@@ -118,9 +119,11 @@ def check_teachers_early(
         check_teacher_data(path, teacher, cfg.data.name)
     check_teachers_agree(teachers)
     count, names = known_class_count(cfg.data), known_class_names(cfg.data)
+    used = normalization(cfg.data, imagenet_inputs(cfg.model, teachers[0][1].config))
     for path, teacher in teachers:
         check_teacher_classes(path, teacher, count, names)
         check_teacher_channels(path, teacher, channels_of(cfg.data))
+        check_teacher_normalization(path, teacher, used)
         check_teacher_model(cfg, path, teacher)
 
 
@@ -158,6 +161,17 @@ def check_teacher_channels(path: Path, teacher: Checkpoint, channels: int) -> No
         raise KdlabError(
             f"teacher {path} takes {teacher.in_channels}-channel images, the data has "
             f"{channels}: pick a teacher trained on the same images (teacher.ckpt=PATH)"
+        )
+
+
+def check_teacher_normalization(path: Path, teacher: Checkpoint, used: str) -> None:
+    """The teacher sees the student's batches: normalised as its own were (`used`: the
+    run's data.normalize resolved)."""
+    trained_on = run_normalization(teacher.config)
+    if trained_on != used:
+        raise KdlabError(
+            f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
+            f"this run uses {used}: set data.normalize={trained_on}"
         )
 
 
