@@ -85,3 +85,23 @@ def test_a_torn_last_metrics_line_is_reported_past_with_a_warning(workspace, tmp
     assert proc.returncode == 0, proc.stderr
     assert f"{run / 'metrics.jsonl'}: skipped its last line 2, cut short" in caplog.text
     assert (tmp_path / "curves_acc.png").is_file()
+
+
+def test_each_job_of_a_sweep_has_its_teacher_checked_before_the_sweep_dir(workspace, tmp_path):
+    """A sweep whose second job's teacher predicts other classes refuses before its first job
+    trains: no sweep dir, no job's dir."""
+    teachers = f"teacher.ckpt={workspace.two_class_teacher},{workspace.teacher}"
+    sweep = tmp_path / "sweep"
+    proc = run_kdlab(
+        "distill",
+        "-m",
+        *FOLDER_RUN,
+        f"data.root={workspace.ab}",
+        teachers,
+        f"hydra.sweep.dir={sweep}",
+        cwd=workspace.root,
+    )
+    assert_one_line_error(
+        proc, f"teacher {workspace.teacher / 'checkpoints' / 'best.pt'} predicts 3"
+    )
+    assert not sweep.exists() and os.listdir(tmp_path) == []
