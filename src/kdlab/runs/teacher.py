@@ -96,9 +96,13 @@ def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def read_teachers(cfg: DistillConfig) -> Teachers:
-    """Find and read the teachers before any data is built, so a missing, corrupt, modified,
-    other-data-set or disagreeing teacher fails in a second rather than after the data set is
-    loaded. A resumed run reads the teachers it started with (pinned by their sha256)."""
+    """Find and read the teachers before any data is built, so a modified teacher (its bytes
+    against its record) or one with non-finite weights, which only the whole file shows,
+    fails in a second rather than after the data set is loaded. The pre-flight refused a
+    missing, corrupt, other-data-set or disagreeing teacher already; those checks are the
+    same functions, again here for a run started without it (--config-dir) and a teacher
+    that changed since. A resumed run reads the teachers it started with (pinned by their
+    sha256)."""
     pin = pinned_teacher(cfg)
     paths = pinned_teacher_paths(cfg.teacher.checkpoints(), pin) if pin else resolve_teachers(cfg)
     members = tuple(read_one_teacher(cfg, path) for path in paths)
