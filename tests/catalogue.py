@@ -807,7 +807,8 @@ CATALOGUE += [
             f"`kdlab {command}` a checkpoint: {name.replace('_', ' ')}",
             args,
             CRAFTED_SAYS[name],
-            preflight=command != "distill",
+            # A teacher's weights of another architecture show only once they are loaded.
+            preflight=name != "other_arch",
         )
         for command, name, args in (
             ("distill", "other_arch", lambda ws: with_crafted_teacher(ws, "other_arch")),
