@@ -102,17 +102,18 @@ def teacher_command(cfg: DistillConfig, typed: list[str]) -> str:
 
 
 def check_teachers_early(
-    cfg: DistillConfig, typed: Sequence[str], pinned: list[Path] | None
+    cfg: DistillConfig, overrides: Sequence[str], pinned: list[Path] | None
 ) -> None:
     """The pre-flight's check of a distill or fitnet run's teachers, before Hydra writes
     anything: found (teacher.ckpt, the teacher search, or `pinned`: a resume's own teachers,
     named in its last.pt), readable, of the run's data, classes, channels and normalisation,
-    agreeing, of a known architecture with the feature points the method reads. A resume
-    whose run dir is not known here (no hydra.run.dir) is checked when it starts."""
+    agreeing, of a known architecture with the feature points the method reads. `overrides`:
+    the job's, which the hint to train a missing teacher keeps. A resume whose run dir is not
+    known here (no hydra.run.dir) is checked when it starts."""
     teacherless = method(cfg.loss.name).taps == "none" and not isinstance(cfg, FitnetRunConfig)
     if teacherless or (cfg.resume and pinned is None):
         return
-    paths = pinned or resolve_teachers(cfg, typed)
+    paths = pinned or resolve_teachers(cfg, overrides)
     allowed = cfg.teacher.allow_modified
     teachers = [(p, read_header(p, allow_modified=allowed, override=ALLOW_MODIFIED)) for p in paths]
     for path, teacher in teachers:
