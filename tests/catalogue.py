@@ -235,6 +235,7 @@ METHODS = [
         "`kdlab fitnet fitnet.hint_layer=nosuch`",
         with_teacher("fitnet", "abc", "teacher", "fitnet.hint_layer=nosuch"),
         tested_in="test_distill_e2e.py",
+        preflight=True,
     ),
     BadInput(
         "`kdlab fitnet fitnet.regressor=none`, guided and hint shapes differ",
@@ -320,36 +321,49 @@ TEACHERS = [
         "`teacher.ckpt=MISSING.pt`",
         lambda ws: ["distill", f"teacher.ckpt={ws.root / 'missing.pt'}"],
         tested_in="test_distill_e2e.py",
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a truncated checkpoint",
         with_teacher("distill", "abc", "truncated"),
         tested_in="test_distill_e2e.py",
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a file that would run code when unpickled",
         lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.crafted}"],
         tested_in="test_reliability.py::test_a_checkpoint_that_would_run_code_is_refused",
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a JSON file",
         lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.bad_summary / 'summary.json'}"],
         ("summary.json is not a checkpoint", "give a kdlab .pt file or a run dir"),
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a teacher of another data set",
         lambda ws: ["distill", *FAST, f"teacher.ckpt={ws.teacher}"],
         ("was trained on data=imagefolder, this run uses data=synthetic", "teacher.ckpt=PATH"),
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a 3-class teacher, 2-class data",
         with_teacher("distill", "ab", "teacher"),
         ("predicts 3 classes, the data has 2", "teacher.ckpt=PATH"),
+        preflight=True,
     ),
     BadInput(
         "`teacher.ckpt=` a teacher of classes a, b, c; data of a, b, d",
         with_teacher("distill", "abd", "teacher"),
         ("has class 2 = 'c', the data has 'd'", "teacher.ckpt=PATH"),
+        preflight=True,
+    ),
+    BadInput(
+        "`data.normalize=imagenet`, a teacher trained on the data set's statistics",
+        with_teacher("distill", "abc", "teacher", "data.normalize=imagenet"),
+        ("normalised with dataset statistics, this run uses imagenet", "data.normalize=dataset"),
+        preflight=True,
     ),
     # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
     preflight(
@@ -384,6 +398,7 @@ TEACHERS = [
             f"teacher.ckpt=[{ws.teacher},{ws.two_class_teacher}]",
         ],
         ("has 2 classes, teacher", "has 3: the teachers of teacher.ckpt=[...] must agree"),
+        preflight=True,
     ),
 ]
 
@@ -792,7 +807,8 @@ CATALOGUE += [
             f"`kdlab {command}` a checkpoint: {name.replace('_', ' ')}",
             args,
             CRAFTED_SAYS[name],
-            preflight=command != "distill",
+            # A teacher's weights of another architecture show only once they are loaded.
+            preflight=name != "other_arch",
         )
         for command, name, args in (
             ("distill", "other_arch", lambda ws: with_crafted_teacher(ws, "other_arch")),

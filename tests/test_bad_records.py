@@ -23,7 +23,7 @@ from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
 from kdlab.models import build_model
 from kdlab.paths import write_atomic
-from kdlab.runs.teacher import newest_teacher_run
+from kdlab.runs.teacher_files import newest_teacher_run
 from test_cli import assert_one_line_error
 
 

@@ -230,7 +230,7 @@ def test_a_record_names_its_checkpoint_by_hash_and_the_far_below_warning(tmp_pat
     ckpt.write_bytes(b"weights")
     summary = {"command": "train", "overrides": ["model=resnet56"], "test_acc": 60.0,
                "kdlab_version": "0.1.0"}  # fmt: skip
-    record = write_record(ckpt, summary, {"model": {"arch": "resnet56"}})
+    record = write_record(ckpt, summary, {"model": {"arch": "resnet56"}}, {"num_classes": 100})
     assert record["sha256"] == sha256_file(ckpt) and len(record["sha256"]) == 64
     provenance = Provenance.of(ckpt)
     assert provenance.intact

@@ -13,7 +13,12 @@ import torch
 
 from kdlab.data import DATASETS, build_data, data_settings, dataset_spec
 from kdlab.data.names import BUILT_IN as BUILT_IN_DATA
-from kdlab.data.registry import channels_of, image_size_of
+from kdlab.data.registry import (
+    channels_of,
+    image_size_of,
+    known_class_count,
+    known_class_names,
+)
 from kdlab.errors import KdlabError
 from kdlab.models import (
     FeatureTap,
@@ -50,6 +55,9 @@ def test_every_data_set_loads_its_tiny_copy(tmp_path, name):
     classes = len(source.class_names)
     assert bundle.num_classes == classes == len(source.train.labels.unique()) >= 2
     assert bundle.class_names == source.class_names
+    # What the pre-flight checks a teacher against, said without reading an image.
+    assert known_class_count(settings) == classes
+    assert known_class_names(settings) in (None, source.class_names)
     channels, size = channels_of(settings), image_size_of(settings)
     assert (bundle.in_channels, bundle.image_size) == (channels, size)
     assert bundle.val is not None, "the tiny copy leaves no image for the default val split"

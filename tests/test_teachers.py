@@ -14,9 +14,9 @@ import torch
 
 from harness import TINY, read_summary, run_kdlab
 from kdlab.data import build_data
-from kdlab.engine.checkpoint import Checkpoint
+from kdlab.engine.checkpoint import Checkpoint, read_header
 from kdlab.engine.execution import seed_everything
-from kdlab.engine.provenance import HASH_SHOWN, sha256_file
+from kdlab.engine.provenance import HASH_SHOWN, TRAINED_ON, record_path, sha256_file
 from kdlab.errors import KdlabError
 from kdlab.methods.base import METHODS
 from kdlab.methods.logit_cache import cached_logit_loader
@@ -303,3 +303,48 @@ def test_the_cache_holds_the_ensembles_logits_under_every_teachers_hash_and_weig
     assert not reuses("a,b", "1,1")
     assert not reuses("b,a", "3,1")
     assert not reuses("a", "1")
+
+
+def test_the_preflight_reads_a_teachers_facts_from_its_record_not_its_file(two_teachers, tmp_path):
+    """read_header: the record's copy of the data facts, the file neither loaded nor hashed
+    (the run's own read checks it); the file where the record does not hold them."""
+    ckpt = tmp_path / "best.pt"
+    shutil.copy(best(two_teachers, "a"), ckpt)
+    shutil.copy(record_path(best(two_teachers, "a")), record_path(ckpt))
+    full, header = Checkpoint.read(ckpt), read_header(ckpt)
+    assert header.model == {} and header.config == full.config
+    assert data_facts_of(header) == data_facts_of(full)
+    assert (header.data, header.num_classes, header.in_channels) == ("synthetic", 10, 3)
+    ckpt.write_bytes(b"not the file its record describes")
+    assert data_facts_of(read_header(ckpt)) == data_facts_of(full)  # not read
+    with pytest.raises(KdlabError, match="is not a checkpoint"):
+        read_header(ckpt, allow_modified=True)  # the record is not the file's: read it
+    record = json.loads(record_path(ckpt).read_text())
+    del record[TRAINED_ON]  # a record from before the facts were copied
+    record_path(ckpt).write_text(json.dumps(record))
+    with pytest.raises(KdlabError, match=r"is not the file its record best\.pt\.json describes"):
+        read_header(ckpt)
+
+
+def data_facts_of(state: Checkpoint) -> tuple:
+    return (state.data, state.num_classes, state.in_channels, state.class_names,
+            state.image_size, state.mean, state.std)  # fmt: skip
+
+
+def test_a_teacher_of_an_unknown_model_or_without_the_points_read_fails_before_the_run_dir(
+    two_teachers, tmp_path
+):
+    """The teacher's model is built on the meta device by the pre-flight: an architecture
+    this kdlab does not know, or a feature point it lacks, is one line and no run dir."""
+    state = Checkpoint.read(best(two_teachers, "a"))
+    state.config = {**state.config, "model": {**state.config["model"], "arch": "nosuch"}}
+    unknown = tmp_path / "unknown.pt"
+    state.write(unknown)
+    untouched = tmp_path.stat().st_mtime_ns
+    run_dir = f"hydra.run.dir={tmp_path / 'r'}"
+    proc = run_kdlab("distill", *SMALL, f"teacher.ckpt={unknown}", run_dir, cwd=two_teachers)
+    assert_one_line_error(proc, f"cannot rebuild the model of {unknown}: unknown model 'nosuch'")
+    points = ["loss=at", "loss.teacher_points=[nosuch]", f"teacher.ckpt={two_teachers / 'a'}"]
+    proc = run_kdlab("distill", *SMALL, *points, run_dir, cwd=two_teachers)
+    assert_one_line_error(proc, "loss.teacher_points: ", "nosuch")
+    assert tmp_path.stat().st_mtime_ns == untouched, "a run dir was made"

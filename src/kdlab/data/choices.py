@@ -80,6 +80,16 @@ def normalization(settings: DataConfig, use_imagenet: bool) -> str:
     return choice
 
 
+def imagenet_inputs(
+    model: Mapping[str, Any] | None, teacher_config: Mapping[str, Any] | None
+) -> bool:
+    """What data.normalize=auto follows: the teacher's normalisation where there is one (it
+    sees the student's batches), else whether the model (config) is pretrained."""
+    if teacher_config is not None:
+        return run_normalization(teacher_config) == "imagenet"
+    return pretrained(model)
+
+
 def run_normalization(config: Mapping[str, Any]) -> str:
     """The normalisation a finished run's resolved config trained with (runs from before
     data.normalize existed used the data set's statistics)."""

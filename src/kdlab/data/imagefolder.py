@@ -190,7 +190,7 @@ def scan_image_folders(root: Path, image_size: int, channels: int = 3) -> Source
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if test_dir is None:
         raise KdlabError(f"neither {root / 'test'} nor {root / 'val'} found: {LAYOUT}")
-    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    classes = class_dirs(train_dir)
     return Source(
         _split_files(train_dir, classes, image_size, channels),
         _split_files(test_dir, classes, image_size, channels),
@@ -249,6 +249,18 @@ def check(settings: ImageFolderConfig) -> None:
     root = Path(settings.root).expanduser()
     if root.is_file():
         check_root(root.resolve())
-    train_dir = root / "train"
-    if train_dir.is_dir():
-        check_classes("imagefolder", sorted(d.name for d in train_dir.iterdir() if d.is_dir()))
+    classes = listed_classes(settings)
+    if classes is not None:
+        check_classes("imagefolder", classes)
+
+
+def class_dirs(train_dir: Path) -> list[str]:
+    """The class names: train/'s folders, sorted (a class's label is its index)."""
+    return sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+
+
+def listed_classes(settings: ImageFolderConfig) -> list[str] | None:
+    """The class names a listing of data.root/train gives (no image read); None while there
+    is no such folder (loading says what is missing)."""
+    train_dir = Path(settings.root).expanduser() / "train"
+    return class_dirs(train_dir) if train_dir.is_dir() else None

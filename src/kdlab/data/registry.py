@@ -11,7 +11,7 @@ listing the valid names and the registry's tests (tests/test_registries.py) foll
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -42,9 +42,18 @@ class DatasetSpec:
     std: tuple[float, ...] | None = None
     preset: str = "cifar"  # the `experiment=` preset `kdlab study` picks for it
     check: Callable[[Any], None] | None = None  # its own checks (no files touched)
+    # Its class names from the settings and at most a directory listing (no image read), what
+    # a teacher is checked against before the run dir is made; None = known once loaded.
+    class_names: Callable[[Any], list[str] | None] | None = None
+    num_classes: int | None = None  # its class count when its names are known only once loaded
     # Writes a tiny generated copy under a root, in the real on-disk format, and returns the
     # `data.*` settings that load it (tests/test_registries.py loads every one).
     make_tiny: Callable[[Path], dict[str, Any]] | None = None
+
+
+def named(class_names: Sequence[str]) -> Callable[[Any], list[str]]:
+    """DatasetSpec.class_names of a data set whose classes are fixed."""
+    return lambda _: list(class_names)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -53,6 +62,7 @@ DATASETS: dict[str, DatasetSpec] = {
         cifar.load,
         "CIFAR-10 (torchvision's files, downloaded into data.root)",
         make_tiny=partial(cifar_archive.write_tiny, "cifar10"),
+        num_classes=10,
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
     ),
@@ -61,6 +71,7 @@ DATASETS: dict[str, DatasetSpec] = {
         cifar.load,
         "CIFAR-100 (torchvision's files, downloaded into data.root)",
         make_tiny=partial(cifar_archive.write_tiny, "cifar100"),
+        num_classes=100,
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
     ),
@@ -71,6 +82,7 @@ DATASETS: dict[str, DatasetSpec] = {
         image_size=None,
         channels=None,
         check=imagefolder.check,
+        class_names=imagefolder.listed_classes,
         make_tiny=imagefolder.write_tiny,
     ),
     **{
@@ -85,6 +97,7 @@ DATASETS: dict[str, DatasetSpec] = {
             std=spec.std,
             preset="fashion",
             make_tiny=partial(idx.write_tiny, name),
+            class_names=named(spec.class_names),
         )
         for name, spec in idx.IDX_SETS.items()
     },
@@ -94,6 +107,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "built-in procedural 32x32 RGB shapes, 10 classes; generated, no files",
         preset="quick",
         make_tiny=synthetic.write_tiny,
+        class_names=named(synthetic.CLASS_NAMES),
     ),
 }
 
@@ -164,6 +178,19 @@ def channels_of(settings: DataConfig) -> int:
     """How many channels the data set's images have (an image folder: data.channels)."""
     channels = dataset_spec(settings.name).channels
     return int(channels if channels is not None else getattr(settings, "channels", 3))
+
+
+def known_class_names(settings: DataConfig) -> list[str] | None:
+    """The data set's class names, in label order, as far as known before its images are
+    read (None: known once it is loaded)."""
+    listed = dataset_spec(settings.name).class_names
+    return listed(settings) if listed is not None else None
+
+
+def known_class_count(settings: DataConfig) -> int | None:
+    """How many classes the data set has, as far as known before its images are read."""
+    names = known_class_names(settings)
+    return len(names) if names is not None else dataset_spec(settings.name).num_classes
 
 
 def image_size_of(settings: DataConfig) -> int:

@@ -14,17 +14,20 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 from torch import nn
 
-from kdlab.engine.provenance import check_intact, record_path
+from kdlab.engine.provenance import TRAINED_ON, check_intact, read_record, record_path
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, build_options
 from kdlab.models.pretrained import mismatch
 from kdlab.paths import TEMP_SUFFIX, write_atomic
 from kdlab.version import __version__
+
+if TYPE_CHECKING:
+    from kdlab.data import DataBundle
 
 UNNAMED = "the checkpoint"  # what errors call a checkpoint not read from a named file
 
@@ -94,6 +97,38 @@ class Checkpoint:
         return model_from_checkpoint(self.to_dict(), source)
 
 
+def data_facts(data: DataBundle) -> dict[str, Any]:
+    """What a checkpoint keeps of the data its model was trained on (Checkpoint's fields);
+    the run's record copies them (TRAINED_ON), so they are read without loading the file."""
+    return {
+        "data": data.name,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "class_names": list(data.class_names),
+        "image_size": data.image_size,
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
+
+
+def read_header(
+    path: str | Path, *, allow_modified: bool = False, override: str = "--allow-modified"
+) -> Checkpoint:
+    """What the checkpoint at `path` says about itself but its weights (`model` is empty):
+    its record's copy (no load and no hash: the run's read of the file checks the file against
+    its record), else the file, memory-mapped (checked against its record first, as every
+    read is: records written before TRAINED_ON existed, or teacher.allow_modified)."""
+    path = checkpoint_in(path)
+    record = read_record(path) if path.is_file() and not allow_modified else None
+    facts = record.get(TRAINED_ON) if record is not None else None
+    if record is not None and isinstance(facts, Mapping):
+        copied = {**facts, "model": {}, "config": record.get("config")}
+        if not record_problem(copied):
+            return Checkpoint.from_dict(copied)
+    state = load_checkpoint(path, "cpu", allow_modified, override, mmap=True)
+    return Checkpoint.from_dict({**state, "model": {}})
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` (plus the kdlab version) to `path` atomically; a record beside `path`
     (best.pt.json) described the old bytes, so it goes once the new ones are in place (the
@@ -133,10 +168,12 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     allow_modified: bool = False,
     override: str = "--allow-modified",
+    mmap: bool = False,
 ) -> dict[str, Any]:
     """Load a kdlab checkpoint (a .pt file, or a run dir's best.pt); anything unreadable or
     unsafe, or a file that differs from its record (unless `allow_modified`; `override` says
-    how to allow it), is a one-line KdlabError."""
+    how to allow it), is a one-line KdlabError. `mmap`: the tensors are mapped, not read (a
+    file torch.save wrote as a zip; a bare pickle is read)."""
     path = checkpoint_in(path)
     if not path.is_file():
         raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
@@ -152,7 +189,9 @@ def load_checkpoint(
     try:
         with warnings.catch_warnings():  # torch warns about unusual pickle protocols
             warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(
+                path, map_location, weights_only=True, mmap=mmap and head[:2] == b"PK"
+            )
     except pickle.UnpicklingError as error:
         raise KdlabError(
             f"refusing to load {path}: it holds more than weights ({_unsafe_part(error)}); "
@@ -224,18 +263,8 @@ def model_from_checkpoint(state: Mapping[str, Any], source: Path | str = UNNAMED
     """Rebuild the model a checkpoint (read from `source`, named in errors) describes and load
     its weights; weights of another architecture or shape are a one-line error naming the
     first misfit."""
-    model_cfg = state["config"].get("model")
-    if not isinstance(model_cfg, Mapping) or not isinstance(model_cfg.get("arch"), str):
-        raise KdlabError(
-            f"{source} has no model config (config.model.arch), so its model cannot be "
-            "rebuilt: give a .pt file kdlab wrote, or a run dir"
-        )
-    arch = model_cfg["arch"]
-    try:
-        options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
-        model = build_model(arch, state["num_classes"], state.get("in_channels", 3), **options)
-    except KdlabError as error:
-        raise KdlabError(f"cannot rebuild the model of {source}: {error}") from None
+    model = rebuilt_model(state, source)
+    arch = state["config"]["model"]["arch"]
     problem = mismatch(model.state_dict(), state["model"], set())
     if problem:
         raise KdlabError(
@@ -244,3 +273,22 @@ def model_from_checkpoint(state: Mapping[str, Any], source: Path | str = UNNAMED
         )
     model.load_state_dict(state["model"])
     return model
+
+
+def rebuilt_model(state: Mapping[str, Any], source: Path | str = UNNAMED) -> nn.Module:
+    """The untrained model a checkpoint's config describes (on the default device: the meta
+    device builds it in no time and no memory, to check its architecture and feature points
+    before a run starts); an unknown architecture or option is a one-line error."""
+    model_cfg = state["config"].get("model")
+    if not isinstance(model_cfg, Mapping) or not isinstance(model_cfg.get("arch"), str):
+        raise KdlabError(
+            f"{source} has no model config (config.model.arch), so its model cannot be "
+            "rebuilt: give a .pt file kdlab wrote, or a run dir"
+        )
+    try:
+        options = build_options(model_cfg, pretrained=False)  # the weights are the checkpoint's
+        return build_model(
+            model_cfg["arch"], state["num_classes"], state.get("in_channels", 3), **options
+        )
+    except KdlabError as error:
+        raise KdlabError(f"cannot rebuild the model of {source}: {error}") from None

@@ -3,7 +3,8 @@
 A file cannot hold its own hash, and best.pt is written before the test split is measured,
 so every finished run writes `checkpoints/best.pt.json` next to it: the sha256 of best.pt
 (computed after the file was written), its measured test accuracy, the recipe that made it
-(the command, its overrides and the resolved config) and the kdlab version. A teacher is
+(the command, its overrides and the resolved config), the data facts the file holds (its
+classes and channels: read without loading the file) and the kdlab version. A teacher is
 named by that hash; loading it checks the file against the record (kdlab.runs.teacher).
 """
 
@@ -28,6 +29,11 @@ RECORDED = (
 )  # fmt: skip
 
 
+# The record's copy of the checkpoint's data facts (classes, channels, ...): a teacher is
+# checked against a run's data before the run starts, without loading it.
+TRAINED_ON = "trained_on"
+
+
 def record_path(ckpt: Path) -> Path:
     return ckpt.with_name(f"{ckpt.name}.json")
 
@@ -40,14 +46,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_record(ckpt: Path, summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Hash the finished checkpoint and write its record beside it."""
+def write_record(
+    ckpt: Path, summary: dict[str, Any], config: dict[str, Any], trained_on: dict[str, Any]
+) -> dict[str, Any]:
+    """Hash the finished checkpoint and write its record beside it; `trained_on`: the
+    checkpoint's data facts (kdlab.engine.checkpoint.data_facts)."""
     record = {
         "file": ckpt.name,
         "sha256": sha256_file(ckpt),
         "bytes": ckpt.stat().st_size,
         **{key: summary.get(key) for key in RECORDED},
         "config": config,
+        TRAINED_ON: trained_on,
     }
     write_json_atomic(record, record_path(ckpt))
     return record

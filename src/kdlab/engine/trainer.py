@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from kdlab.data import BatchLoader, DataBundle
-from kdlab.engine.checkpoint import Checkpoint
+from kdlab.engine.checkpoint import Checkpoint, data_facts
 from kdlab.engine.compiling import CompiledOrEager
 from kdlab.engine.distributed import (
     all_reduce_sum,
@@ -221,13 +221,7 @@ class Trainer:
             model=self.model.state_dict(),
             config=self.place.config,
             teacher=self.place.teacher,
-            num_classes=self.data.num_classes,
-            in_channels=self.data.in_channels,
-            class_names=list(self.data.class_names),
-            data=self.data.name,
-            image_size=self.data.image_size,
-            mean=list(self.data.mean),
-            std=list(self.data.std),
+            **data_facts(self.data),
             stage=stage.name,
             epoch=epoch,
             stage_epoch=p.stage_epoch,

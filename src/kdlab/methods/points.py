@@ -113,6 +113,14 @@ def default_points(model: nn.Module, kind: str, method: str, side: str) -> tuple
     return (*picked, EMBEDDING) if kind == "review" else picked
 
 
+def feature_point(model: nn.Module, given: str | None) -> str:
+    """`given` (fitnet.hint_layer, fitnet.guided_layer) checked against the model, else the
+    model's default point."""
+    point = given or default_feature_point(model)
+    check_feature_point(model, point)
+    return point
+
+
 def chosen_points(
     model: nn.Module, kind: str, method: str, side: str, given: Sequence[str] | None
 ) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 else its run dir with a summary.json marked failed (so `kdlab report` lists it as failed).
 
 Hydra creates the run dir (its `.hydra/` record and the log) before the task starts, so a
-run that fails on a missing teacher or data set would leave an empty dir per try. Only what
+run that fails on what only its task can read (a data set's files, a teacher file that differs
+from its record; the pre-flight refuses the rest before Hydra starts) would leave an empty dir
+per try. Only what
 this command created is removed: in a dir that existed before (a user's own dir) the run
 entries it added (record, log, lock, metrics, events; never, say, a data set it downloaded
 there), never one that was there, nor a parent that existed.

@@ -1,6 +1,6 @@
 """The pre-flight: every job's config composed, typed and checked once, before Hydra writes
 anything, so a typo fails in a second with one line and exit code 2 instead of a Hydra
-traceback (or an hour into a sweep).
+traceback (or an hour into a sweep); so does a teacher that does not fit the run's data.
 
 The typed configs are kept by content, so a job Hydra then starts takes its checked config
 from here (`checked_config`) instead of being checked again.
@@ -18,10 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
-from kdlab.runs.config import RunConfig, register_configs, typed_config
+from kdlab.runs.config import DistillConfig, RunConfig, register_configs, typed_config
 from kdlab.runs.failed_run import Launch
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
 from kdlab.runs.suggest import added_key_hint, unknown_key_hint, unknown_option
+from kdlab.runs.teacher_files import check_teachers_early
 from kdlab.runs.validation import validate
 
 # The typed config of every job the pre-flight checked, by its composed content.
@@ -152,8 +153,11 @@ class Checked:
     launch: Launch | None
 
 
-def check_overrides(command: str, overrides: list[str], multirun: bool) -> Checked:
-    """Compose and check the config of every job the overrides describe, and the run dir."""
+def check_overrides(
+    command: str, overrides: list[str], multirun: bool, *, teachers: bool = True
+) -> Checked:
+    """Compose and check the config of every job the overrides describe, the run dir and
+    (unless not `teachers`: a study's, trained by the study) each job's teachers."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -174,10 +178,15 @@ def check_overrides(command: str, overrides: list[str], multirun: bool) -> Check
     out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
     check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
-    launch = None
+    launch, pinned = None, None
     if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
         lock_run_dir(out_dirs[-1], create=False)  # a run in progress is named first
-        check_run_dir_early(out_dirs[-1], typed[-1])
+        pinned = check_run_dir_early(out_dirs[-1], typed[-1])
+    if teachers:
+        for job, cfg in zip(jobs, typed, strict=True):
+            if isinstance(cfg, DistillConfig):
+                check_teachers_early(cfg, job, pinned)
+    if out_dirs and not multirun:
         launch = Launch.before(out_dirs[-1])
         lock_run_dir(out_dirs[-1])  # held through the Hydra task, which runs in this process
         check_run_dir(out_dirs[-1], typed[-1].resume)  # a run that ended while we checked

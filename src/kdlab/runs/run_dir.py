@@ -133,23 +133,26 @@ def fitnet_stage_change(ours: dict[str, Any], run_epochs: int) -> list[str]:
     return [f"the hint stage's length (fitnet.stage1_epochs=null: an eighth of {epochs} epochs)"]
 
 
-def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> None:
+def check_run_dir_early(run_dir: Path, cfg: RunConfig) -> list[Path] | None:
     """The run dir checks, before Hydra writes its record (.hydra/) into the dir; a resumed
-    run must have the run's settings, but for MAY_CHANGE_ON_RESUME."""
+    run must have the run's settings, but for MAY_CHANGE_ON_RESUME. Returns a resume's own
+    teachers (empty: none pinned), None for a new run."""
     check_run_dir(run_dir, cfg.resume)
     if not cfg.resume:
-        return
+        return None
     saved = Checkpoint.read(run_dir / "checkpoints" / "last.pt")
     read_metrics(run_dir / "metrics.jsonl")  # a damaged line is named before Hydra writes
     teacher = getattr(cfg, "teacher", None)
+    pinned: list[Path] = []
     if saved.teacher and teacher is not None:
-        pinned_teacher_paths(teacher.checkpoints(), saved.teacher)
+        pinned = pinned_teacher_paths(teacher.checkpoints(), saved.teacher)
     changes = changed_settings(asdict(cfg), saved.config, bool(saved.teacher))
     if changes:
         raise KdlabError(
             f"resume=true but {', '.join(changes)} in {run_dir}: resume with the run's own "
             f"settings ({run_dir / '.hydra' / 'overrides.yaml'}) or start a new run"
         )
+    return pinned
 
 
 def pinned_teacher_paths(ckpts: list[str], pin: dict[str, Any]) -> list[Path]:

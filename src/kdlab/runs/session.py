@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kdlab.data import DataBundle, build_data
-from kdlab.data.choices import pretrained, run_normalization
+from kdlab.data.choices import imagenet_inputs
 from kdlab.engine.checkpoint import Checkpoint
 from kdlab.engine.distributed import is_main, rank, world_size
 from kdlab.engine.execution import resolve_precision, seed_everything, setup_runtime
@@ -96,7 +96,7 @@ def open_session(cfg: RunConfig, teacher_config: dict[str, Any] | None = None) -
         channels_last=t.channels_last,
         rank=rank(),
         world_size=world_size(),
-        pretrained=imagenet_inputs(cfg, teacher_config),
+        pretrained=imagenet_inputs(cfg.model, teacher_config),
     )
     log.info("data: augment %s, normalisation %s", data.augment, data.normalization)
     resume_epoch = resume_state.epoch if resume_state else 0
@@ -131,14 +131,6 @@ def open_session(cfg: RunConfig, teacher_config: dict[str, Any] | None = None) -
         overrides=overrides,
         started=time.perf_counter(),
     )
-
-
-def imagenet_inputs(cfg: RunConfig, teacher_config: dict[str, Any] | None) -> bool:
-    """What data.normalize=auto follows: the teacher's normalisation where there is one (it
-    sees the student's batches), else whether the model is pretrained."""
-    if teacher_config is not None:
-        return run_normalization(teacher_config) == "imagenet"
-    return pretrained(cfg.model)
 
 
 def dropped_note(data: DataBundle, batch_size: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from kdlab.engine.checkpoint import data_facts
 from kdlab.engine.distributed import is_main, world_size
 from kdlab.engine.provenance import write_record
 from kdlab.engine.run_logger import write_json_atomic
@@ -123,7 +124,8 @@ def write_results(session: Session, summary: dict[str, Any], confusion: torch.Te
         confusion.tolist(), class_names, session.run_dir / "confusion.png", run_title(summary)
     )
     session.logger.image("test/confusion", png, summary["best_epoch"])
-    write_record(session.run_dir / "checkpoints" / "best.pt", summary, asdict(session.cfg))
+    best = session.run_dir / "checkpoints" / "best.pt"
+    write_record(best, summary, asdict(session.cfg), data_facts(session.data))
     write_json_atomic(summary, session.run_dir / "summary.json")  # last: marks it finished
     session.logger.finish(summary, [png, csv_path, session.run_dir / "summary.json"])
     session.logger.hparams(

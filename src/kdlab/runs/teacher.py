@@ -1,14 +1,14 @@
-"""Finding and loading the teacher: from a path, or the newest finished teacher run.
+"""Reading and loading the teachers (found by kdlab.runs.teacher_files): from a path, or the
+newest finished teacher run.
 
-A teacher is rebuilt from its checkpoint alone (the checkpoint carries its config), then
-checked against the student's data set before any training starts.
+A teacher is rebuilt from its checkpoint alone (the checkpoint carries its config), checked
+against the student's data set by the pre-flight before the run dir is made, and again once
+the data is loaded (load_teacher says why).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,7 @@ from torch import nn
 
 from kdlab.data import DataBundle
 from kdlab.data.batch_loader import BatchLoader
-from kdlab.data.choices import run_normalization
-from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
+from kdlab.engine.checkpoint import Checkpoint
 from kdlab.engine.metrics import evaluate
 from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published, sha256_file
@@ -30,77 +29,17 @@ from kdlab.runs.config import DistillConfig
 from kdlab.runs.distill_settings import TeacherConfig
 from kdlab.runs.run_dir import pinned_teacher_paths
 from kdlab.runs.session import Session, hydra_run_info
+from kdlab.runs.teacher_files import (
+    ALLOW_MODIFIED,
+    check_teacher_channels,
+    check_teacher_classes,
+    check_teacher_data,
+    check_teacher_normalization,
+    check_teachers_agree,
+    resolve_teachers,
+)
 
 log = logging.getLogger("kdlab")
-
-
-def newest_teacher_run(search_dir: Path, data_name: str, teacher_model: str) -> Path | None:
-    """The newest finished `kdlab train` run of `teacher_model` on `data_name`."""
-    found: list[tuple[float, Path]] = []
-    for summary_path in search_dir.rglob("summary.json"):
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
-            log.warning("teacher search: skipped %s, unreadable (%s)", summary_path, error)
-            continue
-        if not isinstance(summary, dict):
-            log.warning("teacher search: skipped %s, which holds no JSON object", summary_path)
-            continue
-        if (
-            summary.get("command") == "train"
-            and summary.get("status") != "failed"
-            and summary.get("data") == data_name
-            and summary.get("model") == teacher_model
-            and (summary_path.parent / "checkpoints" / "best.pt").is_file()
-        ):
-            found.append((summary_path.stat().st_mtime, summary_path.parent))
-    return max(found)[1] if found else None
-
-
-def resolve_teachers(cfg: DistillConfig) -> list[Path]:
-    """The teacher checkpoints to use (teacher.ckpt's, in order, or the newest teacher run);
-    a one-line error naming the fix when there is none."""
-    given = cfg.teacher.checkpoints()
-    if given:
-        return [checkpoint_in(Path(ckpt).expanduser().resolve()) for ckpt in given]
-    search_dir = Path(cfg.teacher.search_dir)
-    run = (
-        newest_teacher_run(search_dir, cfg.data.name, cfg.teacher.model)
-        if search_dir.is_dir()
-        else None
-    )
-    if run is None:
-        raise KdlabError(
-            f"no finished {cfg.teacher.model} teacher run for data={cfg.data.name} under "
-            f"{search_dir}/: train one with `{teacher_command(cfg, typed_overrides())}`, or "
-            "set teacher.ckpt=PATH"
-        )
-    return [checkpoint_in(run.resolve())]
-
-
-# What a teacher run shares with the student's command line: the preset, the data, the budget.
-_SHARED_WITH_TEACHER = ("experiment", "data", "trainer", "seed")
-
-
-def typed_overrides() -> list[str]:
-    """The overrides the user typed, when running under Hydra (none otherwise)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def _head(override: str) -> str:
-    """The top-level key an override sets: `trainer` for `trainer.epochs=2`."""
-    return re.split(r"[./=]", override.lstrip("+~"), maxsplit=1)[0]
-
-
-def teacher_command(cfg: DistillConfig, typed: list[str]) -> str:
-    """`kdlab train model=TEACHER ...` keeping what the user typed that a teacher run shares
-    (`experiment=quick` stays; a preset-less hint would suggest the full-size run)."""
-    kept = [o for o in typed if _head(o) in _SHARED_WITH_TEACHER]
-    if not any(_head(o) in ("data", "experiment") for o in kept):
-        kept.insert(0, f"data={cfg.data.name}")
-    return " ".join(["kdlab train", f"model={cfg.teacher.model}", *kept])
 
 
 @dataclass(frozen=True)
@@ -157,51 +96,27 @@ def pinned_teacher(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def read_teachers(cfg: DistillConfig) -> Teachers:
-    """Find and read the teachers before any data is built, so a missing, corrupt, modified,
-    other-data-set or disagreeing teacher fails in a second rather than after the data set is
-    loaded. A resumed run reads the teachers it started with (pinned by their sha256)."""
+    """Find and read the teachers before any data is built, so a modified teacher (its bytes
+    against its record) or one with non-finite weights, which only the whole file shows,
+    fails in a second rather than after the data set is loaded. The pre-flight refused a
+    missing, corrupt, other-data-set or disagreeing teacher already; those checks are the
+    same functions, again here for a run started without it (--config-dir) and a teacher
+    that changed since. A resumed run reads the teachers it started with (pinned by their
+    sha256)."""
     pin = pinned_teacher(cfg)
     paths = pinned_teacher_paths(cfg.teacher.checkpoints(), pin) if pin else resolve_teachers(cfg)
     members = tuple(read_one_teacher(cfg, path) for path in paths)
-    check_teachers_agree(members)
+    check_teachers_agree([(member.path, member.state) for member in members])
     weights = tuple(cfg.teacher.normalised_weights(len(members)))
     return Teachers(members, weights, cfg.teacher)
 
 
 def read_one_teacher(cfg: DistillConfig, path: Path) -> TeacherCheckpoint:
-    allowed, override = cfg.teacher.allow_modified, "teacher.allow_modified=true"
-    state = Checkpoint.read(path, allow_modified=allowed, override=override)
-    if state.data != cfg.data.name:
-        raise KdlabError(
-            f"teacher {path} was trained on data={state.data}, this run uses "
-            f"data={cfg.data.name}: pick a teacher of the same data set (teacher.ckpt=PATH)"
-        )
+    allowed = cfg.teacher.allow_modified
+    state = Checkpoint.read(path, allow_modified=allowed, override=ALLOW_MODIFIED)
+    check_teacher_data(path, state, cfg.data.name)
     check_finite_weights(path, state.model)
     return TeacherCheckpoint(path, state, sha256_file(path))
-
-
-# What several teachers must share: (Checkpoint field, what it is). An image size of 0 is
-# not recorded (older files) and agrees with any.
-_SHARED_BY_TEACHERS = (
-    ("num_classes", "classes"),
-    ("in_channels", "image channels"),
-    ("image_size", "pixels a side"),
-)
-
-
-def check_teachers_agree(members: tuple[TeacherCheckpoint, ...]) -> None:
-    """Several teachers are averaged class by class on the same images: they must predict
-    the same number of classes and take the same images."""
-    first = members[0]
-    for other in members[1:]:
-        for key, what in _SHARED_BY_TEACHERS:
-            ours, theirs = getattr(first.state, key), getattr(other.state, key)
-            if ours != theirs and (key != "image_size" or (ours and theirs)):
-                raise KdlabError(
-                    f"teacher {other.path} has {theirs} {what}, teacher {first.path} has "
-                    f"{ours}: the teachers of teacher.ckpt=[...] must agree on the classes and "
-                    "the images; pick teachers of the same data"
-                )
 
 
 def check_finite_weights(path: Path, weights: dict[str, Any]) -> None:
@@ -219,41 +134,20 @@ def check_finite_weights(path: Path, weights: dict[str, Any]) -> None:
 def load_teacher(
     checkpoint: TeacherCheckpoint, data: DataBundle, device: torch.device, channels_last: bool
 ) -> nn.Module:
-    """Rebuild the teacher in eval mode on the device; it must match the student's classes."""
+    """Rebuild the teacher in eval mode on the device; it must match the student's classes.
+
+    The pre-flight checked the classes and channels already where it could (kdlab.runs.
+    teacher_files); they are checked again against the loaded data for what it could not see:
+    class names known only once loaded (CIFAR's, a plugin data set's), an image folder
+    changed since, a run started without the pre-flight (--config-dir, code calling this)."""
     path, state = checkpoint.path, checkpoint.state
-    if state.num_classes != data.num_classes:
-        raise KdlabError(
-            f"teacher {path} predicts {state.num_classes} classes, the data has "
-            f"{data.num_classes}: pick a teacher of the same data set (teacher.ckpt=PATH)"
-        )
-    if state.in_channels != data.in_channels:
-        raise KdlabError(
-            f"teacher {path} takes {state.in_channels}-channel images, the data has "
-            f"{data.in_channels}: pick a teacher trained on the same images (teacher.ckpt=PATH)"
-        )
-    check_class_names(path, state.class_names, data.class_names)
-    trained_on = run_normalization(state.config)
-    if trained_on != data.normalization:
-        raise KdlabError(
-            f"teacher {path} was trained on inputs normalised with {trained_on} statistics, "
-            f"this run uses {data.normalization}: set data.normalize={trained_on}"
-        )
+    check_teacher_classes(path, state, data.num_classes, data.class_names)
+    check_teacher_channels(path, state, data.in_channels)
+    check_teacher_normalization(path, state, data.normalization)
     model = state.build_model(path).to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def check_class_names(path: Path, teacher_names: list[str], names: list[str]) -> None:
-    """Same count is not enough: image-folder teachers of other classes (or of the same ones
-    in another order) would teach the wrong labels."""
-    if not teacher_names or list(teacher_names) == names:
-        return
-    i = next(i for i, (a, b) in enumerate(zip(teacher_names, names, strict=True)) if a != b)
-    raise KdlabError(
-        f"teacher {path} has class {i} = '{teacher_names[i]}', the data has '{names[i]}': pick "
-        "a teacher trained on the same classes (teacher.ckpt=PATH)"
-    )
 
 
 def teacher_batches(

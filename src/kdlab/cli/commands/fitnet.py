@@ -18,9 +18,10 @@ from kdlab.data import BatchLoader
 from kdlab.engine.stage import Stage, parameters_of
 from kdlab.engine.stages import run_stages
 from kdlab.methods.fitnets import HintStage
+from kdlab.methods.points import feature_point
 from kdlab.methods.registry import build_method
 from kdlab.methods.teacher import FrozenTeacher
-from kdlab.models import check_feature_point, default_feature_point, feature_shape, modules_up_to
+from kdlab.models import feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
 from kdlab.runs.config import FitnetRunConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
@@ -39,10 +40,8 @@ def hint_stage(
     cfg: FitnetRunConfig, teacher: FrozenTeacher, student: nn.Module, image_size: int
 ) -> tuple[Stage, list[nn.Module]]:
     """Stage one: the guided prefix of the student and a regressor learn the hint."""
-    hint = cfg.fitnet.hint_layer or default_feature_point(teacher.model)
-    guided = cfg.fitnet.guided_layer or default_feature_point(student)
-    check_feature_point(teacher.model, hint)
-    check_feature_point(student, guided)
+    hint = feature_point(teacher.model, cfg.fitnet.hint_layer)
+    guided = feature_point(student, cfg.fitnet.guided_layer)
     regressor = build_regressor(
         cfg.fitnet.regressor,
         feature_shape(student, guided, image_size),

@@ -160,8 +160,8 @@ def main(argv: Sequence[str]) -> None:
 
     check_launcher(launcher)
     for job in jobs:
-        check_overrides(job.command, [a for a in job.args if not a.startswith("teacher.ckpt=")],
-                        False)  # fmt: skip
+        args = [a for a in job.args if not a.startswith("teacher.ckpt=")]
+        check_overrides(job.command, args, False, teachers=False)  # the study trains them
     check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     print(f"{spec['description']}\nstudy dir: {study_dir} ({len(jobs)} runs)", flush=True)

@@ -109,7 +109,7 @@ def check_jobs(plan: Plan) -> None:
         kinds.setdefault((job.command, loss), job)
     for job in kinds.values():
         args = [a for a in job.args if not a.startswith("teacher.ckpt=")]
-        check_overrides(job.command, args, False)
+        check_overrides(job.command, args, False, teachers=False)  # the grid trains them
 
 
 def shown_args(job: Job, shared: Sequence[str], study_dir: Path) -> str:
