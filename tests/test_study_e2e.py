@@ -10,6 +10,9 @@ from harness import TINY, read_summary
 from test_cli import assert_one_line_error
 
 PNG = b"\x89PNG\r\n\x1a\n"
+# A study of five runs: one batch of 64 training images each, one epoch.
+STUDY = [*(a for a in TINY if not a.startswith(("data.train_size", "trainer.epochs"))),
+         "data.train_size=64", "trainer.epochs=1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +24,7 @@ def study(tmp_path_factory):
     proc = run_kdlab(
         "study",
         "note1",
-        *TINY,
-        "trainer.epochs=1",
+        *STUDY,
         "seeds=2",
         "--out",
         str(out),
@@ -70,7 +72,7 @@ def test_rerunning_a_finished_study_keeps_every_run(study):
     out, _ = study
     before = (out / "teacher" / "checkpoints" / "best.pt").read_bytes()
     proc = run_kdlab(
-        "study", "note1", *TINY, "trainer.epochs=1", "seeds=2", "--out", str(out), cwd=out.parent
+        "study", "note1", *STUDY, "seeds=2", "--out", str(out), cwd=out.parent
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("finished already, kept") == 5
