@@ -71,9 +71,7 @@ def test_rerunning_a_finished_study_keeps_every_run(study):
 
     out, _ = study
     before = (out / "teacher" / "checkpoints" / "best.pt").read_bytes()
-    proc = run_kdlab(
-        "study", "note1", *STUDY, "seeds=2", "--out", str(out), cwd=out.parent
-    )
+    proc = run_kdlab("study", "note1", *STUDY, "seeds=2", "--out", str(out), cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("finished already, kept") == 5
     assert (out / "teacher" / "checkpoints" / "best.pt").read_bytes() == before
