@@ -17,25 +17,36 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from kdlab.data.names import BUILT_IN as DATA_SETS
-from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
+from kdlab.engine.settings import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainerConfig,
+    announced_world_size,
+)
 from kdlab.engine.trackers import SETTINGS as TRACKERS
 from kdlab.errors import KdlabError
 from kdlab.methods.names import BUILT_IN as METHODS
 from kdlab.methods.numbers import NUMBERS, check_number
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
-from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig
+from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
 from kdlab.runs.ranges import (
     check_alpha,
+    check_batch_split,
     check_cache_dir,
+    check_cuda_index,
     check_device_name,
+    check_dot,
     check_fitnet_values,
+    check_fp16_device,
     check_optim_values,
     check_sched_values,
     check_seed,
+    check_teacher_count,
     check_temperature,
     check_trainer_values,
     choice,
@@ -63,15 +74,22 @@ DISTILL_NUMBERS: dict[str, type] = {"T": float, "alpha": float}
 
 @dataclass(frozen=True)
 class Overrides:
-    """A command's plain `key=value` overrides, as Hydra's parser typed their values."""
+    """A command's plain `key=value` overrides, as Hydra's parser typed their values.
+    `settled`: no experiment=/preset= and no added, deleted or swept key, so every key the
+    overrides do not set keeps its schema's default (conf/COMMAND.yaml sets none)."""
 
     command: str
     values: dict[str, Any]
+    settled: bool
 
     def under(self, prefix: str) -> dict[str, Any]:
         """The `prefix.KEY=value` overrides, by KEY."""
         head = f"{prefix}."
         return {k.removeprefix(head): v for k, v in self.values.items() if k.startswith(head)}
+
+    def known(self, *keys: str) -> bool:
+        """Whether the composed config's `keys` are known: given, or defaults that stay."""
+        return self.settled or all(k in self.values for k in keys)
 
 
 def screen_overrides(command: str, overrides: Sequence[str]) -> None:
@@ -88,13 +106,14 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
         for o in parsed
         if not (o.is_delete() or o.is_add() or o.is_force_add() or o.is_sweep_override())
     }
-    given = Overrides(command, plain)
+    named = {o.key_or_group for o in parsed}
+    settled = len(plain) == len(parsed) and not named & {"experiment", "preset"}
+    given = Overrides(command, plain, settled)
     defaults = command_defaults(command)
     check_group_options(given, defaults)
-    check_run_values(given)
+    check_run_values(given, defaults)
     if "loss" in defaults:  # kdlab distill and fitnet
-        added = {o.key_or_group for o in parsed}
-        guessed = None if added & {"experiment", "preset", "loss"} else defaults["loss"]
+        guessed = None if named & {"experiment", "preset", "loss"} else defaults["loss"]
         check_distill_values(given, plain.get("loss", guessed))
     if "stage2" in defaults:  # kdlab fitnet
         check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
@@ -134,22 +153,64 @@ def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
                 raise KdlabError(unknown_option(group, name, sorted(options)))
 
 
-def check_run_values(given: Overrides) -> None:
-    """What every training command checks first: seed, trainer.*, optim.*, sched.*."""
+def check_run_values(given: Overrides, defaults: dict[str, Any]) -> None:
+    """What every training command checks first: seed, trainer.*, the device, optim.*,
+    sched.*; a check of several keys where all of them are known."""
     seed = typed_number(given.values.get("seed"), RUN_NUMBERS["seed"])
     if seed is not None:
         check_seed(int(seed))
-    check_typed(TrainerConfig, given.under("trainer"), check_trainer_values)
-    device = given.values.get("trainer.device")
-    if literal(device):
-        check_device_name(device)
-    check_typed(OptimConfig, given.under("optim"), check_optim_values)
-    check_typed(SchedConfig, given.under("sched"), lambda s: check_sched_values(s, None))
+    trainer = composed(TrainerConfig(), given.under("trainer"))
+    if trainer is not None:
+        check_trainer_values(trainer)
+        if given.known("trainer.batch_size"):
+            check_batch_split(trainer.batch_size, announced_world_size())
+        check_device(trainer, given)
+    optim = composed(option(OPTIMIZERS, given, defaults, "optim"), given.under("optim"))
+    if optim is not None:
+        check_optim_values(optim)
+        # fp16 with optim=dot: on a CPU, fp16's own line comes first (only torch can tell)
+        fp16 = trainer is None or str(trainer.precision) == "fp16"
+        if optim.name == "dot" and given.settled and not fp16:
+            check_dot(optim, trainer, given.command == "distill", announced_world_size())
+    sched = composed(option(SCHEDULES, given, defaults, "sched"), given.under("sched"))
+    if sched is not None:
+        known = trainer is not None and given.known("trainer.epochs", "sched.warmup_epochs")
+        check_sched_values(sched, trainer.epochs if known else None)
+
+
+def option(options: dict[str, Any], given: Overrides, defaults: dict[str, Any], group: str) -> Any:
+    """The schema of `group`'s chosen option (its default where settled), else its first."""
+    name = given.values.get(group, defaults[group] if given.settled else None)
+    chosen = isinstance(name, str) and name in options
+    return options[name] if chosen else next(iter(options.values()))
+
+
+def check_device(trainer: TrainerConfig, given: Overrides) -> None:
+    """trainer.device's name; where the machine surely has no GPU, a CUDA GPU, and fp16 on
+    a CPU (only torch can tell otherwise)."""
+    device = trainer.device
+    if not literal(device):
+        return
+    check_device_name(device)
+    if given.known("trainer.device") and without_accelerators():
+        check_cuda_index(device, 0)
+    on_cpu = device.startswith("cpu") or (device == "auto" and without_accelerators())
+    if given.known("trainer.device", "trainer.precision"):
+        check_fp16_device(str(trainer.precision), on_cpu)
+
+
+def without_accelerators() -> bool:
+    """Surely no GPU torch could use: Linux without the NVIDIA driver (/proc/driver/nvidia),
+    ROCm's (/dev/kfd) or WSL's GPU device (/dev/dxg), where torch.cuda finds no device and
+    MPS (macOS only) is not available."""
+    return sys.platform.startswith("linux") and not any(
+        Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+    )
 
 
 def check_distill_values(given: Overrides, loss: Any) -> None:
     """loss=NAME's number settings (`loss` None: not known without composing), T, alpha,
-    teacher.model and teacher.cache_dir."""
+    teacher.model, teacher.ckpt and .weights, and teacher.cache_dir."""
     for key, kind in NUMBERS.get(loss, {}).items() if isinstance(loss, str) else ():
         value = typed_number(given.values.get(f"loss.{key}"), kind)
         if value is not None:
@@ -163,9 +224,28 @@ def check_distill_values(given: Overrides, loss: Any) -> None:
     teacher = given.values.get("teacher.model")
     if literal(teacher) and group_options("model") is not None:
         choice(teacher, MODELS, "teacher.model")
+    check_teachers(given)
     cache_dir = given.values.get("teacher.cache_dir")
     if literal(cache_dir):
         check_cache_dir(cache_dir)
+
+
+def check_teachers(given: Overrides) -> None:
+    """teacher.ckpt and teacher.weights agree (a resume counts its pinned teachers), and
+    kdlab fitnet has one teacher."""
+    if not given.known("teacher.ckpt", "teacher.weights", "resume"):
+        return
+    teacher = composed(TeacherConfig(), given.under("teacher"))
+    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
+    if teacher is not None and resume is not None:
+        check_teacher_count(teacher, resume.resume, given.command == "fitnet")
+
+
+@dataclass
+class ResumeFlag:
+    """The top-level `resume` as the run's schema types it (kdlab.runs.config.RunConfig)."""
+
+    resume: bool = False
 
 
 def literal(value: Any) -> TypeGuard[str]:
@@ -183,17 +263,24 @@ def typed_number(value: Any, kind: type) -> float | None:
     return float(value)
 
 
-def check_typed(schema: type, overrides: dict[str, Any], check: Callable[[Any], None]) -> None:
-    """Run `check` on `schema`'s defaults with the overrides merged in, as OmegaConf types
-    them; a value of the wrong type or an unknown key is the pre-flight's to word (it knows
-    the did-you-mean). The defaults pass every check: only an override can fail one."""
+def composed(base: Any, overrides: dict[str, Any]) -> Any | None:
+    """`base` (a schema's defaults) with the overrides merged in, as OmegaConf types them;
+    None for a value of the wrong type or an unknown key, which the pre-flight words (it
+    knows the did-you-mean)."""
     if not overrides:
-        return
+        return base
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), overrides))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), overrides))
     except (OmegaConfBaseException, ValueError):
-        return
-    check(typed)
+        return None
+
+
+def check_typed(schema: type, overrides: dict[str, Any], check: Callable[[Any], None]) -> None:
+    """Run `check` on `schema`'s defaults with the overrides merged in (the defaults pass
+    every check: only an override can fail one)."""
+    typed = composed(schema(), overrides)
+    if overrides and typed is not None:
+        check(typed)
