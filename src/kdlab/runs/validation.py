@@ -55,6 +55,7 @@ from kdlab.methods.checks import (
     check_student_taps,
     check_views,
 )
+from kdlab.methods.names import check_teachers_taken
 from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import DistillConfig, FitnetRunConfig, RunConfig
@@ -165,12 +166,7 @@ def check_distillation(cfg: DistillConfig) -> None:
 def check_teachers(cfg: DistillConfig) -> None:
     """teacher.ckpt's paths and teacher.weights agree, and the command takes that many."""
     count = check_teacher_count(cfg.teacher, cfg.resume, isinstance(cfg, FitnetRunConfig))
-    reason = method(cfg.loss.name).one_teacher
-    require(
-        count <= 1 or not reason,
-        f"loss={cfg.loss.name} takes one teacher ({reason}); teacher.ckpt has {count}: name "
-        "one, or average several with a logit method (loss=kd, dkd, dist, ...)",
-    )
+    check_teachers_taken(cfg.loss.name, method(cfg.loss.name).one_teacher, count)
 
 
 def check_fitnet(cfg: FitnetRunConfig) -> None:
