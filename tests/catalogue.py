@@ -236,11 +236,11 @@ OUT_OF_RANGE = [
 METHODS = [
     screen("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
     screen("distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"),
-    preflight("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
-    preflight("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
-    preflight("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
-    preflight("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
-    preflight("train", "data.views=weak_strong", "this command reads one view per image"),
+    screen("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
+    screen("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
+    screen("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
+    screen("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
+    screen("train", "data.views=weak_strong", "this command reads one view per image"),
     preflight("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
     preflight(
         "distill",
@@ -387,7 +387,7 @@ TEACHERS = [
         preflight=True,
     ),
     # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
-    preflight(
+    screen(
         "distill",
         "loss=at teacher.ckpt=[a.pt,b.pt,c.pt]",
         "loss=at takes one teacher (it reads the teacher's features); teacher.ckpt has 3",

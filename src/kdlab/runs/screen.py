@@ -1,15 +1,19 @@
 """The CLI's first, torch-free look at a training command's overrides: an unknown config
-group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) and a value out of its range
-that needs nothing but itself (`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) are
-refused before torch is imported (~2.5 s of a command on a small machine), with the line the
-full pre-flight (kdlab.runs.preflight) would print for it.
+group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`), a value out of its range
+(`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) and a mistake between keys that are known
+(`optim=dot` outside kdlab distill, a warm-up as long as training, teacher.weights that do not
+fit teacher.ckpt, `kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before torch is
+imported (~2.5 s of a command on a small machine), with the line the full pre-flight
+(kdlab.runs.preflight) would print for it.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
 these again on the composed config: a value of another type, an interpolation, a sweep, an
-added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs another key's
-value (defaults are never guessed: `experiment=` and `preset=` may change them), a file's
-contents, a model or CUDA. The checks run in the pre-flight's order, so an input with one
-mistake gets the pre-flight's line; with several, the screen may name another one first.
+added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs a key's
+default where `experiment=` or `preset=` may change it (else the schema's default stays: the
+command's YAML sets none), a plugin's method or data set, a file's contents, a model, a GPU
+(only where the machine surely has none: cuda:N, fp16 on a CPU). The checks run in the
+pre-flight's order, so an input with one mistake gets the pre-flight's line; with several,
+the screen may name another one first.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from kdlab.data.names import BUILT_IN as DATA_SETS
+from kdlab.data.names import DEFAULT_VIEWS, VIEWS
 from kdlab.engine.settings import (
     OPTIMIZERS,
     SCHEDULES,
@@ -30,6 +35,12 @@ from kdlab.engine.settings import (
 from kdlab.engine.trackers import SETTINGS as TRACKERS
 from kdlab.errors import KdlabError
 from kdlab.methods.names import BUILT_IN as METHODS
+from kdlab.methods.names import (
+    TRAITS,
+    check_stage2_method,
+    check_teachers_taken,
+    check_view_count,
+)
 from kdlab.methods.numbers import NUMBERS, check_number
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
@@ -112,11 +123,23 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
     defaults = command_defaults(command)
     check_group_options(given, defaults)
     check_run_values(given, defaults)
+    guessed = None if named & {"experiment", "preset", "loss"} else defaults.get("loss")
+    loss = built_in_method(plain.get("loss", guessed))
     if "loss" in defaults:  # kdlab distill and fitnet
-        guessed = None if named & {"experiment", "preset", "loss"} else defaults["loss"]
-        check_distill_values(given, plain.get("loss", guessed))
+        check_distill_values(given, plain.get("loss", guessed), loss)
+    check_views(given, defaults, loss if command == "distill" else None)
     if "stage2" in defaults:  # kdlab fitnet
+        if loss is not None:
+            logit = [name for name, t in TRAITS.items() if t.taps == "logits" and t.uses_views == 1]
+            check_stage2_method(loss, logit)
         check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
+
+
+def built_in_method(loss: Any) -> str | None:
+    """loss=`loss` where it is a built-in method no plugin could have replaced (the registry
+    unimported), whose traits kdlab.methods.names.TRAITS holds; else None."""
+    known = literal(loss) and group_options("loss") is not None and loss in TRAITS
+    return loss if known else None
 
 
 def command_defaults(command: str) -> dict[str, Any]:
@@ -208,9 +231,10 @@ def without_accelerators() -> bool:
     )
 
 
-def check_distill_values(given: Overrides, loss: Any) -> None:
+def check_distill_values(given: Overrides, loss: Any, method: str | None) -> None:
     """loss=NAME's number settings (`loss` None: not known without composing), T, alpha,
-    teacher.model, teacher.ckpt and .weights, and teacher.cache_dir."""
+    teacher.model, teacher.ckpt and .weights (`method`: the built-in `loss`, whose teachers
+    are counted), and teacher.cache_dir."""
     for key, kind in NUMBERS.get(loss, {}).items() if isinstance(loss, str) else ():
         value = typed_number(given.values.get(f"loss.{key}"), kind)
         if value is not None:
@@ -224,21 +248,34 @@ def check_distill_values(given: Overrides, loss: Any) -> None:
     teacher = given.values.get("teacher.model")
     if literal(teacher) and group_options("model") is not None:
         choice(teacher, MODELS, "teacher.model")
-    check_teachers(given)
+    check_teachers(given, method)
     cache_dir = given.values.get("teacher.cache_dir")
     if literal(cache_dir):
         check_cache_dir(cache_dir)
 
 
-def check_teachers(given: Overrides) -> None:
+def check_teachers(given: Overrides, method: str | None) -> None:
     """teacher.ckpt and teacher.weights agree (a resume counts its pinned teachers), and
-    kdlab fitnet has one teacher."""
+    kdlab fitnet and a built-in `method` of one teacher have one."""
     if not given.known("teacher.ckpt", "teacher.weights", "resume"):
         return
     teacher = composed(TeacherConfig(), given.under("teacher"))
     resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
     if teacher is not None and resume is not None:
-        check_teacher_count(teacher, resume.resume, given.command == "fitnet")
+        count = check_teacher_count(teacher, resume.resume, given.command == "fitnet")
+        if method is not None:
+            check_teachers_taken(method, TRAITS[method].one_teacher, count)
+
+
+def check_views(given: Overrides, defaults: dict[str, Any], method: str | None) -> None:
+    """data.views gives each image the views `method` reads (None: a command without one);
+    the default views are a built-in data set's, where no plugin could have added one."""
+    data = given.values.get("data", defaults["data"] if given.settled else None)
+    built_in = data in DATA_SETS and group_options("data") is not None
+    views = given.values.get("data.views", DEFAULT_VIEWS if given.settled and built_in else None)
+    judged = method is not None or given.command != "distill"
+    if judged and isinstance(views, str) and views in VIEWS:
+        check_view_count(method, 1 if method is None else TRAITS[method].uses_views, views)
 
 
 @dataclass
