@@ -216,7 +216,6 @@ OUT_OF_RANGE = [
     screen_without_gpu(
         "distill", "optim=dot trainer.precision=fp16", "trainer.precision=fp16 on a CPU"
     ),
-    screen("train", "trainer.device=cpu trainer.precision=fp16", "trainer.precision=fp16 on a CPU"),
     screen("distill", "optim=dot trainer.compile=true", "set trainer.compile=false"),
     screen(
         "train",
@@ -889,9 +888,7 @@ CATALOGUE += [
     screen("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
     preflight("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
     screen("distill", "T=1e-30", "T=1e-30 is too small"),
-    preflight(
-        "train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"
-    ),
+    screen("train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"),
     BadInput(
         "`kdlab distill teacher.cache_dir=FILE`",
         lambda ws: ["distill", f"teacher.cache_dir={ws.regular_file}"],
