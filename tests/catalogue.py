@@ -9,6 +9,7 @@ it. The rows are grouped by what goes wrong, in the table's order.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -35,6 +36,8 @@ class BadInput:
     tested_in: str = RELIABILITY_TESTS  # rows tested in other files are run for the table only
     preflight: bool = False  # refused before Hydra starts: not even the run dir is created
     screened: bool = False  # refused before torch is imported (kdlab.runs.screen)
+    # ... only on a machine with surely no GPU (kdlab.runs.screen.without_accelerators)
+    screened_without_gpu: bool = False
 
 
 def static(*args: str) -> Callable[[Workspace], list[str]]:
@@ -57,6 +60,14 @@ def screen(command: str, overrides: str, fragment: str) -> BadInput:
     """A value the torch-free screen refuses (before torch is imported), with the line the
     pre-flight would print."""
     return preflight(command, overrides, fragment, screened=True)
+
+
+def screen_without_gpu(command: str, overrides: str, fragment: str) -> BadInput:
+    """A value the torch-free screen refuses where the machine surely has no GPU (else only
+    torch can tell)."""
+    return dataclasses.replace(
+        preflight(command, overrides, fragment, screened=True), screened_without_gpu=True
+    )
 
 
 def with_teacher(command: str, data: str, teacher: str, *more: str) -> Callable:
@@ -179,7 +190,9 @@ OUT_OF_RANGE = [
         ("optim.lr must be positive",),
         screened=True,
     ),
-    preflight("train", "trainer.device=cuda:99", "trainer.device=cuda:99 but this machine has"),
+    screen_without_gpu(
+        "train", "trainer.device=cuda:99", "trainer.device=cuda:99 but this machine has"
+    ),
     screen("train", "trainer.num_threads=-1", "trainer.num_threads must be positive, got -1"),
     screen("train", "trainer.eval_batch_size=0", "trainer.eval_batch_size must be positive, got 0"),
     screen("train", "trainer.grad_clip=inf", "trainer.grad_clip must be a finite number, got inf"),
@@ -196,12 +209,19 @@ OUT_OF_RANGE = [
     screen("train", "sched.milestones=[0.5,1.5]", "sched.milestones[1] (a fraction of training)"),
     screen("train", "sched.pct_start=1", "sched.pct_start must be in (0, 1), got 1.0"),
     screen("distill", "T=inf", "T must be a finite number, got inf"),
-    preflight("distill", "optim=dot optim.delta=0.2", "optim.delta=0.2 must keep both momenta"),
-    preflight("train", "optim=dot", "optim=dot splits a distillation loss from the task loss"),
-    preflight("distill", "optim=dot trainer.grad_clip=1", "trainer.grad_clip is not supported"),
+    screen("distill", "optim=dot optim.delta=0.2", "optim.delta=0.2 must keep both momenta"),
+    screen("train", "optim=dot", "optim=dot splits a distillation loss from the task loss"),
+    screen("distill", "optim=dot trainer.grad_clip=1", "trainer.grad_clip is not supported"),
     # On a CPU, fp16's own refusal comes first (DOT's is reached only on a GPU).
-    preflight("distill", "optim=dot trainer.precision=fp16", "trainer.precision=fp16 on a CPU"),
-    preflight("distill", "optim=dot trainer.compile=true", "set trainer.compile=false"),
+    screen_without_gpu(
+        "distill", "optim=dot trainer.precision=fp16", "trainer.precision=fp16 on a CPU"
+    ),
+    screen("distill", "optim=dot trainer.compile=true", "set trainer.compile=false"),
+    screen(
+        "train",
+        "trainer.epochs=2 sched.warmup_epochs=2",
+        "sched.warmup_epochs (2.0) must be shorter than trainer.epochs (2)",
+    ),
     screen(
         "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
     ),
@@ -215,11 +235,11 @@ OUT_OF_RANGE = [
 METHODS = [
     screen("distill", "loss=at loss.beta=-1", "loss.beta must be >= 0 for loss=at, got -1.0"),
     screen("distill", "loss=dkd loss.warmup=-1", "loss.warmup must be >= 0 for loss=dkd, got -1"),
-    preflight("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
-    preflight("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
-    preflight("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
-    preflight("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
-    preflight("train", "data.views=weak_strong", "this command reads one view per image"),
+    screen("fitnet", "loss=at", "stage two takes a logit method, not loss=at"),
+    screen("fitnet", "loss=mlkd", "stage two takes a logit method, not loss=mlkd"),
+    screen("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
+    screen("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
+    screen("train", "data.views=weak_strong", "this command reads one view per image"),
     preflight("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
     preflight(
         "distill",
@@ -366,29 +386,27 @@ TEACHERS = [
         preflight=True,
     ),
     # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
-    preflight(
+    screen(
         "distill",
         "loss=at teacher.ckpt=[a.pt,b.pt,c.pt]",
         "loss=at takes one teacher (it reads the teacher's features); teacher.ckpt has 3",
     ),
-    preflight(
+    screen(
         "fitnet",
         "teacher.ckpt=[a.pt,b.pt]",
         "kdlab fitnet takes one teacher (its hint stage reads the teacher's features)",
     ),
-    preflight(
+    screen(
         "distill",
         "teacher.ckpt=[a.pt,b.pt] teacher.weights=[1]",
         "teacher.weights has 1 weight(s) for 2 teacher(s)",
     ),
-    preflight(
+    screen(
         "distill",
         "teacher.ckpt=[a.pt,b.pt] teacher.weights=[1,-1]",
         "teacher.weights[1] must be >= 0",
     ),
-    preflight(
-        "distill", "teacher.ckpt=[a.pt,b.pt] teacher.weights=[0,0]", "teacher.weights sum to 0"
-    ),
+    screen("distill", "teacher.ckpt=[a.pt,b.pt] teacher.weights=[0,0]", "teacher.weights sum to 0"),
     BadInput(
         "`teacher.ckpt=[A,B]` teachers of 3 and of 2 classes",
         lambda ws: [
@@ -870,9 +888,7 @@ CATALOGUE += [
     screen("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
     preflight("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
     screen("distill", "T=1e-30", "T=1e-30 is too small"),
-    preflight(
-        "train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"
-    ),
+    screen("train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"),
     BadInput(
         "`kdlab distill teacher.cache_dir=FILE`",
         lambda ws: ["distill", f"teacher.cache_dir={ws.regular_file}"],

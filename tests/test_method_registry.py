@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from kdlab.methods import FeatureMethod, LogitMethod, Method
 from kdlab.methods.base import METHODS, MethodContext, settings_of
-from kdlab.methods.names import BUILT_IN
+from kdlab.methods.names import BUILT_IN, TRAITS, Traits
 from kdlab.methods.numbers import NUMBERS
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
@@ -101,6 +101,15 @@ def test_the_number_settings_table_is_the_registrys():
     table = "\n".join(f"    {name!r}: {{{row}}}," for name, row in rows.items())
     assert derived == NUMBERS, f"paste into kdlab/methods/numbers.py's NUMBERS:\n{table}"
     assert [list(k) for k in derived.values()] == [list(kinds) for kinds in NUMBERS.values()]
+
+
+def test_the_traits_table_is_the_registrys():
+    """kdlab.methods.names.TRAITS is what the torch-free screen refuses `kdlab fitnet loss=at`,
+    data.views and several teachers by: each built-in class's taps, uses_views, one_teacher."""
+    derived = {n: Traits(m.taps, m.uses_views, m.one_teacher) for n, m in METHODS.items()}
+    built_in = {name: derived[name] for name in BUILT_IN}
+    table = "\n".join(f"    {name!r}: {traits!r}," for name, traits in built_in.items())
+    assert built_in == TRAITS, f"paste into kdlab/methods/names.py's TRAITS:\n{table}"
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -13,12 +13,14 @@ import torch
 
 from kdlab.data import DATASETS, build_data, data_settings, dataset_spec
 from kdlab.data.names import BUILT_IN as BUILT_IN_DATA
+from kdlab.data.names import DEFAULT_VIEWS
 from kdlab.data.registry import (
     channels_of,
     image_size_of,
     known_class_count,
     known_class_names,
 )
+from kdlab.data.registry import group_options as data_group_options
 from kdlab.errors import KdlabError
 from kdlab.models import (
     FeatureTap,
@@ -43,6 +45,12 @@ def test_the_built_in_names_are_the_registries_own():
     `model=`, `teacher.model=` and `data=` against: exactly the entries kdlab registers."""
     assert [n for n, b in MODELS.items() if defined_in_kdlab(b.make)] == list(BUILT_IN_MODELS)
     assert [n for n, s in DATASETS.items() if defined_in_kdlab(s.load)] == list(BUILT_IN_DATA)
+
+
+def test_every_built_in_data_set_starts_from_the_default_views():
+    """The torch-free screen judges loss=mlkd's data.views by kdlab.data.names.DEFAULT_VIEWS."""
+    options = data_group_options()
+    assert {options[name].views for name in BUILT_IN_DATA} == {DEFAULT_VIEWS}
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

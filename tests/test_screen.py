@@ -22,9 +22,18 @@ from harness import command_env
 from kdlab.errors import KdlabError
 from kdlab.runs.config import DistillConfig
 from kdlab.runs.preflight import compose_config
-from kdlab.runs.screen import DISTILL_NUMBERS, RUN_NUMBERS, screen_overrides
+from kdlab.runs.screen import (
+    DISTILL_NUMBERS,
+    RUN_NUMBERS,
+    screen_overrides,
+    without_accelerators,
+)
 
-SCREENED = [case for case in CATALOGUE if case.screened]
+SCREENED = [
+    case
+    for case in CATALOGUE
+    if case.screened and (without_accelerators() or not case.screened_without_gpu)
+]
 
 # Each argv of the JSON list in sys.argv[1] through the entry point; prints a JSON list of
 # [exit code, stderr] and, last, whether torch was imported.
@@ -96,6 +105,23 @@ def test_a_registry_s_group_is_left_to_the_pre_flight_once_a_plugin_could_extend
     screen_overrides("distill", ["model=tiny_net", "data=stripes", "loss=mse_logits"])
     with pytest.raises(KdlabError, match="unknown optim 'nosuch'"):
         screen_overrides("distill", ["optim=nosuch"])  # no plugin adds an optimiser
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optim=dot", "optim.delta=0.2"],
+        ["sched.warmup_epochs=40"],  # trainer.epochs: 30 by default
+        ["teacher.ckpt=[a.pt,b.pt]", "teacher.weights=[1]"],
+    ],
+)
+def test_a_check_of_keys_left_to_their_defaults_waits_where_an_experiment_may_set_them(
+    overrides,
+):
+    with pytest.raises(KdlabError):
+        screen_overrides("distill", overrides)
+    screen_overrides("distill", [*overrides, "experiment=quick"])
+    screen_overrides("distill", [*overrides, "preset=ls_kd"])
 
 
 @pytest.mark.slow

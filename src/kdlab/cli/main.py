@@ -4,9 +4,9 @@ Hydra owns argv after the command name. Before handing over, every job's config 
 composed and checked once (kdlab.runs.preflight), so a typo fails before anything is
 written, with one line and exit code 2. torch is imported only after the mistakes the
 overrides show by themselves had their torch-free check (an unknown command;
-kdlab.runs.screen: an unknown group option, a value out of its own range): those answer in
-under half a second, the rest in 3-4 s. Under
-torchrun this is also where the ranks join the process group and agree on one run dir.
+kdlab.runs.screen: an unknown group option, a value out of its own range or against other
+known keys): those answer in under half a second, the rest in 3-4 s. Under torchrun this is
+also where the ranks join the process group and agree on one run dir.
 """
 
 from __future__ import annotations

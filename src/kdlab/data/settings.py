@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from omegaconf import MISSING
 
+from kdlab.data.names import DEFAULT_VIEWS, VIEWS
 from kdlab.errors import KdlabError
 
 
@@ -28,7 +29,8 @@ class DataConfig:
     val_split: float = 0.1  # stratified fraction of the FULL train split held out (any size)
     split_seed: int | None = 0  # fixes subsets and the val split across runs; null = `seed`
     augment: str = "auto"  # auto|cifar|imagenet|none (true = auto, false = none): docs/data.md
-    views: str = "weak"  # weak | weak_strong: a second, RandAugment view per image (loss=mlkd)
+    # weak | weak_strong: a second, RandAugment view per image (loss=mlkd)
+    views: str = DEFAULT_VIEWS
     normalize: str = "auto"  # auto|dataset|imagenet: ImageNet stats for pretrained models
     image_size: int = 32  # side length; only data sets without a fixed size resize
     num_workers: Any = "auto"  # DataLoader workers for streamed files: a count, or auto
@@ -39,7 +41,6 @@ class DataConfig:
 
 
 AUGMENTS = ("auto", "cifar", "imagenet", "none")
-VIEWS = {"weak": 1, "weak_strong": 2}  # data.views -> views per training image
 NORMALIZATIONS = ("auto", "dataset", "imagenet")
 _AUGMENT_ALIASES = {"true": "auto", "false": "none"}  # data.augment was a bool
 

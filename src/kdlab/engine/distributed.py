@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from kdlab.engine.settings import announced_world_size
 from kdlab.errors import KdlabError
 
 
@@ -30,7 +31,7 @@ def world_size() -> int:
     """
     if dist.is_initialized():
         return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return announced_world_size()
 
 
 def is_main() -> bool:

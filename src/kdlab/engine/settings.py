@@ -6,6 +6,7 @@ runs: epochs, batch, device, precision, logging), `optim.*` and `sched.*`, whose
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -68,3 +69,9 @@ OPTIMIZERS: dict[str, OptimConfig] = {
 SCHEDULES: dict[str, SchedConfig] = {
     name: SchedConfig(name=name) for name in ("cosine", "multistep", "onecycle", "constant")
 }
+
+
+def announced_world_size() -> int:
+    """The processes torchrun announced (WORLD_SIZE; 1 alone): known without torch, before
+    the process group is joined (kdlab.engine.distributed.world_size once it is)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

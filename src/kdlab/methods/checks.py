@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
-from kdlab.data.settings import VIEWS
-from kdlab.errors import KdlabError
 from kdlab.methods.base import LossConfig
+from kdlab.methods.names import check_stage2_method, check_view_count
 from kdlab.methods.numbers import check_number
 from kdlab.methods.points import chosen_points
 from kdlab.methods.registry import logit_methods, method
@@ -31,16 +30,7 @@ def check_loss_settings(loss: LossConfig) -> None:
 def check_views(loss_name: str | None, views: str) -> None:
     """data.views gives each training image as many views as the method reads (`uses_views`);
     `loss_name` None: a command that trains without a method (kdlab train, fitnet), one view."""
-    wanted = 1 if loss_name is None else method(loss_name).uses_views
-    given = VIEWS[views]
-    if wanted == given:
-        return
-    if wanted > 1:
-        raise KdlabError(f"loss={loss_name} trains on a weak and a strong view of each image: "
-                         "set data.views=weak_strong")  # fmt: skip
-    who = "this command" if loss_name is None else f"loss={loss_name}"
-    raise KdlabError(f"{who} reads one view per image: data.views={views} is for methods that "
-                     "read two (loss=mlkd); set data.views=weak")  # fmt: skip
+    check_view_count(loss_name, 1 if loss_name is None else method(loss_name).uses_views, views)
 
 
 def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
@@ -58,9 +48,9 @@ def check_student_taps(loss: Any, model_cfg: Mapping[str, Any]) -> None:
 def check_stage2_loss(loss: LossConfig) -> None:
     """`kdlab fitnet`'s stage two distils the logits: any method that taps only them, on one
     view of each image."""
-    logit = [name for name in logit_methods() if method(name).uses_views == 1]
-    if loss.name not in logit:
-        raise KdlabError(
-            f"kdlab fitnet's stage two takes a logit method, not loss={loss.name}: choose one "
-            f"of {', '.join(logit)} (loss=NAME)"
-        )
+    check_stage2_method(loss.name, stage2_methods())
+
+
+def stage2_methods() -> list[str]:
+    """The registered methods `kdlab fitnet`'s stage two takes."""
+    return [name for name in logit_methods() if method(name).uses_views == 1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
 from kdlab.errors import KdlabError
-from kdlab.runs.distill_settings import REGRESSORS, FitnetConfig
+from kdlab.runs.distill_settings import REGRESSORS, FitnetConfig, TeacherConfig
 
 PRECISIONS = ("32", "bf16", "fp16", "auto")
 PROGRESS = ("auto", "on", "off")
@@ -70,6 +70,15 @@ def check_trainer_values(t: TrainerConfig) -> None:
         positive(t.num_threads, "trainer.num_threads")
 
 
+def check_batch_split(batch_size: int, ranks: int) -> None:
+    """The global batch splits evenly over the `ranks` torchrun processes."""
+    require(
+        batch_size % ranks == 0,
+        f"trainer.batch_size={batch_size} (the global batch) is not divisible by the "
+        f"{ranks} torchrun processes: pick a multiple of {ranks}",
+    )
+
+
 def check_seed(seed: int) -> None:
     within(seed, 0, 2**32, "seed")  # NumPy's seed range
 
@@ -83,6 +92,27 @@ def check_device_name(device: str) -> None:
     )
 
 
+def check_cuda_index(device: str, count: int) -> None:
+    """trainer.device=cuda[:N] names one of this machine's `count` CUDA GPUs."""
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        return
+    require(
+        int(index or 0) < count,
+        f"trainer.device={device} but this machine has {count} CUDA GPU(s): "
+        + ("use trainer.device=cpu" if not count else f"use cuda:0 to cuda:{count - 1}"),
+    )
+
+
+def check_fp16_device(precision: str, on_cpu: bool) -> None:
+    """fp16 autocast on a CPU is emulated: one 300-image epoch did not end in 5 minutes."""
+    require(
+        precision != "fp16" or not on_cpu,
+        "trainer.precision=fp16 on a CPU is emulated and crawls (minutes per small epoch): use "
+        "trainer.precision=bf16 or trainer.precision=32 (auto picks bf16 where the CPU has it)",
+    )
+
+
 def check_optim_values(o: OptimConfig) -> None:
     """optim.*'s ranges (optim=dot's momenta and what it runs with are validation's)."""
     choice(o.name, list(OPTIMIZERS), "optim")
@@ -92,6 +122,24 @@ def check_optim_values(o: OptimConfig) -> None:
     require(len(o.betas) == 2, f"optim.betas needs 2 values, got {list(o.betas)}")
     for i, beta in enumerate(o.betas):
         within(beta, 0, 1, f"optim.betas[{i}]")
+
+
+def check_dot(o: OptimConfig, t: TrainerConfig, distill: bool, ranks: int) -> None:
+    """optim=dot: two momenta in [0, 1), and a step of two backward passes (distillation,
+    then task) that kdlab distill (`distill`) runs in one process (`ranks`) without loss
+    scaling or clipping."""
+    at_least_zero(o.delta, "optim.delta")
+    require(
+        o.delta <= o.momentum and o.momentum + o.delta < 1,
+        f"optim.delta={o.delta} must keep both momenta (optim.momentum={o.momentum} -+ delta) "
+        "in [0, 1): the reference is momentum 0.9, delta 0.075",
+    )
+    require(distill, "optim=dot splits a distillation loss from the task loss: use kdlab distill")
+    require(ranks == 1, f"optim=dot runs in one process, not under torchrun ({ranks} processes)")
+    two = "optim=dot steps two gradients"
+    require(str(t.precision) != "fp16", f"{two}: use trainer.precision=bf16 or 32, not fp16")
+    require(t.grad_clip is None, f"{two}: trainer.grad_clip is not supported with it")
+    require(not t.compile, f"{two} by two backward passes: set trainer.compile=false")
 
 
 def check_sched_values(s: SchedConfig, epochs: int | None) -> None:
@@ -142,6 +190,30 @@ def check_cache_dir(cache_dir: str | None) -> None:
         f"teacher.cache_dir={cache_dir} is a file, not a directory: name a directory (it is "
         "created), or null to keep the cache beside the teacher checkpoint",
     )
+
+
+def check_teacher_count(teacher: TeacherConfig, resume: bool, fitnet: bool) -> int:
+    """teacher.ckpt's paths and teacher.weights agree, and kdlab fitnet (`fitnet`) has one
+    teacher; the number of teachers named (whether the method takes several is
+    kdlab.runs.validation's: it needs the method's class)."""
+    ckpt = teacher.ckpt
+    paths = ckpt if isinstance(ckpt, list) else [ckpt]
+    require(
+        ckpt is None or (bool(paths) and all(isinstance(p, str) and p for p in paths)),
+        f"teacher.ckpt must be a path or a list of paths (teacher.ckpt=[A,B]), got {ckpt!r}",
+    )
+    count = len(teacher.checkpoints())
+    weights = teacher.weights
+    if weights is not None:
+        for i, weight in enumerate(weights):
+            at_least_zero(weight, f"teacher.weights[{i}]")
+        require(sum(weights) > 0, "teacher.weights sum to 0: give one teacher a weight > 0")
+        if count or not resume:  # a resume without teacher.ckpt: its pinned teachers
+            teacher.normalised_weights(count or 1)
+    if count > 1 and fitnet:
+        reason = "its hint stage reads the teacher's features"
+        raise KdlabError(f"kdlab fitnet takes one teacher ({reason}); teacher.ckpt has {count}")
+    return count
 
 
 def check_fitnet_values(f: FitnetConfig) -> None:

@@ -1,15 +1,19 @@
 """The CLI's first, torch-free look at a training command's overrides: an unknown config
-group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) and a value out of its range
-that needs nothing but itself (`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) are
-refused before torch is imported (~2.5 s of a command on a small machine), with the line the
-full pre-flight (kdlab.runs.preflight) would print for it.
+group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`), a value out of its range
+(`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) and a mistake between keys that are known
+(`optim=dot` outside kdlab distill, a warm-up as long as training, teacher.weights that do not
+fit teacher.ckpt, `kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before torch is
+imported (~2.5 s of a command on a small machine), with the line the full pre-flight
+(kdlab.runs.preflight) would print for it.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
 these again on the composed config: a value of another type, an interpolation, a sweep, an
-added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs another key's
-value (defaults are never guessed: `experiment=` and `preset=` may change them), a file's
-contents, a model or CUDA. The checks run in the pre-flight's order, so an input with one
-mistake gets the pre-flight's line; with several, the screen may name another one first.
+added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs a key's
+default where `experiment=` or `preset=` may change it (else the schema's default stays: the
+command's YAML sets none), a plugin's method or data set, a file's contents, a model, a GPU
+(only where the machine surely has none: cuda:N, fp16 on a CPU). The checks run in the
+pre-flight's order, so an input with one mistake gets the pre-flight's line; with several,
+the screen may name another one first.
 """
 
 from __future__ import annotations
@@ -17,25 +21,43 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from kdlab.data.names import BUILT_IN as DATA_SETS
-from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
+from kdlab.data.names import DEFAULT_VIEWS, VIEWS
+from kdlab.engine.settings import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainerConfig,
+    announced_world_size,
+)
 from kdlab.engine.trackers import SETTINGS as TRACKERS
 from kdlab.errors import KdlabError
 from kdlab.methods.names import BUILT_IN as METHODS
+from kdlab.methods.names import (
+    TRAITS,
+    check_stage2_method,
+    check_teachers_taken,
+    check_view_count,
+)
 from kdlab.methods.numbers import NUMBERS, check_number
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
-from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig
+from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
 from kdlab.runs.ranges import (
     check_alpha,
+    check_batch_split,
     check_cache_dir,
+    check_cuda_index,
     check_device_name,
+    check_dot,
     check_fitnet_values,
+    check_fp16_device,
     check_optim_values,
     check_sched_values,
     check_seed,
+    check_teacher_count,
     check_temperature,
     check_trainer_values,
     choice,
@@ -63,15 +85,22 @@ DISTILL_NUMBERS: dict[str, type] = {"T": float, "alpha": float}
 
 @dataclass(frozen=True)
 class Overrides:
-    """A command's plain `key=value` overrides, as Hydra's parser typed their values."""
+    """A command's plain `key=value` overrides, as Hydra's parser typed their values.
+    `settled`: no experiment=/preset= and no added, deleted or swept key, so every key the
+    overrides do not set keeps its schema's default (conf/COMMAND.yaml sets none)."""
 
     command: str
     values: dict[str, Any]
+    settled: bool
 
     def under(self, prefix: str) -> dict[str, Any]:
         """The `prefix.KEY=value` overrides, by KEY."""
         head = f"{prefix}."
         return {k.removeprefix(head): v for k, v in self.values.items() if k.startswith(head)}
+
+    def known(self, *keys: str) -> bool:
+        """Whether the composed config's `keys` are known: given, or defaults that stay."""
+        return self.settled or all(k in self.values for k in keys)
 
 
 def screen_overrides(command: str, overrides: Sequence[str]) -> None:
@@ -88,16 +117,29 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
         for o in parsed
         if not (o.is_delete() or o.is_add() or o.is_force_add() or o.is_sweep_override())
     }
-    given = Overrides(command, plain)
+    named = {o.key_or_group for o in parsed}
+    settled = len(plain) == len(parsed) and not named & {"experiment", "preset"}
+    given = Overrides(command, plain, settled)
     defaults = command_defaults(command)
     check_group_options(given, defaults)
-    check_run_values(given)
+    check_run_values(given, defaults)
+    guessed = None if named & {"experiment", "preset", "loss"} else defaults.get("loss")
+    loss = built_in_method(plain.get("loss", guessed))
     if "loss" in defaults:  # kdlab distill and fitnet
-        added = {o.key_or_group for o in parsed}
-        guessed = None if added & {"experiment", "preset", "loss"} else defaults["loss"]
-        check_distill_values(given, plain.get("loss", guessed))
+        check_distill_values(given, plain.get("loss", guessed), loss)
+    check_views(given, defaults, loss if command == "distill" else None)
     if "stage2" in defaults:  # kdlab fitnet
+        if loss is not None:
+            logit = [name for name, t in TRAITS.items() if t.taps == "logits" and t.uses_views == 1]
+            check_stage2_method(loss, logit)
         check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
+
+
+def built_in_method(loss: Any) -> str | None:
+    """loss=`loss` where it is a built-in method no plugin could have replaced (the registry
+    unimported), whose traits kdlab.methods.names.TRAITS holds; else None."""
+    known = literal(loss) and group_options("loss") is not None and loss in TRAITS
+    return loss if known else None
 
 
 def command_defaults(command: str) -> dict[str, Any]:
@@ -134,22 +176,65 @@ def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
                 raise KdlabError(unknown_option(group, name, sorted(options)))
 
 
-def check_run_values(given: Overrides) -> None:
-    """What every training command checks first: seed, trainer.*, optim.*, sched.*."""
+def check_run_values(given: Overrides, defaults: dict[str, Any]) -> None:
+    """What every training command checks first: seed, trainer.*, the device, optim.*,
+    sched.*; a check of several keys where all of them are known."""
     seed = typed_number(given.values.get("seed"), RUN_NUMBERS["seed"])
     if seed is not None:
         check_seed(int(seed))
-    check_typed(TrainerConfig, given.under("trainer"), check_trainer_values)
-    device = given.values.get("trainer.device")
-    if literal(device):
-        check_device_name(device)
-    check_typed(OptimConfig, given.under("optim"), check_optim_values)
-    check_typed(SchedConfig, given.under("sched"), lambda s: check_sched_values(s, None))
+    trainer = composed(TrainerConfig(), given.under("trainer"))
+    if trainer is not None:
+        check_trainer_values(trainer)
+        if given.known("trainer.batch_size"):
+            check_batch_split(trainer.batch_size, announced_world_size())
+        check_device(trainer, given)
+    optim = composed(option(OPTIMIZERS, given, defaults, "optim"), given.under("optim"))
+    if optim is not None:
+        check_optim_values(optim)
+        # fp16 with optim=dot: on a CPU, fp16's own line comes first (only torch can tell)
+        fp16 = trainer is None or str(trainer.precision) == "fp16"
+        if optim.name == "dot" and given.settled and not fp16:
+            check_dot(optim, trainer, given.command == "distill", announced_world_size())
+    sched = composed(option(SCHEDULES, given, defaults, "sched"), given.under("sched"))
+    if sched is not None:
+        known = trainer is not None and given.known("trainer.epochs", "sched.warmup_epochs")
+        check_sched_values(sched, trainer.epochs if known else None)
 
 
-def check_distill_values(given: Overrides, loss: Any) -> None:
+def option(options: dict[str, Any], given: Overrides, defaults: dict[str, Any], group: str) -> Any:
+    """The schema of `group`'s chosen option (its default where settled), else its first."""
+    name = given.values.get(group, defaults[group] if given.settled else None)
+    chosen = isinstance(name, str) and name in options
+    return options[name] if chosen else next(iter(options.values()))
+
+
+def check_device(trainer: TrainerConfig, given: Overrides) -> None:
+    """trainer.device's name; where the machine surely has no GPU, a CUDA GPU, and fp16 on
+    a CPU (only torch can tell otherwise)."""
+    device = trainer.device
+    if not literal(device):
+        return
+    check_device_name(device)
+    if given.known("trainer.device") and without_accelerators():
+        check_cuda_index(device, 0)
+    on_cpu = device.startswith("cpu") or (device == "auto" and without_accelerators())
+    if given.known("trainer.device", "trainer.precision"):
+        check_fp16_device(str(trainer.precision), on_cpu)
+
+
+def without_accelerators() -> bool:
+    """Surely no GPU torch could use: Linux without the NVIDIA driver (/proc/driver/nvidia),
+    ROCm's (/dev/kfd) or WSL's GPU device (/dev/dxg), where torch.cuda finds no device and
+    MPS (macOS only) is not available."""
+    return sys.platform.startswith("linux") and not any(
+        Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+    )
+
+
+def check_distill_values(given: Overrides, loss: Any, method: str | None) -> None:
     """loss=NAME's number settings (`loss` None: not known without composing), T, alpha,
-    teacher.model and teacher.cache_dir."""
+    teacher.model, teacher.ckpt and .weights (`method`: the built-in `loss`, whose teachers
+    are counted), and teacher.cache_dir."""
     for key, kind in NUMBERS.get(loss, {}).items() if isinstance(loss, str) else ():
         value = typed_number(given.values.get(f"loss.{key}"), kind)
         if value is not None:
@@ -163,9 +248,41 @@ def check_distill_values(given: Overrides, loss: Any) -> None:
     teacher = given.values.get("teacher.model")
     if literal(teacher) and group_options("model") is not None:
         choice(teacher, MODELS, "teacher.model")
+    check_teachers(given, method)
     cache_dir = given.values.get("teacher.cache_dir")
     if literal(cache_dir):
         check_cache_dir(cache_dir)
+
+
+def check_teachers(given: Overrides, method: str | None) -> None:
+    """teacher.ckpt and teacher.weights agree (a resume counts its pinned teachers), and
+    kdlab fitnet and a built-in `method` of one teacher have one."""
+    if not given.known("teacher.ckpt", "teacher.weights", "resume"):
+        return
+    teacher = composed(TeacherConfig(), given.under("teacher"))
+    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
+    if teacher is not None and resume is not None:
+        count = check_teacher_count(teacher, resume.resume, given.command == "fitnet")
+        if method is not None:
+            check_teachers_taken(method, TRAITS[method].one_teacher, count)
+
+
+def check_views(given: Overrides, defaults: dict[str, Any], method: str | None) -> None:
+    """data.views gives each image the views `method` reads (None: a command without one);
+    the default views are a built-in data set's, where no plugin could have added one."""
+    data = given.values.get("data", defaults["data"] if given.settled else None)
+    built_in = data in DATA_SETS and group_options("data") is not None
+    views = given.values.get("data.views", DEFAULT_VIEWS if given.settled and built_in else None)
+    judged = method is not None or given.command != "distill"
+    if judged and isinstance(views, str) and views in VIEWS:
+        check_view_count(method, 1 if method is None else TRAITS[method].uses_views, views)
+
+
+@dataclass
+class ResumeFlag:
+    """The top-level `resume` as the run's schema types it (kdlab.runs.config.RunConfig)."""
+
+    resume: bool = False
 
 
 def literal(value: Any) -> TypeGuard[str]:
@@ -183,17 +300,24 @@ def typed_number(value: Any, kind: type) -> float | None:
     return float(value)
 
 
-def check_typed(schema: type, overrides: dict[str, Any], check: Callable[[Any], None]) -> None:
-    """Run `check` on `schema`'s defaults with the overrides merged in, as OmegaConf types
-    them; a value of the wrong type or an unknown key is the pre-flight's to word (it knows
-    the did-you-mean). The defaults pass every check: only an override can fail one."""
+def composed(base: Any, overrides: dict[str, Any]) -> Any | None:
+    """`base` (a schema's defaults) with the overrides merged in, as OmegaConf types them;
+    None for a value of the wrong type or an unknown key, which the pre-flight words (it
+    knows the did-you-mean)."""
     if not overrides:
-        return
+        return base
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), overrides))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), overrides))
     except (OmegaConfBaseException, ValueError):
-        return
-    check(typed)
+        return None
+
+
+def check_typed(schema: type, overrides: dict[str, Any], check: Callable[[Any], None]) -> None:
+    """Run `check` on `schema`'s defaults with the overrides merged in (the defaults pass
+    every check: only an override can fail one)."""
+    typed = composed(schema(), overrides)
+    if overrides and typed is not None:
+        check(typed)

@@ -49,26 +49,30 @@ import torch
 from kdlab.data import check_batch_memory, check_data_settings
 from kdlab.engine.distributed import world_size
 from kdlab.engine.trackers import check_trackers
-from kdlab.errors import KdlabError
 from kdlab.methods.checks import (
     check_loss_settings,
     check_stage2_loss,
     check_student_taps,
     check_views,
 )
+from kdlab.methods.names import check_teachers_taken
 from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
 from kdlab.runs.config import DistillConfig, FitnetRunConfig, RunConfig
 from kdlab.runs.distill_settings import STAGE2_MODES
 from kdlab.runs.ranges import (
-    at_least_zero,
     check_alpha,
+    check_batch_split,
     check_cache_dir,
+    check_cuda_index,
     check_device_name,
+    check_dot,
     check_fitnet_values,
+    check_fp16_device,
     check_optim_values,
     check_sched_values,
     check_seed,
+    check_teacher_count,
     check_temperature,
     check_trainer_values,
     choice,
@@ -116,28 +120,15 @@ def check_freeze_epochs(cfg: RunConfig) -> None:
 
 
 def check_trainer(cfg: RunConfig) -> None:
-    t = cfg.trainer
-    check_trainer_values(t)
-    ranks = world_size()
-    require(
-        t.batch_size % ranks == 0,
-        f"trainer.batch_size={t.batch_size} (the global batch) is not divisible by the "
-        f"{ranks} torchrun processes: pick a multiple of {ranks}",
-    )
+    check_trainer_values(cfg.trainer)
+    check_batch_split(cfg.trainer.batch_size, world_size())
 
 
 def check_device(device: str) -> None:
     """A device this machine has, before anything starts (torch.device parses the name)."""
     check_device_name(device)
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        count = torch.cuda.device_count()
-        require(
-            int(index or 0) < count,
-            f"trainer.device={device} but this machine has {count} CUDA GPU(s): "
-            + ("use trainer.device=cpu" if not count else f"use cuda:0 to cuda:{count - 1}"),
-        )
-    if kind == "mps":
+    check_cuda_index(device, torch.cuda.device_count())
+    if device.startswith("mps"):
         require(
             torch.backends.mps.is_available(),
             f"trainer.device={device} but MPS is not available: use trainer.device=cpu",
@@ -145,45 +136,18 @@ def check_device(device: str) -> None:
 
 
 def check_precision_device(precision: str, device: str) -> None:
-    """fp16 autocast on a CPU is emulated: one 300-image epoch did not end in 5 minutes."""
-    if precision != "fp16":
-        return
+    """trainer.precision=fp16 where the run lands on a CPU (auto: no CUDA GPU, no MPS)."""
     on_cpu = device.startswith("cpu") or (
         device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
     )
-    require(
-        not on_cpu,
-        "trainer.precision=fp16 on a CPU is emulated and crawls (minutes per small epoch): use "
-        "trainer.precision=bf16 or trainer.precision=32 (auto picks bf16 where the CPU has it)",
-    )
+    check_fp16_device(precision, on_cpu)
 
 
 def check_optimisation(cfg: RunConfig) -> None:
     check_optim_values(cfg.optim)
     if cfg.optim.name == "dot":
-        check_dot(cfg)
-
-
-def check_dot(cfg: RunConfig) -> None:
-    """optim=dot: two momenta in [0, 1), and a step of two backward passes (distillation,
-    then task) that kdlab distill runs in one process without loss scaling or clipping."""
-    o, t = cfg.optim, cfg.trainer
-    at_least_zero(o.delta, "optim.delta")
-    require(
-        o.delta <= o.momentum and o.momentum + o.delta < 1,
-        f"optim.delta={o.delta} must keep both momenta (optim.momentum={o.momentum} -+ delta) "
-        "in [0, 1): the reference is momentum 0.9, delta 0.075",
-    )
-    distill = isinstance(cfg, DistillConfig) and not isinstance(cfg, FitnetRunConfig)
-    require(distill, "optim=dot splits a distillation loss from the task loss: use kdlab distill")
-    require(
-        world_size() == 1,
-        f"optim=dot runs in one process, not under torchrun ({world_size()} processes)",
-    )
-    two = "optim=dot steps two gradients"
-    require(str(t.precision) != "fp16", f"{two}: use trainer.precision=bf16 or 32, not fp16")
-    require(t.grad_clip is None, f"{two}: trainer.grad_clip is not supported with it")
-    require(not t.compile, f"{two} by two backward passes: set trainer.compile=false")
+        distill = isinstance(cfg, DistillConfig) and not isinstance(cfg, FitnetRunConfig)
+        check_dot(cfg.optim, cfg.trainer, distill, world_size())
 
 
 def check_schedule(cfg: RunConfig) -> None:
@@ -201,31 +165,8 @@ def check_distillation(cfg: DistillConfig) -> None:
 
 def check_teachers(cfg: DistillConfig) -> None:
     """teacher.ckpt's paths and teacher.weights agree, and the command takes that many."""
-    ckpt = cfg.teacher.ckpt
-    paths = ckpt if isinstance(ckpt, list) else [ckpt]
-    require(
-        ckpt is None or (bool(paths) and all(isinstance(p, str) and p for p in paths)),
-        f"teacher.ckpt must be a path or a list of paths (teacher.ckpt=[A,B]), got {ckpt!r}",
-    )
-    count = len(cfg.teacher.checkpoints())
-    weights = cfg.teacher.weights
-    if weights is not None:
-        for i, weight in enumerate(weights):
-            at_least_zero(weight, f"teacher.weights[{i}]")
-        require(sum(weights) > 0, "teacher.weights sum to 0: give one teacher a weight > 0")
-        if count or not cfg.resume:  # a resume without teacher.ckpt: its pinned teachers
-            cfg.teacher.normalised_weights(count or 1)
-    if count <= 1:
-        return
-    if isinstance(cfg, FitnetRunConfig):
-        reason = "its hint stage reads the teacher's features"
-        raise KdlabError(f"kdlab fitnet takes one teacher ({reason}); teacher.ckpt has {count}")
-    reason = method(cfg.loss.name).one_teacher
-    require(
-        not reason,
-        f"loss={cfg.loss.name} takes one teacher ({reason}); teacher.ckpt has {count}: name "
-        "one, or average several with a logit method (loss=kd, dkd, dist, ...)",
-    )
+    count = check_teacher_count(cfg.teacher, cfg.resume, isinstance(cfg, FitnetRunConfig))
+    check_teachers_taken(cfg.loss.name, method(cfg.loss.name).one_teacher, count)
 
 
 def check_fitnet(cfg: FitnetRunConfig) -> None:
