@@ -146,6 +146,37 @@ def run_record(path: Path) -> Path | None:
     return None
 
 
+def checkpoint_in(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / "checkpoints" / "best.pt"
+    return path
+
+
+def selected_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file of a run dir (best.pt) or a .pt file, with a one-line error for a
+    path that does not exist or a run that has not finished an epoch yet."""
+    given = Path(path).expanduser()
+    if not given.exists():
+        raise KdlabError(
+            f"no run dir or checkpoint at {given}: give a run dir (with checkpoints/best.pt) "
+            "or a .pt file"
+        )
+    file = checkpoint_in(given)
+    if given.is_dir() and not file.is_file():
+        raise KdlabError(
+            f"{given} has no finished checkpoint (no checkpoints/best.pt, written when a run's "
+            "first epoch ends): give a run dir that trained an epoch, or a .pt file"
+        )
+    return file.resolve()
+
+
+def sidecar_of(out: Path) -> Path:
+    """The JSON written beside an exported file: its metadata and the check's result."""
+    return out.with_name(out.name + ".json")
+
+
 def check_output_dir(directory: Path, option: str) -> None:
     """A dir a command writes its files into (a report's, a study's): not a file, and not
     among a run's records (its checkpoints/ or .hydra/)."""

@@ -18,7 +18,7 @@ import torch
 from kdlab.deploy.formats import ExportFormat
 from kdlab.deploy.selected import SelectedModel
 from kdlab.errors import KdlabError
-from kdlab.paths import write_atomic, write_text_atomic
+from kdlab.paths import sidecar_of, write_atomic, write_text_atomic
 
 CHECK_IMAGES = 8  # the check's batch (the graph is traced at batch 1: this tests the batch axis)
 RELATIVE_TOLERANCE = 1e-4  # of the largest logit's size (at least 1)
@@ -40,11 +40,6 @@ def default_output(selected: SelectedModel, fmt: ExportFormat) -> Path:
     """Beside the checkpoint, named after it: run/checkpoints/best.onnx."""
     file = selected.checkpoint
     return file.with_name(file.name.removesuffix(file.suffix) + fmt.suffix)
-
-
-def sidecar_of(out: Path) -> Path:
-    """The JSON written beside an exported file: its metadata and the check's result."""
-    return out.with_name(out.name + ".json")
 
 
 def check_batch(selected: SelectedModel, seed: int = 0) -> torch.Tensor:

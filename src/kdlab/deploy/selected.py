@@ -20,9 +20,9 @@ from kdlab.data.choices import augment_mode, run_normalization, stored_sides
 from kdlab.data.imagefolder import decode_image
 from kdlab.data.normalize import Normalizer
 from kdlab.data.registry import data_settings, dataset_spec, image_size_of
-from kdlab.engine.checkpoint import Checkpoint, checkpoint_in
-from kdlab.errors import KdlabError
+from kdlab.engine.checkpoint import Checkpoint
 from kdlab.models import model_label
+from kdlab.paths import selected_checkpoint
 from kdlab.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"  # the exported graphs' tensor names
@@ -92,24 +92,6 @@ class SelectedModel:
             "checkpoint": str(self.checkpoint),
             "kdlab_version": __version__,
         }
-
-
-def selected_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file of a run dir (best.pt) or a .pt file, with a one-line error for a
-    path that does not exist or a run that has not finished an epoch yet."""
-    given = Path(path).expanduser()
-    if not given.exists():
-        raise KdlabError(
-            f"no run dir or checkpoint at {given}: give a run dir (with checkpoints/best.pt) "
-            "or a .pt file"
-        )
-    file = checkpoint_in(given)
-    if given.is_dir() and not file.is_file():
-        raise KdlabError(
-            f"{given} has no finished checkpoint (no checkpoints/best.pt, written when a run's "
-            "first epoch ends): give a run dir that trained an epoch, or a .pt file"
-        )
-    return file.resolve()
 
 
 def run_preprocessing(state: Checkpoint) -> Preprocessing:

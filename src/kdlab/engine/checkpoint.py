@@ -23,7 +23,7 @@ from kdlab.engine.provenance import TRAINED_ON, check_intact, read_record, recor
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, build_options
 from kdlab.models.pretrained import mismatch
-from kdlab.paths import TEMP_SUFFIX, write_atomic
+from kdlab.paths import TEMP_SUFFIX, checkpoint_in, write_atomic
 from kdlab.version import __version__
 
 if TYPE_CHECKING:
@@ -153,14 +153,6 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-def checkpoint_in(path: str | Path) -> Path:
-    """A checkpoint file as given, or a run dir's selected checkpoint (best.pt)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        return path / "checkpoints" / "best.pt"
-    return path
 
 
 def load_checkpoint(

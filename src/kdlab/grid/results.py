@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdlab.engine.checkpoint import checkpoint_in
 from kdlab.engine.provenance import Provenance
 from kdlab.grid.plan import Cell, Plan
+from kdlab.paths import checkpoint_in
 from kdlab.published import Figure, published_accuracy, published_figure
 from kdlab.report import Stat, write_difference_heatmap
 from kdlab.report.tables import write_text

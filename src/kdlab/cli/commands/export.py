@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdlab.errors import OneLineParser
+from kdlab.paths import check_output, selected_checkpoint, sidecar_of
 
 EXIT_MISMATCH = 1  # the export ran but is not faithful (bad input stays exit code 2)
+# kdlab.deploy.FORMATS' names (a test keeps them equal): the parser refuses any other before
+# torch is imported.
+FORMAT_NAMES = ("onnx", "torchscript", "safetensors")
 
 
 def build_parser() -> OneLineParser:
-    from kdlab.deploy import FORMATS
-
     parser = OneLineParser(
         prog="kdlab export",
         description="Write a finished run's selected model (its best.pt) in eval mode as ONNX, "
@@ -26,7 +28,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("run", metavar="RUN", help="a run dir (its best.pt) or a .pt checkpoint")
     parser.add_argument(
         "--format",
-        choices=list(FORMATS),
+        choices=FORMAT_NAMES,
         default="onnx",
         help="onnx (needs pip install 'kdlab[onnx]'), torchscript or safetensors (default onnx)",
     )
@@ -48,17 +50,21 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: Sequence[str]) -> None:
-    from kdlab.deploy import FORMATS, ExportMismatch, default_output, export_model, load_selected
-    from kdlab.deploy.export import CHECK_IMAGES, sidecar_of
-    from kdlab.paths import check_output
-
     args = build_parser().parse_args(list(argv))
+    selected_checkpoint(args.run)  # what the argv alone shows is refused before torch's import
+    if args.out is not None:
+        check_outputs(args.out, args.force)
+
+    from kdlab.deploy import FORMATS, ExportMismatch, default_output, export_model, load_selected
+    from kdlab.deploy.export import CHECK_IMAGES
+
     fmt = FORMATS[args.format]
     fmt.check_available()  # before the checkpoint is read: the fix comes in a second
     selected = load_selected(args.run, args.allow_modified)
-    out = args.out or default_output(selected, fmt)
-    for path in (out, sidecar_of(out)):
-        check_output(path, force=args.force, option="--out")
+    out = args.out
+    if out is None:
+        out = default_output(selected, fmt)
+        check_outputs(out, args.force)
     p = selected.preprocessing
     print(
         f"exporting {selected.checkpoint} ({selected.metadata()['model']} on {selected.state.data}"
@@ -76,6 +82,12 @@ def main(argv: Sequence[str]) -> None:
         f"difference {result.max_abs_diff:.2e} (tolerance {result.tolerance:.1e})\n"
         f"wrote:\n  {result.path}\n  {result.sidecar}"
     )
+
+
+def check_outputs(out: Path, force: bool) -> None:
+    """The exported file and its sidecar: neither a run's record nor, without --force, a file."""
+    for path in (out, sidecar_of(out)):
+        check_output(path, force=force, option="--out")
 
 
 def _rounded(values: Sequence[float]) -> str:

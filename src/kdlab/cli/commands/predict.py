@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdlab.errors import OneLineParser
-from kdlab.paths import shown_path
+from kdlab.paths import check_output, selected_checkpoint, shown_path, write_text_atomic
 
 if TYPE_CHECKING:
     from kdlab.deploy import Prediction
@@ -58,13 +58,14 @@ def csv_text(predictions: Sequence[Prediction]) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-    from kdlab.deploy import image_files, load_selected, predict
-    from kdlab.engine.execution import pick_device
-    from kdlab.paths import check_output, write_text_atomic
-
     args = build_parser().parse_args(list(argv))
+    selected_checkpoint(args.run)  # what the argv alone shows is refused before torch's import
     if args.csv is not None:
         check_output(args.csv, force=args.force, option="--csv")
+
+    from kdlab.deploy import image_files, load_selected, predict
+    from kdlab.engine.execution import pick_device
+
     files = image_files(args.images)
     selected = load_selected(args.run, args.allow_modified)
     predictions = predict(selected, files, args.top_k, pick_device(args.device))

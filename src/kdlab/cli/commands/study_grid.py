@@ -18,7 +18,6 @@ from pathlib import Path
 from kdlab.cli.commands.study_jobs import split_study_args
 from kdlab.cli.launchers import check_launcher, split_launcher_args
 from kdlab.cli.waves import WaveJob, run_state, run_waves, unfinished_line
-from kdlab.engine.checkpoint import checkpoint_in
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.grid.plan import (
     OWNED,
@@ -33,7 +32,7 @@ from kdlab.grid.plan import (
     parse_pairs,
 )
 from kdlab.grid.results import write_grid_report
-from kdlab.paths import check_output_dir
+from kdlab.paths import check_output_dir, checkpoint_in
 from kdlab.runs.preflight import check_overrides
 
 CIFAR100_TRAIN = 50_000  # images in CIFAR-100's train split (before kdlab's val split)
