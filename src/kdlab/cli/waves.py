@@ -18,23 +18,13 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from kdlab.cli.commands.study_jobs import WaveJob
 from kdlab.cli.launchers import check_launcher
 from kdlab.cli.main import prepare_hydra, run_recording_failure
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.failed_run import SUMMARY
 from kdlab.runs.plugins import load_plugins
-
-
-@dataclass(frozen=True)
-class WaveJob:
-    """One run of a study: its dir below the study dir, command, overrides and the runs
-    (their dirs) it needs finished first."""
-
-    sub: str
-    command: str  # train | distill | fitnet
-    args: tuple[str, ...]
-    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

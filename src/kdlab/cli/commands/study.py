@@ -17,14 +17,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from kdlab.cli.commands.report import print_written, write_report
-from kdlab.cli.commands.study_jobs import GRIDS, split_study_args, study_names
+from kdlab.cli.commands.study_jobs import GRIDS, WaveJob, split_study_args, study_names
 from kdlab.cli.launchers import check_launcher, split_launcher_args
-from kdlab.cli.waves import WaveJob, run_waves, unfinished_line
-from kdlab.data import DATASETS
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.paths import check_output_dir, config_dir
-from kdlab.runs.preflight import check_overrides
 
 
 @dataclass
@@ -86,6 +82,8 @@ def chained(runs: list[StudyRun], generations: int) -> list[StudyRun]:
 
 def with_preset(overrides: list[str]) -> list[str]:
     """Default to synthetic data and pick the preset that fits the data set."""
+    from kdlab.data import DATASETS  # the registry imports torch: after the argv's own checks
+
     keys = {o.split("=", 1)[0] for o in overrides}
     out = list(overrides)
     if "data" not in keys:
@@ -151,18 +149,20 @@ def main(argv: Sequence[str]) -> None:
     launcher, overrides = split_launcher_args(args.overrides)
     seeds, overrides = split_study_args(overrides)
     generations, overrides = split_generations(spec, overrides)
-    if generations:
-        runs = chained(runs, generations)
-    shared = with_preset(overrides)
+    check_launcher(launcher)
     study_dir = args.out or Path("outputs/study") / args.study / time.strftime("%Y-%m-%d_%H-%M-%S")
     study_dir = study_dir.absolute()
-    jobs = planned_jobs(runs, shared, seeds, study_dir, args.teacher)
+    check_output_dir(study_dir, "--out")
 
-    check_launcher(launcher)
+    from kdlab.cli.waves import run_waves, unfinished_line
+    from kdlab.runs.preflight import check_overrides
+
+    if generations:
+        runs = chained(runs, generations)
+    jobs = planned_jobs(runs, with_preset(overrides), seeds, study_dir, args.teacher)
     for job in jobs:
         args = [a for a in job.args if not a.startswith("teacher.ckpt=")]
         check_overrides(job.command, args, False, teachers=False)  # the study trains them
-    check_output_dir(study_dir, "--out")
     study_dir.mkdir(parents=True, exist_ok=True)
     print(f"{spec['description']}\nstudy dir: {study_dir} ({len(jobs)} runs)", flush=True)
     started = time.perf_counter()
@@ -178,6 +178,8 @@ def main(argv: Sequence[str]) -> None:
 
 def write_study_report(spec: dict, jobs: list[WaveJob], study_dir: Path) -> None:
     """The report of the study's finished `jobs`: each run's seeds pooled under its name."""
+    from kdlab.cli.commands.report import print_written, write_report  # matplotlib: ~1 s
+
     first_of_each: dict[str, str] = {}  # per-class figures: one (the first) seed per run
     for job in jobs:
         first_of_each.setdefault(job.sub.split("/")[0], job.sub)

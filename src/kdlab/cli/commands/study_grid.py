@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from kdlab.cli.commands.study_jobs import split_study_args
+from kdlab.cli.commands.study_jobs import WaveJob, split_study_args
 from kdlab.cli.launchers import check_launcher, split_launcher_args
-from kdlab.cli.waves import WaveJob, run_state, run_waves, unfinished_line
+from kdlab.cli.waves import run_state, run_waves, unfinished_line
 from kdlab.errors import KdlabError, OneLineParser
 from kdlab.grid.plan import (
     OWNED,
