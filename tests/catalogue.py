@@ -35,7 +35,9 @@ class BadInput:
     fragments: tuple[str, ...] = ()  # what the one line must contain
     tested_in: str = RELIABILITY_TESTS  # rows tested in other files are run for the table only
     preflight: bool = False  # refused before Hydra starts: not even the run dir is created
-    screened: bool = False  # refused before torch is imported (kdlab.runs.screen)
+    # refused before torch is imported: by kdlab.runs.screen (train, distill, fitnet), or by
+    # the checks of what the argv alone shows (export, predict, study)
+    screened: bool = False
     # ... only on a machine with surely no GPU (kdlab.runs.screen.without_accelerators)
     screened_without_gpu: bool = False
 
@@ -225,10 +227,8 @@ OUT_OF_RANGE = [
     screen(
         "fitnet", "fitnet.finetune_lr_scale=-1", "fitnet.finetune_lr_scale must be >= 0, got -1.0"
     ),
-    preflight(
-        "study", "born_again generations=0", "generations must be a positive integer, got '0'"
-    ),
-    preflight("study", "note1 generations=2", "generations= belongs to the born_again study"),
+    screen("study", "born_again generations=0", "generations must be a positive integer, got '0'"),
+    screen("study", "note1 generations=2", "generations= belongs to the born_again study"),
 ]
 
 # --- methods and the models they tap ---------------------------------------------------------
@@ -467,18 +467,21 @@ FINISHED_RUNS = [
         lambda ws: ["export", str(ws.teacher), "--format", "tflite"],
         ("invalid choice: 'tflite'", "'onnx', 'torchscript', 'safetensors'"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export` a run dir without a finished checkpoint",
         lambda ws: ["export", str(ws.empty)],
         ("has no finished checkpoint (no checkpoints/best.pt", "or a .pt file"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export MISSING_DIR`",
         lambda ws: ["export", str(ws.root / "missing"), "--format", "torchscript"],
         (f"no run dir or checkpoint at {os.sep}", "give a run dir"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab predict RUN` an image that cannot be read",
@@ -547,42 +550,49 @@ CATALOGUE += [
         export_to("torchscript", in_teacher("checkpoints", "best.pt")),
         (RECORDS, "pick another --out"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export RUN --format safetensors --out RUN/checkpoints/last.pt`",
         export_to("safetensors", in_teacher("checkpoints", "last.pt")),
         (RECORDS, "pick another --out"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export RUN --out RUN/summary.json`",
         export_to("torchscript", in_teacher("summary.json")),
         (RECORDS, "pick another --out"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export RUN --out RUN/.hydra/config.yaml`",
         export_to("torchscript", in_teacher(".hydra", "config.yaml")),
         (RECORDS, "pick another --out"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab export RUN --out EXISTING_FILE` (no --force)",
         export_to("torchscript", lambda ws: ws.regular_file),
         ("a_file exists: add --force to replace it", "pick another --out"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab predict RUN IMAGES --csv RUN/summary.json`",
         predict_to(in_teacher("summary.json")),
         (RECORDS, "pick another --csv"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab predict RUN IMAGES --csv EXISTING_FILE` (no --force)",
         predict_to(lambda ws: ws.regular_file),
         ("a_file exists: add --force to replace it",),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab report RUN --out RUN/checkpoints`",
@@ -595,6 +605,7 @@ CATALOGUE += [
         lambda ws: ["study", "note1", "--out", str(ws.regular_file)],
         ("a_file is a file: give a dir",),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab report` on a run whose summary.json is not UTF-8",
@@ -796,6 +807,7 @@ CATALOGUE += [
         export_to("torchscript", lambda ws: ws.regular_file / "model.pt"),
         ("a_file, a file: pick another --out",),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`kdlab report --curves` on a metrics.jsonl with a torn line before the last",

@@ -1,5 +1,6 @@
-"""The CLI's torch-free screen (kdlab.runs.screen): every catalogue row marked `screened` is
-refused by the entry point with its one line and exit code 2 before torch is imported.
+"""The CLI's torch-free screen (kdlab.runs.screen, and the argv checks of export, predict and
+study): every catalogue row marked `screened` is refused by the entry point with its one line
+and exit code 2 before torch is imported.
 
 The rows run in one fresh interpreter (this one has imported torch and the registries, which
 make the screen leave the registries' groups to the pre-flight), one after another through
@@ -19,6 +20,9 @@ import pytest
 
 from catalogue import CATALOGUE
 from harness import command_env
+from kdlab.cli.commands.export import FORMAT_NAMES
+from kdlab.cli.main import COMMANDS
+from kdlab.deploy import FORMATS
 from kdlab.errors import KdlabError
 from kdlab.runs.config import DistillConfig
 from kdlab.runs.preflight import compose_config
@@ -58,9 +62,20 @@ def screened_lines(tmp_path: Path) -> tuple[list[tuple[list[str], int, str]], bo
     """(argv, exit code, stderr) of every screened row, and whether torch was imported."""
     regular_file = tmp_path / "a_file"
     regular_file.write_text("not a directory\n")
-    # What the screened rows read of a harness.Workspace: a file that is no directory.
-    workspace = SimpleNamespace(root=tmp_path, regular_file=regular_file)
-    argvs = [[*case.args(workspace), f"hydra.run.dir={tmp_path / 'run'}"] for case in SCREENED]
+    teacher = tmp_path / "teacher"  # what export and predict see of a run before torch reads it
+    (teacher / "checkpoints").mkdir(parents=True)
+    (teacher / "checkpoints" / "best.pt").write_bytes(b"")
+    (teacher / "summary.json").write_text("{}\n")
+    (tmp_path / "empty").mkdir()
+    # What the screened rows read of a harness.Workspace.
+    workspace = SimpleNamespace(
+        root=tmp_path,
+        regular_file=regular_file,
+        teacher=teacher,
+        empty=tmp_path / "empty",
+        abc=tmp_path / "abc",
+    )
+    argvs = [with_run_dir(case.args(workspace), tmp_path / "run") for case in SCREENED]
     proc = subprocess.run(
         [sys.executable, "-c", RUN_EACH, json.dumps(argvs)],
         cwd=tmp_path,
@@ -75,6 +90,11 @@ def screened_lines(tmp_path: Path) -> tuple[list[tuple[list[str], int, str]], bo
     )
 
 
+def with_run_dir(argv: list[str], run_dir: Path) -> list[str]:
+    """A training command's argv with hydra.run.dir in `run_dir` (which must stay unmade)."""
+    return [*argv, f"hydra.run.dir={run_dir}"] if COMMANDS[argv[0]].hydra else argv
+
+
 def test_every_screened_row_is_refused_in_one_line_before_torch_is_imported(tmp_path):
     assert len(SCREENED) >= 30
     results, torch_imported = screened_lines(tmp_path)
@@ -85,6 +105,11 @@ def test_every_screened_row_is_refused_in_one_line_before_torch_is_imported(tmp_
             assert fragment in stderr, (argv, stderr)
     assert not torch_imported
     assert not (tmp_path / "run").exists()
+
+
+def test_the_export_commands_format_names_are_the_formats():
+    """`kdlab export --format`'s choices, known before torch's import, are kdlab.deploy's."""
+    assert tuple(FORMATS) == FORMAT_NAMES
 
 
 def test_the_screens_types_are_the_schemas():
@@ -129,6 +154,8 @@ def test_the_screen_prints_the_pre_flights_line(tmp_path):
     """Each screened row's line is the one the full pre-flight gives on the composed config."""
     results, _ = screened_lines(tmp_path)
     for argv, _, stderr in results:
+        if not COMMANDS[argv[0]].hydra:
+            continue  # export, predict and study have no composed config
         with pytest.raises(KdlabError) as refused:
             compose_config(argv[0], argv[1:-1])  # without hydra.run.dir
         assert stderr == f"kdlab: error: {refused.value}\n", argv
