@@ -7,8 +7,9 @@ Its names are imported on first use (PEP 562), so `kdlab.data.names` is read wit
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kdlab.lazy import names_on_first_use
 
 if TYPE_CHECKING:
     from kdlab.data.batch_loader import BatchLoader
@@ -42,13 +43,20 @@ __all__ = [
     "dataset_spec",
     "register_dataset",
 ]
-_MODULES = ("registry", "settings", "build", "batch_loader", "source")  # where they are defined
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        for module in _MODULES:
-            found = import_module(f"kdlab.data.{module}")
-            if name in vars(found):
-                return vars(found)[name]
-    raise AttributeError(f"module 'kdlab.data' has no attribute '{name}'")
+_HOMES = {  # the module each name of __all__ lives in
+    "batch_loader": ("BatchLoader",),
+    "build": ("DataBundle", "build_data"),
+    "registry": (
+        "DATASETS",
+        "DatasetSpec",
+        "check_batch_memory",
+        "check_data_settings",
+        "data_settings",
+        "dataset_names",
+        "dataset_spec",
+        "register_dataset",
+    ),
+    "settings": ("DataConfig",),
+    "source": ("ImageSet", "Source"),
+}
+__getattr__ = names_on_first_use(__name__, __all__, _HOMES)

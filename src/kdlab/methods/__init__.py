@@ -23,8 +23,9 @@ torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kdlab.lazy import names_on_first_use
 
 if TYPE_CHECKING:
     from kdlab.methods.base import FeatureMethod, LogitMethod, Method, Outputs, register
@@ -32,7 +33,4 @@ if TYPE_CHECKING:
 __all__ = ["FeatureMethod", "LogitMethod", "Method", "Outputs", "register"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(import_module("kdlab.methods.base"), name)
-    raise AttributeError(f"module 'kdlab.methods' has no attribute '{name}'")
+__getattr__ = names_on_first_use(__name__, __all__, {"base": tuple(__all__)})

@@ -7,8 +7,9 @@ torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kdlab.lazy import names_on_first_use
 
 if TYPE_CHECKING:
     from kdlab.models.cost import count_macs, weights_megabytes
@@ -61,13 +62,31 @@ __all__ = [
     "stage_points",
     "weights_megabytes",
 ]
-_MODULES = ("registry", "features", "cost")  # where they are defined
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        for module in _MODULES:
-            found = import_module(f"kdlab.models.{module}")
-            if name in vars(found):
-                return vars(found)[name]
-    raise AttributeError(f"module 'kdlab.models' has no attribute '{name}'")
+_HOMES = {  # the module each name of __all__ lives in
+    "cost": ("count_macs", "weights_megabytes"),
+    "features": (
+        "FeatureTap",
+        "check_feature_point",
+        "default_feature_point",
+        "feature_points",
+        "feature_shape",
+        "modules_up_to",
+        "stage_points",
+    ),
+    "registry": (
+        "ModelBuilder",
+        "ModelInfo",
+        "build_model",
+        "build_options",
+        "check_model_choice",
+        "count_params",
+        "describe_models",
+        "freeze_epochs",
+        "group_options",
+        "head_parameters",
+        "model_label",
+        "model_names",
+        "register_model",
+    ),
+}
+__getattr__ = names_on_first_use(__name__, __all__, _HOMES)

@@ -127,7 +127,8 @@ def check_trainer(cfg: RunConfig) -> None:
 def check_device(device: str) -> None:
     """A device this machine has, before anything starts (torch.device parses the name)."""
     check_device_name(device)
-    check_cuda_index(device, torch.cuda.device_count())
+    if device.startswith("cuda"):  # counting the GPUs initialises CUDA: only when asked for
+        check_cuda_index(device, torch.cuda.device_count())
     if device.startswith("mps"):
         require(
             torch.backends.mps.is_available(),
