@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -327,20 +326,11 @@ def test_timm_pretrained_from_the_hf_cache_offline_teaches_a_timm_student(tmp_pa
     assert summary["model"] == "timm:test_efficientnet" and summary["loss_at"] > 0
 
 
-BLOCK_TIMM = "import sys\nsys.modules['timm'] = None  # import timm: ModuleNotFoundError\n"
-
-
 def test_without_timm_model_timm_says_how_to_install_it(tmp_path, monkeypatch):
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_TIMM)
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    )
-    # A fresh interpreter: sitecustomize (timm blocked) runs at its start.
-    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path, fresh_process=True)
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm: ModuleNotFoundError
+    proc = run_kdlab("train", "model=timm", "hydra.run.dir=run", cwd=tmp_path)
     assert_one_line_error(proc, "model=timm needs the timm package", "pip install 'kdlab[timm]'")
     assert not (tmp_path / "run").exists()
-    proc = subprocess.run(
-        [sys.executable, "-m", "kdlab", "models"], cwd=tmp_path, capture_output=True, text=True
-    )
+    proc = run_kdlab("models", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'kdlab[timm]'" in proc.stdout and "resnet_teacher" in proc.stdout
