@@ -240,7 +240,7 @@ METHODS = [
     screen("distill", "loss=mlkd", "loss=mlkd trains on a weak and a strong view"),
     screen("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
     screen("train", "data.views=weak_strong", "this command reads one view per image"),
-    preflight("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
+    screen("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
     preflight(
         "distill",
         "loss=mlkd data.views=weak_strong loss.temperatures=[2]",
@@ -791,6 +791,7 @@ CATALOGUE += [
             "set trainer.batch_size=18 or lower",
         ),
     ),
+    screen("train", "data.image_size=40000", "cifar10 images are 32x32: drop data.image_size"),
     preflight(
         "train",
         "data=imagefolder data.root=abc data.image_size=40000",

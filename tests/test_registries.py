@@ -8,12 +8,15 @@ every feature point it declares. Built-in entries only: plugins are not loaded h
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
+from omegaconf import MISSING
 
-from kdlab.data import DATASETS, build_data, data_settings, dataset_spec
+from kdlab.data import DATASETS, DataConfig, build_data, data_settings, dataset_spec
 from kdlab.data.names import BUILT_IN as BUILT_IN_DATA
-from kdlab.data.names import DEFAULT_VIEWS
+from kdlab.data.names import DEFAULT_VIEWS, IMAGE_SIZES, OWN_CHECKS, OWN_SETTINGS
 from kdlab.data.registry import (
     channels_of,
     image_size_of,
@@ -33,6 +36,8 @@ from kdlab.models import (
 from kdlab.models.names import BUILT_IN as BUILT_IN_MODELS
 from kdlab.models.registry import MODELS
 
+DATA_FIELDS = {f.name for f in fields(DataConfig)}
+
 
 def defined_in_kdlab(function) -> bool:
     """Whether a registered builder or loader (or the function a partial wraps) is kdlab's own,
@@ -45,6 +50,20 @@ def test_the_built_in_names_are_the_registries_own():
     `model=`, `teacher.model=` and `data=` against: exactly the entries kdlab registers."""
     assert [n for n, b in MODELS.items() if defined_in_kdlab(b.make)] == list(BUILT_IN_MODELS)
     assert [n for n, s in DATASETS.items() if defined_in_kdlab(s.load)] == list(BUILT_IN_DATA)
+
+
+def test_the_built_in_data_sets_tables_are_the_registrys():
+    """kdlab.data.names' tables, by which the torch-free screen checks the `data` node: each
+    set's own keys, its fixed image size (its settings' default) and which sets check more."""
+    for name in BUILT_IN_DATA:
+        spec = DATASETS[name]
+        own = [f.name for f in fields(spec.settings) if f.name not in DATA_FIELDS]
+        assert tuple(own) == OWN_SETTINGS[name], name
+        assert spec.image_size == IMAGE_SIZES[name], name
+        if spec.image_size is not None:
+            assert spec.settings(name=name).image_size == spec.image_size, name
+        root_needed = spec.settings.__dataclass_fields__["root"].default is MISSING
+        assert (spec.check is not None or root_needed) == (name in OWN_CHECKS), name
 
 
 def test_every_built_in_data_set_starts_from_the_default_views():

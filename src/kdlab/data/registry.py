@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.data import cifar, cifar_archive, idx, imagefolder, synthetic
-from kdlab.data.settings import DataConfig, check_common
+from kdlab.data.settings import DataConfig, check_common, check_fixed_size
 from kdlab.data.source import Source
 from kdlab.errors import KdlabError, check_new_name
 
@@ -235,9 +235,4 @@ def check_data_settings(settings: DataConfig) -> None:
                 f"data.{key} needs {channels} value(s), one per channel of {settings.name}, "
                 f"got {len(values)}"
             )
-    if spec.image_size is not None and settings.image_size != spec.image_size:
-        raise KdlabError(
-            f"{settings.name} images are {spec.image_size}x{spec.image_size}: drop "
-            f"data.image_size (got {settings.image_size}); only data sets without a fixed "
-            "size resize"
-        )
+    check_fixed_size(settings.name, spec.image_size, settings.image_size)

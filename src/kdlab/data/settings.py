@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from omegaconf import MISSING
 
 from kdlab.data.names import DEFAULT_VIEWS, VIEWS
@@ -73,11 +72,12 @@ def check_decode(value: str) -> None:
         raise KdlabError(f"data.decode must be one of {', '.join(DECODES)}, got {value}")
 
 
-def decodes_on_device(value: str, device: torch.device | str) -> bool:
+def decodes_on_device(value: str, device: object) -> bool:
     """data.decode resolved: streamed JPEGs decode on the training device (nvJPEG) with
-    `device`, or on CUDA under auto; else in the DataLoader workers (`host`)."""
+    `device` (a torch.device or its name: this module stays torch-free for the CLI's screen),
+    or on CUDA under auto; else in the DataLoader workers (`host`)."""
     check_decode(value)
-    return value == "device" or (value == "auto" and torch.device(device).type == "cuda")
+    return value == "device" or (value == "auto" and str(device).split(":")[0] == "cuda")
 
 
 def check_common(data: DataConfig) -> None:
@@ -114,3 +114,13 @@ def check_common(data: DataConfig) -> None:
             )
         if min(data.std) <= 0:
             raise KdlabError(f"data.std must be positive, got {list(data.std)}")
+
+
+def check_fixed_size(name: str, fixed: int | None, image_size: int) -> None:
+    """A data set whose images are all `fixed` px a side (None: any, resized) takes no other
+    data.image_size."""
+    if fixed is not None and image_size != fixed:
+        raise KdlabError(
+            f"{name} images are {fixed}x{fixed}: drop data.image_size (got {image_size}); "
+            "only data sets without a fixed size resize"
+        )

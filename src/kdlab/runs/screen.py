@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from kdlab.data.names import BUILT_IN as DATA_SETS
-from kdlab.data.names import DEFAULT_VIEWS, VIEWS
+from kdlab.data.names import DEFAULT_VIEWS, IMAGE_SIZES, OWN_CHECKS, VIEWS
+from kdlab.data.settings import DataConfig, check_common, check_fixed_size
 from kdlab.engine.settings import (
     OPTIMIZERS,
     SCHEDULES,
@@ -123,6 +124,7 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
     defaults = command_defaults(command)
     check_group_options(given, defaults)
     check_run_values(given, defaults)
+    check_data(given, defaults)
     guessed = None if named & {"experiment", "preset", "loss"} else defaults.get("loss")
     loss = built_in_method(plain.get("loss", guessed))
     if "loss" in defaults:  # kdlab distill and fitnet
@@ -229,6 +231,25 @@ def without_accelerators() -> bool:
     return sys.platform.startswith("linux") and not any(
         Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
     )
+
+
+def check_data(given: Overrides, defaults: dict[str, Any]) -> None:
+    """The `data.*` settings every data set has (kdlab.data.settings.check_common), then the
+    image size of a built-in set of fixed size; a set with checks of its own (or a plugin's)
+    and a node with a set's own keys are the pre-flight's."""
+    name = given.values.get("data", defaults["data"] if given.settled else None)
+    if not literal(name) or name not in DATA_SETS or name in OWN_CHECKS:
+        return
+    overrides = given.under("data")
+    paired = given.known("data.mean", "data.std") or not {"mean", "std"} & set(overrides)
+    if group_options("data") is None or not paired:
+        return  # a plugin may replace the set; an experiment may set the other of the pair
+    fixed = IMAGE_SIZES[name]  # also its settings' default image_size
+    schema = DataConfig(name=name) if fixed is None else DataConfig(name=name, image_size=fixed)
+    data = composed(schema, overrides)
+    if overrides and data is not None:
+        check_common(data)
+        check_fixed_size(name, fixed, data.image_size)
 
 
 def check_distill_values(given: Overrides, loss: Any, method: str | None) -> None:
