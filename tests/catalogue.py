@@ -241,10 +241,10 @@ METHODS = [
     screen("distill", "loss=kd data.views=weak_strong", "loss=kd reads one view per image"),
     screen("train", "data.views=weak_strong", "this command reads one view per image"),
     screen("distill", "data.views=both", "data.views must be one of weak, weak_strong"),
-    preflight(
+    screen(
         "distill",
         "loss=mlkd data.views=weak_strong loss.temperatures=[2]",
-        "loss.official_strong_kd reads the 4th and 5th temperatures",
+        "loss.temperatures must list 4 or more values for loss=mlkd with loss.official_strong_kd",
     ),
     BadInput(
         "`kdlab distill loss=at model=torchvision model.name=vit_b_16`",
@@ -899,7 +899,7 @@ CATALOGUE += [
     screen("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
     screen("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
     screen("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),
-    preflight("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
+    screen("distill", "loss=at loss.p=0", "loss.p must be >= 1 for loss=at"),
     screen("distill", "T=1e-30", "T=1e-30 is too small"),
     screen("train", "trainer.precision=fp16 trainer.device=cpu", "use trainer.precision=bf16 or"),
     BadInput(

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from kdlab.methods import FeatureMethod, LogitMethod, Method
 from kdlab.methods.base import METHODS, MethodContext, settings_of
 from kdlab.methods.names import BUILT_IN, TRAITS, Traits
-from kdlab.methods.numbers import NUMBERS
+from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
@@ -101,6 +101,24 @@ def test_the_number_settings_table_is_the_registrys():
     table = "\n".join(f"    {name!r}: {{{row}}}," for name, row in rows.items())
     assert derived == NUMBERS, f"paste into kdlab/methods/numbers.py's NUMBERS:\n{table}"
     assert [list(k) for k in derived.values()] == [list(kinds) for kinds in NUMBERS.values()]
+
+
+def test_the_bounds_table_is_the_registrys():
+    """kdlab.methods.numbers.BOUNDS and SWITCHES are what the torch-free screen refuses
+    `loss=at loss.p=0` by: each built-in method's declared bounds, and the defaults of the bool
+    settings they depend on."""
+    derived = {name: METHODS[name].bounds for name in BUILT_IN if METHODS[name].bounds}
+    assert derived == BOUNDS, f"paste into kdlab/methods/numbers.py's BOUNDS:\n{derived!r}"
+    defaults = {name: {k: d for k, _, d in settings_of(METHODS[name])} for name in derived}
+    switches = {
+        name: {b.when: defaults[name][b.when] for b in bounds if b.when}
+        for name, bounds in derived.items()
+        if any(b.when for b in bounds)
+    }
+    assert switches == SWITCHES, f"paste into kdlab/methods/numbers.py's SWITCHES:\n{switches}"
+    for name, bounds in derived.items():
+        assert all(isinstance(defaults[name][b.when], bool) for b in bounds if b.when), name
+        assert all(b.length or b.key in NUMBERS[name] for b in bounds), name
 
 
 def test_the_traits_table_is_the_registrys():

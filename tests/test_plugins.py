@@ -12,6 +12,9 @@ from torch import nn
 from harness import FAST, read_summary, run_kdlab, succeeded
 from kdlab.data import DataConfig, DatasetSpec, register_dataset
 from kdlab.errors import KdlabError
+from kdlab.methods import LogitMethod, register
+from kdlab.methods.base import METHODS
+from kdlab.methods.numbers import Bound
 from kdlab.models import register_model
 from kdlab.runs.plugins import load_plugins
 from test_cli import assert_one_line_error
@@ -164,6 +167,18 @@ def test_taken_and_untypable_names_cannot_be_registered():
         register_dataset("odd", DatasetSpec(dict, lambda settings: None, "not a DataConfig"))
     with pytest.raises(KdlabError, match=r"DataConfig\.image_size defaults to 32: declare"):
         register_dataset("small", DatasetSpec(DataConfig, lambda settings: None, "", image_size=8))
+
+
+def test_a_method_s_bound_must_name_its_settings():
+    """A bound on a key the method lacks would fail at the first check, as an AttributeError."""
+
+    class Scaled(LogitMethod):
+        scale: float = 1.0
+        bounds = (Bound("scales", 1, "a typo", "fix it"),)
+
+    with pytest.raises(KdlabError, match="method 'scaled': its bound on 'scales' names no setting"):
+        register("scaled")(Scaled)
+    assert "scaled" not in METHODS
 
 
 # The docs' custom logit method, whole (docs: development, "a method from outside kdlab").

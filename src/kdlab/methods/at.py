@@ -6,13 +6,13 @@ of Convolutional Neural Networks via Attention Transfer" (ICLR).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 from torch import Tensor
 
-from kdlab.errors import KdlabError
 from kdlab.methods.base import FeatureMethod, Outputs, paired, register
 from kdlab.methods.losses import attention_map, in_compute_dtype, match_spatial
+from kdlab.methods.numbers import Bound
 
 
 def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Tensor:
@@ -35,14 +35,14 @@ class AT(FeatureMethod):
     weight: float = 1000.0
     p: int = 2
 
-    @classmethod
-    def check(cls, settings: Any) -> None:
-        """p=0 makes every attention map |f|^0 = 1: a constant loss that teaches nothing."""
-        if settings.p < 1:
-            raise KdlabError(
-                f"loss.p must be >= 1 for loss=at (p=0 makes every attention map constant, so "
-                f"the loss teaches nothing), got {settings.p}: the paper uses loss.p=2"
-            )
+    bounds: ClassVar[tuple[Bound, ...]] = (
+        Bound(
+            key="p",
+            minimum=1,
+            why="p=0 makes every attention map constant, so the loss teaches nothing",
+            fix="the paper uses loss.p=2",
+        ),
+    )
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
         return sum(at_loss(s, t, self.p) for s, t in paired(student, teacher))

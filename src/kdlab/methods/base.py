@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from kdlab.engine.objective import Objective, StepOutput
 from kdlab.errors import KdlabError, check_new_name
 from kdlab.methods.losses import in_compute_dtype, kl_divergence
+from kdlab.methods.numbers import Bound
 from kdlab.methods.points import TAP_KINDS, Taps, pooling_classifier, resolve_taps, run_tapped
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models.features import hooked_child
@@ -100,6 +101,9 @@ class Method(Objective):
     settings_class: ClassVar[type[LossConfig]] = LossConfig
     # Views of each training image the method reads (`data.views`): 2 = weak and strong.
     uses_views: ClassVar[int] = 1
+    # Its bounds on its settings beyond `>= 0`, as data: the torch-free screen applies them
+    # too (kdlab.methods.numbers.BOUNDS); `check` holds the rest.
+    bounds: ClassVar[tuple[Bound, ...]] = ()
 
     # The combination's weights (RepDistiller's -r, -a and -b; mdistiller's CE_WEIGHT, ...).
     ce_weight: float = 1.0
@@ -371,6 +375,10 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
         cls.part = cls.__dict__.get("part") or name
         cls.summary = (cls.__doc__ or name).strip().splitlines()[0]
         cls.settings_class = _settings_class(cls, name)
+        settings = {key for key, _, _ in settings_of(cls)}
+        for bound in cls.bounds:
+            if not {bound.key, bound.when or bound.key} <= settings:
+                raise KdlabError(f"method '{name}': its bound on '{bound.key}' names no setting")
         METHODS[name] = cls
         return cls
 

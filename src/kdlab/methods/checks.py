@@ -10,20 +10,23 @@ import torch
 
 from kdlab.methods.base import LossConfig
 from kdlab.methods.names import check_stage2_method, check_view_count
-from kdlab.methods.numbers import check_number
+from kdlab.methods.numbers import check_bound, check_number
 from kdlab.methods.points import chosen_points
 from kdlab.methods.registry import logit_methods, method
 from kdlab.models import build_model, build_options
 
 
 def check_loss_settings(loss: LossConfig) -> None:
-    """A known method whose numbers (weights, warm-up, p) are all finite and >= 0, and its own
-    bounds."""
-    method(loss.name)
+    """A known method whose numbers (weights, warm-up, p) are all finite and >= 0, its bounds
+    declared as data (`Method.bounds`), then its own `check`."""
+    chosen = method(loss.name)
     for f in fields(loss):
         value = getattr(loss, f.name)
         if not isinstance(value, bool) and isinstance(value, int | float):
             check_number(loss.name, f.name, value)
+    for bound in chosen.bounds:
+        switched_on = not bound.when or bool(getattr(loss, bound.when))
+        check_bound(loss.name, bound, getattr(loss, bound.key), switched_on)
     loss.check()
 
 

@@ -43,6 +43,7 @@ from torch import Tensor
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LogitMethod, Outputs, register
 from kdlab.methods.losses import float32_math, in_compute_dtype, kl_rows, standardize_logits
+from kdlab.methods.numbers import Bound
 
 
 def instance_term(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
@@ -130,17 +131,22 @@ class MLKD(LogitMethod):
     temperatures: list[float] = [3.0, 5.0, 2.0, 6.0]  # noqa: RUF012 (copied per config) after T
     official_strong_kd: bool = True  # the strong sum's T 2 and 6 terms on the weak pair
     standardize: bool = False  # z-score the instance terms' logits (Sun et al. 2024)
+    bounds: ClassVar[tuple[Bound, ...]] = (
+        Bound(
+            key="temperatures",
+            minimum=4,
+            why="its strong view's sum reads the 4th and 5th temperatures, T first",
+            fix="give more or set loss.official_strong_kd=false",
+            length=True,
+            when="official_strong_kd",
+        ),
+    )
 
     @classmethod
     def check(cls, settings: Any) -> None:
         if not settings.temperatures or min(settings.temperatures) <= 0:
             raise KdlabError(
                 f"loss.temperatures must list positive temperatures, got {settings.temperatures}"
-            )
-        if settings.official_strong_kd and len(settings.temperatures) < 4:
-            raise KdlabError(
-                "loss.official_strong_kd reads the 4th and 5th temperatures (T first): give "
-                f"loss.temperatures 4 or more, got {settings.temperatures}, or set it to false"
             )
 
     def loss(

@@ -1,18 +1,50 @@
 """The number settings of each built-in method: its `loss.KEY`s typed int or float (or
 null), which kdlab.methods.checks.check_loss_settings refuses when non-finite or negative, in
-the order it checks them.
+the order it checks them; and the bounds beyond that a method declares (`Method.bounds`).
 
 Known without importing a method (or torch), so the CLI's first look at the overrides
-(kdlab.runs.screen) can refuse `loss=at loss.beta=-1` in a fraction of a second. Generated
-from the registry (`settings_of`): tests/test_method_registry.py checks it, and prints the
-table to paste here when a method's settings change.
+(kdlab.runs.screen) can refuse `loss=at loss.beta=-1` or `loss=at loss.p=0` in a fraction of
+a second. Generated from the registry (`settings_of`, each class's `bounds`):
+tests/test_method_registry.py checks the tables, and prints them to paste here when a
+method's settings change.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from kdlab.errors import KdlabError
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A method's own lower bound on `loss.KEY` beyond `>= 0`: its value (`length`: how many
+    values its list holds) at least `minimum`, where the bool setting `loss.WHEN` (if any) is
+    true. `why` and `fix` end the one-line error."""
+
+    key: str
+    minimum: int
+    why: str
+    fix: str
+    length: bool = False
+    when: str = ""
+
+
+def check_bound(method: str, bound: Bound, value: Any, switched_on: bool = True) -> None:
+    """`loss=method`'s `bound` on the typed `value` of its key (`switched_on`: loss.WHEN's)."""
+    if not switched_on:
+        return
+    held = len(value) if bound.length else value
+    if held >= bound.minimum:
+        return
+    condition = f" with loss.{bound.when}=true" if bound.when else ""
+    need = f"list {bound.minimum} or more values" if bound.length else f"be >= {bound.minimum}"
+    raise KdlabError(
+        f"loss.{bound.key} must {need} for loss={method}{condition} ({bound.why}), got "
+        f"{held}: {bound.fix}"
+    )
 
 
 def check_number(method: str, key: str, value: float) -> None:
@@ -165,3 +197,26 @@ NUMBERS: dict[str, dict[str, type]] = {
         "kd_weight": float,
     },
 }
+
+BOUNDS: dict[str, tuple[Bound, ...]] = {
+    "at": (
+        Bound(
+            key="p",
+            minimum=1,
+            why="p=0 makes every attention map constant, so the loss teaches nothing",
+            fix="the paper uses loss.p=2",
+        ),
+    ),
+    "mlkd": (
+        Bound(
+            key="temperatures",
+            minimum=4,
+            why="its strong view's sum reads the 4th and 5th temperatures, T first",
+            fix="give more or set loss.official_strong_kd=false",
+            length=True,
+            when="official_strong_kd",
+        ),
+    ),
+}
+# The default of each bool setting a bound of BOUNDS depends on (`Bound.when`), by method.
+SWITCHES: dict[str, dict[str, bool]] = {"mlkd": {"official_strong_kd": True}}

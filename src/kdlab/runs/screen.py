@@ -42,7 +42,7 @@ from kdlab.methods.names import (
     check_teachers_taken,
     check_view_count,
 )
-from kdlab.methods.numbers import NUMBERS, check_number
+from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES, check_bound, check_number
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
 from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
@@ -260,6 +260,8 @@ def check_distill_values(given: Overrides, loss: Any, method: str | None) -> Non
         value = typed_number(given.values.get(f"loss.{key}"), kind)
         if value is not None:
             check_number(loss, key, value)
+    if isinstance(loss, str):
+        check_bounds(given, loss)
     T = typed_number(given.values.get("T"), DISTILL_NUMBERS["T"])
     if T is not None:
         check_temperature(T)
@@ -273,6 +275,24 @@ def check_distill_values(given: Overrides, loss: Any, method: str | None) -> Non
     cache_dir = given.values.get("teacher.cache_dir")
     if literal(cache_dir):
         check_cache_dir(cache_dir)
+
+
+def check_bounds(given: Overrides, loss: str) -> None:
+    """loss=`loss`'s own bounds (kdlab.methods.numbers.BOUNDS) on the values given, where the
+    switch a bound depends on is known (given, or its default that stays)."""
+    for bound in BOUNDS.get(loss, ()):
+        value = given.values.get(f"loss.{bound.key}")
+        if bound.length:
+            numbers = isinstance(value, list) and all(
+                typed_number(v, float) is not None for v in value
+            )
+            value = value if numbers else None
+        else:
+            value = typed_number(value, NUMBERS[loss][bound.key])
+        switch = SWITCHES.get(loss, {}).get(bound.when) if given.settled else None
+        switched_on = given.values.get(f"loss.{bound.when}", switch) if bound.when else True
+        if value is not None and isinstance(switched_on, bool):
+            check_bound(loss, bound, value, switched_on)
 
 
 def check_teachers(given: Overrides, method: str | None) -> None:
