@@ -54,9 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def method_work(
-    name: str, student: str, teacher: FrozenTeacher, bench: Bench
-) -> tuple[Work, int]:
+def method_work(name: str, student: str, teacher: FrozenTeacher, bench: Bench) -> tuple[Work, int]:
     """A fresh student's training step with `loss=NAME`, its modules trained beside it, and
     how many parameters those modules have."""
     model = kdlab_model(student, bench)

@@ -23,8 +23,8 @@ from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES
 from kdlab.methods.registry import method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import build_model
-from kdlab.runs.config import DistillConfig
 from kdlab.runs.preflight import compose_config
+from kdlab.runs.schema import DistillConfig
 
 BATCH, SIZE, TRAIN_IMAGES = 6, 32, 64
 

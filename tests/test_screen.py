@@ -17,6 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from catalogue import CATALOGUE
 from harness import command_env
@@ -24,14 +26,17 @@ from kdlab.cli.commands.export import FORMAT_NAMES
 from kdlab.cli.main import COMMANDS
 from kdlab.deploy import FORMATS
 from kdlab.errors import KdlabError
-from kdlab.runs.config import DistillConfig
+from kdlab.paths import config_dir
+from kdlab.runs.config import register_configs
 from kdlab.runs.preflight import compose_config
+from kdlab.runs.schema import DistillConfig
 from kdlab.runs.screen import (
     DISTILL_NUMBERS,
     RUN_NUMBERS,
     screen_overrides,
     without_accelerators,
 )
+from kdlab.runs.suggest import config_keys, dotted_keys
 
 SCREENED = [
     case
@@ -130,6 +135,16 @@ def test_a_registry_s_group_is_left_to_the_pre_flight_once_a_plugin_could_extend
     screen_overrides("distill", ["model=tiny_net", "data=stripes", "loss=mse_logits"])
     with pytest.raises(KdlabError, match="unknown optim 'nosuch'"):
         screen_overrides("distill", ["optim=nosuch"])  # no plugin adds an optimiser
+
+
+@pytest.mark.parametrize("command", ["train", "distill", "fitnet"])
+def test_the_hints_keys_are_the_composed_configs(command):
+    """The did-you-mean hints offer config_keys, made torch-free from the run schemas, the
+    default options and kdlab.runs.schema.METHOD_SETTINGS: the keys Hydra composes."""
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        composed = OmegaConf.to_container(compose(config_name=command), resolve=False)
+    assert config_keys(command) == list(dotted_keys(composed))
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from kdlab.engine.stage import Stage
 from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.methods.registry import build_method
 from kdlab.methods.teacher import FrozenTeacher
-from kdlab.runs.config import RunConfig
 from kdlab.runs.preflight import compose_config
+from kdlab.runs.schema import RunConfig
 
 TEST_IMAGES = 100  # build_data needs a test split; nothing here evaluates it
 

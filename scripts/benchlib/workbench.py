@@ -22,7 +22,7 @@ from kdlab.data.device_loader import DeviceLoader
 from kdlab.engine.execution import resolve_precision, seed_everything, setup_runtime
 from kdlab.engine.optim import build_optimizer
 from kdlab.models import build_model
-from kdlab.runs.config import RunConfig
+from kdlab.runs.schema import RunConfig
 
 TEACHER = "resnet_teacher"
 

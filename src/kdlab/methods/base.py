@@ -34,18 +34,9 @@ from kdlab.errors import KdlabError, check_new_name
 from kdlab.methods.losses import in_compute_dtype, kl_divergence
 from kdlab.methods.numbers import Bound
 from kdlab.methods.points import TAP_KINDS, Taps, pooling_classifier, resolve_taps, run_tapped
+from kdlab.methods.settings import LossConfig
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models.features import hooked_child
-
-
-@dataclass
-class LossConfig:
-    """`loss=NAME`: the method; each method's generated settings class adds its `loss.KEY`s."""
-
-    name: str = "kd"
-
-    def check(self) -> None:
-        """Bounds of the method's own settings beyond `>= 0` (a one-line KdlabError)."""
 
 
 @dataclass(frozen=True)

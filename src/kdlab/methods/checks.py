@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from kdlab.methods.base import LossConfig
 from kdlab.methods.names import check_stage2_method, check_view_count
 from kdlab.methods.numbers import check_bound, check_number
 from kdlab.methods.points import chosen_points
 from kdlab.methods.registry import logit_methods, method
+from kdlab.methods.settings import LossConfig
 from kdlab.models import build_model, build_options
 
 

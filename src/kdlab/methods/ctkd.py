@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab.methods.base import LogitMethod, LossConfig, MethodContext, Outputs, register
+from kdlab.methods.base import LogitMethod, MethodContext, Outputs, register
 from kdlab.methods.losses import in_compute_dtype, kl_rows, standardize_logits
+from kdlab.methods.settings import LossConfig
 
 
 class _GradReverse(torch.autograd.Function):

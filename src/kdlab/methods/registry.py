@@ -13,8 +13,9 @@ from importlib import import_module
 from typing import Any, Protocol
 
 from kdlab.errors import KdlabError
-from kdlab.methods.base import METHODS, LossConfig, Method, MethodContext
+from kdlab.methods.base import METHODS, Method, MethodContext
 from kdlab.methods.names import BUILT_IN
+from kdlab.methods.settings import LossConfig
 from kdlab.methods.teacher import FrozenTeacher
 
 log = logging.getLogger("kdlab")
@@ -40,7 +41,7 @@ def group_options() -> dict[str, LossConfig]:
 
 
 class DistillSettings(Protocol):
-    """What building a method reads of a `runs.config.DistillConfig` (a layer above)."""
+    """What building a method reads of a `runs.schema.DistillConfig` (a layer above)."""
 
     loss: LossConfig
     T: float

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kdlab.methods.base import LogitMethod, LossConfig, MethodContext, Outputs, register
+from kdlab.methods.base import LogitMethod, MethodContext, Outputs, register
 from kdlab.methods.losses import float32_math, in_compute_dtype
+from kdlab.methods.settings import LossConfig
 from kdlab.models.features import embedding_module
 
 _EPS = 1e-8  # the official denominators' and cost floor's epsilon

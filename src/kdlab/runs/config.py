@@ -1,69 +1,29 @@
-"""The typed config schemas of the training commands, and the config groups made from the
-registries.
+"""The config groups made from the registries, beside the typed schemas of the training
+commands (kdlab.runs.schema, torch-free), and the composed config turned into them.
 
-Each package owns the schema of its own settings (`data.DataConfig` and each data set's
-subclass; kdlab.engine.settings: trainer, optim, sched; kdlab.runs.distill_settings: teacher,
-stage2, fitnet); this module puts them together per command. Every default is stated once,
-in a dataclass: the `model=`, `data=`, `optim=`, `sched=`, `loss=`, `stage2=` and `logger=`
-groups are generated here from the registries, so no YAML file mirrors them. A composed
-config is checked once (`kdlab.runs.validation`) and turned into these typed objects once
-(`typed_config`); the engine, data and optimiser take their parts.
+Every default is stated once, in a dataclass: the `model=`, `data=`, `optim=`, `sched=`,
+`loss=`, `stage2=` and `logger=` groups are generated here from the registries, so no YAML
+file mirrors them. A composed config is checked once (`kdlab.runs.validation`) and turned
+into these typed objects once (`typed_config`); the engine, data and optimiser take their
+parts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data import DataConfig
 from kdlab.data.registry import group_options as data_options
-from kdlab.engine.settings import OPTIMIZERS, SCHEDULES, OptimConfig, SchedConfig, TrainerConfig
-from kdlab.engine.trackers import LoggerConfig
+from kdlab.engine.settings import OPTIMIZERS, SCHEDULES
 from kdlab.engine.trackers import group_options as logger_options
 from kdlab.errors import KdlabError
-from kdlab.methods.base import LossConfig
 from kdlab.methods.registry import group_options as loss_options
 from kdlab.models import group_options as model_options
-from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, Stage2Config, TeacherConfig
+from kdlab.runs.distill_settings import STAGE2_MODES, Stage2Config
 from kdlab.runs.plugins import load_plugins
-
-
-@dataclass
-class RunConfig:
-    """`kdlab train`: one model, cross-entropy."""
-
-    command: str = MISSING
-    seed: int = 0
-    resume: bool = False
-    debug: bool = False
-    model: Any = MISSING  # {"arch": NAME, **options}: see kdlab.models.registry
-    data: DataConfig = MISSING
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    sched: SchedConfig = field(default_factory=SchedConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)  # logger=[tensorboard,mlflow]
-
-
-@dataclass
-class DistillConfig(RunConfig):
-    """`kdlab distill`: loss=kd is L = (1 - alpha) * T^2 * L_soft + alpha * L_hard (alpha:
-    hard term); every other method is one `loss=` option (kdlab.methods.registry)."""
-
-    loss: LossConfig = field(default_factory=LossConfig)  # each method's own subclass
-    T: float = 4.0
-    alpha: float = 0.1  # weight of the hard (label) term
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-
-
-@dataclass
-class FitnetRunConfig(DistillConfig):
-    """`kdlab fitnet`: FitNets' hint stage, then KD (stage2=frozen|finetune)."""
-
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    fitnet: FitnetConfig = field(default_factory=FitnetConfig)
+from kdlab.runs.schema import DistillConfig, FitnetRunConfig, RunConfig
 
 
 def _the_store_itself(store: ConfigStore, memo: dict[int, Any]) -> ConfigStore:

@@ -1,5 +1,5 @@
 """The distillation commands' settings that need no registry: `teacher.*`, `stage2=` and
-`fitnet.*`, apart from kdlab.runs.config so the CLI's torch-free screen
+`fitnet.*`, apart from the registries so the CLI's torch-free screen
 (kdlab.runs.screen) can type and check them before torch is imported."""
 
 from __future__ import annotations

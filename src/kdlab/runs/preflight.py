@@ -9,19 +9,20 @@ from here (`checked_config`) instead of being checked again.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
-from kdlab.runs.config import DistillConfig, RunConfig, register_configs, typed_config
+from kdlab.runs.config import register_configs, typed_config
 from kdlab.runs.failed_run import Launch
+from kdlab.runs.keys import check_added_or_deleted, judged_by_hydra
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
-from kdlab.runs.suggest import added_key_hint, unknown_key_hint, unknown_option
+from kdlab.runs.schema import DistillConfig, RunConfig
+from kdlab.runs.suggest import unknown_key_hint, unknown_option
 from kdlab.runs.teacher_files import check_teachers_early
 from kdlab.runs.validation import validate
 
@@ -100,42 +101,15 @@ def check_group_values(overrides: Sequence[str], groups: set[str]) -> None:
             raise KdlabError(unknown_option(group, override.get_value_element_as_str(), options))
 
 
-def typed_key(typed: Any, key: str) -> str:
-    """Where the dotted `key` lands in the typed config: 'field' (a dataclass field),
-    'owned' (inside a mapping or list, whose owner checks its keys: a model's options) or
-    'unknown'."""
-    node = typed
-    for part in key.split("."):
-        if isinstance(node, Mapping | list | tuple):
-            return "owned"
-        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
-            return "unknown"
-        node = getattr(node, part)
-    return "field"
-
-
 def check_added_and_deleted(
     command: str, overrides: Sequence[str], typed: RunConfig, groups: set[str]
 ) -> None:
-    """`+KEY=V` for a key the typed config does not have would be saved and never read;
-    `~KEY` of a setting or group is silently refilled with its defaults (`~trainer`: 30
-    epochs). Added config groups (`+experiment=X`) and Hydra's keys (`+hydra/launcher=...`,
-    `hydra.*`) are Hydra's to judge."""
+    """The rule for added and deleted keys (kdlab.runs.keys) on each override but Hydra's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.key_or_group
-        if key.startswith("hydra") or "/" in key:
-            continue
-        added = override.is_add() or override.is_force_add()
-        if added and key not in groups and typed_key(typed, key) == "unknown":
-            raise KdlabError(added_key_hint(command, key, override.get_value_element_as_str()))
-        if override.is_delete() and typed_key(typed, key) == "field":
-            raise KdlabError(
-                f"~{key} deletes kdlab's {key} settings, which are then silently refilled with "
-                f"their defaults: drop ~{key} and set the values you mean instead "
-                f"(`kdlab {command} --cfg job` lists them)"
-            )
+        if not judged_by_hydra(override.key_or_group):
+            check_added_or_deleted(command, override, typed, groups)
 
 
 def compose_config(command: str, overrides: Sequence[str] = ()) -> RunConfig:

@@ -22,7 +22,7 @@ from kdlab.engine.provenance import HASH_SHOWN, sha256_file
 from kdlab.engine.run_logger import read_metrics
 from kdlab.errors import KdlabError
 from kdlab.paths import RUN_LOCK
-from kdlab.runs.config import RunConfig
+from kdlab.runs.schema import RunConfig
 
 log = logging.getLogger("kdlab")
 

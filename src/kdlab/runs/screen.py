@@ -78,7 +78,7 @@ FIXED_GROUPS = {
     "stage2": STAGE2_MODES,
     "logger": tuple(TRACKERS),
 }
-# The top-level settings of the distillation commands (kdlab.runs.config.DistillConfig) and
+# The top-level settings of the distillation commands (kdlab.runs.schema.DistillConfig) and
 # kdlab train's seed, by type: tests/test_screen.py checks them against the schema.
 RUN_NUMBERS: dict[str, type] = {"seed": int}
 DISTILL_NUMBERS: dict[str, type] = {"T": float, "alpha": float}
@@ -321,7 +321,7 @@ def check_views(given: Overrides, defaults: dict[str, Any], method: str | None) 
 
 @dataclass
 class ResumeFlag:
-    """The top-level `resume` as the run's schema types it (kdlab.runs.config.RunConfig)."""
+    """The top-level `resume` as the run's schema types it (kdlab.runs.schema.RunConfig)."""
 
     resume: bool = False
 

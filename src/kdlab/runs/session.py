@@ -26,8 +26,8 @@ from kdlab.engine.run_logger import NullLogger, RunLogger, bars_enabled
 from kdlab.engine.trackers import open_trackers
 from kdlab.engine.trainer import RunPlace, Trainer
 from kdlab.models import build_model, build_options
-from kdlab.runs.config import RunConfig
 from kdlab.runs.run_dir import flat, guard_run_dir
+from kdlab.runs.schema import RunConfig
 
 log = logging.getLogger("kdlab")
 

@@ -1,6 +1,7 @@
 """Did-you-mean hints for mistyped settings: the closest keys of the command's config.
 
-Only reached on the error path (it composes the command's default config once more).
+Only reached on the error path; torch-free (the keys come from the run schemas, kdlab.runs.
+schema), so the CLI's first look at the overrides gives the pre-flight's hint.
 """
 
 from __future__ import annotations
@@ -13,28 +14,25 @@ from typing import Any
 _UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
+def dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
     """Every dotted key of a nested dict, leaves and groups alike."""
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         path = f"{prefix}{key}"
         yield path
-        yield from _leaves(value, f"{path}.")
+        yield from dotted_keys(value, f"{path}.")
 
 
 def config_keys(command: str) -> list[str]:
-    """The dotted keys of `kdlab COMMAND`'s default config."""
-    from hydra import compose, initialize_config_dir
+    """The dotted keys of `kdlab COMMAND`'s default config, from its schema and default
+    options: no registry (or torch) is imported."""
     from omegaconf import OmegaConf
 
-    from kdlab.paths import config_dir
-    from kdlab.runs.config import register_configs
+    from kdlab.runs.schema import command_defaults, typed_options
 
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose(config_name=command)
-    return list(_leaves(OmegaConf.to_container(cfg, resolve=False)))
+    typed = typed_options(command, command_defaults(command))
+    return list(dotted_keys(OmegaConf.to_container(OmegaConf.structured(typed), resolve=False)))
 
 
 def closest_key(typed: str, keys: Sequence[str]) -> str | None:

@@ -25,9 +25,9 @@ from kdlab.engine.provenance import HASH_SHOWN, Provenance, far_below_published,
 from kdlab.errors import KdlabError
 from kdlab.methods.logit_cache import CachedLogitLoader, cache_root, cached_logit_loader
 from kdlab.methods.teacher import FrozenTeacher, TeacherEnsemble
-from kdlab.runs.config import DistillConfig
 from kdlab.runs.distill_settings import TeacherConfig
 from kdlab.runs.run_dir import pinned_teacher_paths
+from kdlab.runs.schema import DistillConfig
 from kdlab.runs.session import Session, hydra_run_info
 from kdlab.runs.teacher_files import (
     ALLOW_MODIFIED,

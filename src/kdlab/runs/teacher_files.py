@@ -24,7 +24,7 @@ from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, read_header, rebu
 from kdlab.errors import KdlabError
 from kdlab.methods.points import chosen_points, feature_point
 from kdlab.methods.registry import method
-from kdlab.runs.config import DistillConfig, FitnetRunConfig
+from kdlab.runs.schema import DistillConfig, FitnetRunConfig
 
 log = logging.getLogger("kdlab")
 

@@ -58,7 +58,6 @@ from kdlab.methods.checks import (
 from kdlab.methods.names import check_teachers_taken
 from kdlab.methods.registry import method
 from kdlab.models import check_model_choice, freeze_epochs, model_names
-from kdlab.runs.config import DistillConfig, FitnetRunConfig, RunConfig
 from kdlab.runs.distill_settings import STAGE2_MODES
 from kdlab.runs.ranges import (
     check_alpha,
@@ -78,6 +77,7 @@ from kdlab.runs.ranges import (
     choice,
     require,
 )
+from kdlab.runs.schema import DistillConfig, FitnetRunConfig, RunConfig
 
 
 def validate(cfg: RunConfig) -> None:

@@ -14,7 +14,7 @@ from kdlab.methods.base import Method
 from kdlab.methods.logit_cache import CachedLogitLoader, cache_refusal
 from kdlab.methods.registry import build_method, cache_off_reason, method, uses_logit_cache
 from kdlab.methods.teacher import FrozenTeacher
-from kdlab.runs.config import DistillConfig
+from kdlab.runs.schema import DistillConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
 from kdlab.runs.teacher import prepare_teacher, read_teachers, teacher_batches

@@ -23,7 +23,7 @@ from kdlab.methods.registry import build_method
 from kdlab.methods.teacher import FrozenTeacher
 from kdlab.models import feature_shape, modules_up_to
 from kdlab.models.regressor import build_regressor
-from kdlab.runs.config import FitnetRunConfig
+from kdlab.runs.schema import FitnetRunConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
 from kdlab.runs.teacher import prepare_teacher, read_teachers, teacher_batches

@@ -8,7 +8,7 @@ from kdlab.engine.fine_tuning import fine_tuning_stages
 from kdlab.engine.objective import CrossEntropy
 from kdlab.engine.stage import Stage
 from kdlab.engine.stages import run_stages
-from kdlab.runs.config import RunConfig
+from kdlab.runs.schema import RunConfig
 from kdlab.runs.session import build_model_to_train, open_session, test_selected
 from kdlab.runs.summary import write_summary
 
