@@ -889,11 +889,11 @@ def nan_teacher(ws: Workspace) -> Path:
 
 
 CATALOGUE += [
-    preflight("train", "+foo=1", "unknown setting '+foo': kdlab's config has no such key"),
-    preflight("train", "+trainer.epochz=5", "did you mean trainer.epochs=5?"),
-    preflight("train", "+data.trian_size=10", "did you mean data.train_size=10?"),
-    preflight("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
-    preflight("train", "~optim", "~optim deletes kdlab's optim settings"),
+    screen("train", "+foo=1", "unknown setting '+foo': kdlab's config has no such key"),
+    screen("train", "+trainer.epochz=5", "did you mean trainer.epochs=5?"),
+    screen("train", "+data.trian_size=10", "did you mean data.train_size=10?"),
+    screen("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
+    screen("train", "~optim", "~optim deletes kdlab's optim settings"),
     # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
     preflight("train", "model={a:1}", "Could not override 'model'"),
     screen("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),

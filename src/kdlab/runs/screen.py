@@ -46,6 +46,7 @@ from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES, check_bound, check_
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
 from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
+from kdlab.runs.keys import check_added_or_deleted, judged_by_hydra
 from kdlab.runs.ranges import (
     check_alpha,
     check_batch_split,
@@ -63,6 +64,7 @@ from kdlab.runs.ranges import (
     check_trainer_values,
     choice,
 )
+from kdlab.runs.schema import command_defaults, typed_options
 from kdlab.runs.suggest import unknown_option
 
 # The options of the groups made from a registry, with the module whose import lets a plugin
@@ -123,6 +125,7 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
     given = Overrides(command, plain, settled)
     defaults = command_defaults(command)
     check_group_options(given, defaults)
+    check_added_and_deleted(command, parsed, defaults)
     check_run_values(given, defaults)
     check_data(given, defaults)
     guessed = None if named & {"experiment", "preset", "loss"} else defaults.get("loss")
@@ -142,16 +145,6 @@ def built_in_method(loss: Any) -> str | None:
     unimported), whose traits kdlab.methods.names.TRAITS holds; else None."""
     known = literal(loss) and group_options("loss") is not None and loss in TRAITS
     return loss if known else None
-
-
-def command_defaults(command: str) -> dict[str, Any]:
-    """The config groups of `kdlab COMMAND` (conf/COMMAND.yaml's defaults list) and their
-    default options, in the list's order."""
-    from omegaconf import OmegaConf
-
-    listed = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{command}.yaml").defaults)
-    assert isinstance(listed, list)
-    return {k: v for entry in listed if isinstance(entry, dict) for k, v in entry.items()}
 
 
 def group_options(group: str) -> tuple[str, ...] | None:
@@ -176,6 +169,44 @@ def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
             nested = "/" in str(name)  # a nested group's option: Hydra's to judge
             if literal(name) and not nested and options is not None and name not in options:
                 raise KdlabError(unknown_option(group, name, sorted(options)))
+
+
+def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[str, Any]) -> None:
+    """The pre-flight's rule for `+KEY=V` and `~KEY` (kdlab.runs.keys) on the command's typed
+    defaults with the chosen options, for every key whose node is sure: not a method's
+    settings (`loss.*`), nor those of a group whose option an experiment, a preset, a plugin
+    or another added, deleted or swept override may choose."""
+    chosen = chosen_options(parsed, defaults)
+    unsure = {group for group, name in chosen.items() if name is None} | {"loss"}
+    typed = typed_options(command, {g: defaults[g] if n is None else n for g, n in chosen.items()})
+    groups = set(defaults) | {p.name for p in config_dir().iterdir() if p.is_dir()}
+    for override in parsed:
+        key = override.key_or_group
+        inside = key.partition(".")[0] in unsure and "." in key
+        if not (judged_by_hydra(key) or override.is_sweep_override() or inside):
+            check_added_or_deleted(command, override, typed, groups)
+
+
+def chosen_options(parsed: Sequence[Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Each config group's option the overrides surely choose (`logger`: a list of them):
+    given plainly, or its default where no experiment or preset is named; None where not
+    sure, or not an option known without the registries."""
+    named = {o.key_or_group: o for o in parsed}
+    moved = bool(named.keys() & {"experiment", "preset"})
+    chosen: dict[str, Any] = {}
+    for group, default in defaults.items():
+        override = named.get(group)
+        plain = override is not None and not (
+            override.is_delete() or override.is_add() or override.is_force_add()
+        )
+        name = override.value() if plain and not override.is_sweep_override() else None
+        if override is None and not moved:
+            name = default
+        names = name if isinstance(name, list) else [name]
+        options = group_options(group) if group != "model" else None
+        known = options is not None and all(literal(n) and n in options for n in names)
+        chosen[group] = names if group == "logger" and known else name if known else None
+    return chosen
 
 
 def check_run_values(given: Overrides, defaults: dict[str, Any]) -> None:
