@@ -895,7 +895,7 @@ CATALOGUE += [
     screen("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
     screen("train", "~optim", "~optim deletes kdlab's optim settings"),
     # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
-    preflight("train", "model={a:1}", "Could not override 'model'"),
+    screen("train", "model={a:1}", "model= takes an option's name, not {a:1}: set one of its"),
     screen("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),
     screen("distill", "loss=at loss.weight=nan", "loss.weight must be a finite number"),
     screen("distill", "loss=rkd loss.distance_weight=inf", "loss.distance_weight must be a fin"),

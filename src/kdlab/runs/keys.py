@@ -1,6 +1,7 @@
-"""Where an override's key lands in a command's typed config, and the rule for the keys an
-override adds (`+KEY=V`) or deletes (`~KEY`): one rule, applied by the pre-flight on the
-composed config and by the CLI's torch-free screen where its typed defaults are sure.
+"""The rules on an override's key that come before its value's checks: where the key lands in
+a command's typed config, the keys an override adds (`+KEY=V`) or deletes (`~KEY`), and a
+config group given a mapping. Each is applied by the pre-flight on the composed config and by
+the CLI's torch-free screen where it is sure.
 """
 
 from __future__ import annotations
@@ -46,4 +47,15 @@ def check_added_or_deleted(command: str, override: Any, typed: Any, groups: set[
             f"~{key} deletes kdlab's {key} settings, which are then silently refilled with "
             f"their defaults: drop ~{key} and set the values you mean instead "
             f"(`kdlab {command} --cfg job` lists them)"
+        )
+
+
+def check_group_mapping(command: str, group: str, value: Any, shown: str) -> None:
+    """A config group takes an option's name: Hydra would merge a mapping (`model={a:1}`) into
+    the group's node and refuse its first key as not in struct."""
+    if isinstance(value, dict):
+        raise KdlabError(
+            f"{group}= takes an option's name, not {shown}: set one of its settings with "
+            f"{group}.KEY=VALUE (`kdlab {command} --help` lists the options, `kdlab {command} "
+            "--cfg job` the settings)"
         )

@@ -19,7 +19,7 @@ from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.config import register_configs, typed_config
 from kdlab.runs.failed_run import Launch
-from kdlab.runs.keys import check_added_or_deleted, judged_by_hydra
+from kdlab.runs.keys import check_added_or_deleted, check_group_mapping, judged_by_hydra
 from kdlab.runs.run_dir import check_run_dir, check_run_dir_early, check_writable, lock_run_dir
 from kdlab.runs.schema import DistillConfig, RunConfig
 from kdlab.runs.suggest import unknown_key_hint, unknown_option
@@ -63,7 +63,7 @@ def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, Run
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             groups = config_groups(overrides)
-            check_group_values(overrides, groups)
+            check_group_values(command, overrides, groups)
             cfg = compose(config_name=command, overrides=list(overrides))
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
@@ -86,15 +86,17 @@ def config_groups(overrides: Sequence[str]) -> set[str]:
     return {key for key in keys if loader.get_group_options(key)}
 
 
-def check_group_values(overrides: Sequence[str], groups: set[str]) -> None:
+def check_group_values(command: str, overrides: Sequence[str], groups: set[str]) -> None:
     """A config group takes option names: a list of numbers (`sched=[1,2]`) would reach
-    Hydra's defaults tree as ints, which it cannot handle (a TypeError)."""
+    Hydra's defaults tree as ints, which it cannot handle (a TypeError); nor a mapping."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         value = override.value() if override.key_or_group in groups else None
+        shown = override.get_value_element_as_str() if isinstance(value, dict) else ""
+        check_group_mapping(command, override.key_or_group, value, shown)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             group = override.key_or_group
             options = sorted(loader.get_group_options(group))

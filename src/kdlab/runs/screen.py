@@ -46,7 +46,7 @@ from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES, check_bound, check_
 from kdlab.models.names import BUILT_IN as MODELS
 from kdlab.paths import config_dir
 from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
-from kdlab.runs.keys import check_added_or_deleted, judged_by_hydra
+from kdlab.runs.keys import check_added_or_deleted, check_group_mapping, judged_by_hydra
 from kdlab.runs.ranges import (
     check_alpha,
     check_batch_split,
@@ -124,6 +124,7 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
     settled = len(plain) == len(parsed) and not named & {"experiment", "preset"}
     given = Overrides(command, plain, settled)
     defaults = command_defaults(command)
+    check_group_values(command, parsed, command_groups(defaults))
     check_group_options(given, defaults)
     check_added_and_deleted(command, parsed, defaults)
     check_run_values(given, defaults)
@@ -159,6 +160,22 @@ def group_options(group: str) -> tuple[str, ...] | None:
     return tuple(sorted(p.stem for p in folder.glob("*.yaml"))) if folder.is_dir() else None
 
 
+def command_groups(defaults: dict[str, Any]) -> set[str]:
+    """The config groups a command's override may name: its defaults list's and the folders
+    of conf/ (experiment=, preset=)."""
+    return set(defaults) | {p.name for p in config_dir().iterdir() if p.is_dir()}
+
+
+def check_group_values(command: str, parsed: Sequence[Any], groups: set[str]) -> None:
+    """A config group given a mapping (`model={a:1}`), as the pre-flight words it."""
+    for override in parsed:
+        group = override.key_or_group
+        if group in groups and not override.is_sweep_override():
+            value = override.value()
+            shown = override.get_value_element_as_str() if isinstance(value, dict) else ""
+            check_group_mapping(command, group, value, shown)
+
+
 def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
     """Each chosen option of the command's groups exists (`logger=` takes a list)."""
     for group in defaults:
@@ -179,7 +196,7 @@ def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[
     chosen = chosen_options(parsed, defaults)
     unsure = {group for group, name in chosen.items() if name is None} | {"loss"}
     typed = typed_options(command, {g: defaults[g] if n is None else n for g, n in chosen.items()})
-    groups = set(defaults) | {p.name for p in config_dir().iterdir() if p.is_dir()}
+    groups = command_groups(defaults)
     for override in parsed:
         key = override.key_or_group
         inside = key.partition(".")[0] in unsure and "." in key
