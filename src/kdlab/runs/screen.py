@@ -1,19 +1,24 @@
 """The CLI's first, torch-free look at a training command's overrides: an unknown config
-group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`), a value out of its range
-(`T=inf`, `optim.lr=0`, `loss=at loss.beta=-1`, ...) and a mistake between keys that are known
-(`optim=dot` outside kdlab distill, a warm-up as long as training, teacher.weights that do not
-fit teacher.ckpt, `kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before torch is
-imported (~2.5 s of a command on a small machine), with the line the full pre-flight
-(kdlab.runs.preflight) would print for it.
+group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) or a group given a mapping
+(`model={a:1}`), an added key the typed config lacks or a deleted setting (`+foo=1`,
+`+trainer.epochz=5`, `~trainer`), a value out of its range (`T=inf`, `optim.lr=0`,
+`data.views=both`, `loss=at loss.beta=-1`, a method's declared bounds such as `loss=at
+loss.p=0`, ...) and a mistake between keys that are known (`optim=dot` outside kdlab distill,
+a warm-up as long as training, a fixed-size data set's `data.image_size`, teacher.weights that
+do not fit teacher.ckpt, `kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before
+torch is imported (~2.5 s of a command on a small machine), with the line the full pre-flight
+(kdlab.runs.preflight) would print for it: both call the same check.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
-these again on the composed config: a value of another type, an interpolation, a sweep, an
-added or deleted key (`+k=v`, `~k`), a key it does not know, a check that needs a key's
+these again on the composed config: a value of another type, an interpolation, a sweep, a key
+it does not know (a plain `key=value` Hydra cannot place), an added or deleted key under
+`loss.*` or under a group whose option it does not know for sure, a check that needs a key's
 default where `experiment=` or `preset=` may change it (else the schema's default stays: the
-command's YAML sets none), a plugin's method or data set, a file's contents, a model, a GPU
-(only where the machine surely has none: cuda:N, fp16 on a CPU). The checks run in the
-pre-flight's order, so an input with one mistake gets the pre-flight's line; with several,
-the screen may name another one first.
+command's YAML sets none), a method's `check` beyond its declared bounds, a plugin's method or
+data set, a data set's own checks (`data=imagefolder`: its root and channels) and the memory
+a batch takes, a file's contents, a model, a GPU (only where the machine surely has none:
+cuda:N, fp16 on a CPU). The checks run in the pre-flight's order, so an input with one
+mistake gets the pre-flight's line; with several, the screen may name another one first.
 """
 
 from __future__ import annotations
