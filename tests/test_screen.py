@@ -164,6 +164,17 @@ def test_a_check_of_keys_left_to_their_defaults_waits_where_an_experiment_may_se
     screen_overrides("distill", [*overrides, "preset=ls_kd"])
 
 
+def test_a_bound_applies_only_while_its_switch_is_known_to_be_on():
+    """loss=mlkd's 4 temperatures bind with loss.official_strong_kd (true by default), which
+    an experiment may set: as the pre-flight, the screen passes the switched-off bound."""
+    mlkd = ["loss=mlkd", "data.views=weak_strong", "loss.temperatures=[2]"]
+    with pytest.raises(KdlabError, match=r"loss\.temperatures must list 4 or more values"):
+        screen_overrides("distill", mlkd)
+    screen_overrides("distill", [*mlkd, "loss.official_strong_kd=false"])
+    compose_config("distill", [*mlkd, "loss.official_strong_kd=false"])
+    screen_overrides("distill", [*mlkd, "experiment=quick"])
+
+
 # Added or deleted keys the screen cannot judge without the registries, or Hydra words.
 LEFT_TO_THE_PRE_FLIGHT = [
     ("train", ["+data.download=false"]),  # cifar10's own key: a field
