@@ -763,6 +763,7 @@ CATALOGUE += [
         lambda ws: ["train", *FOLDER_RUN, f"data.root={ws.regular_file}"],
         ("a_file is a file, not a folder", "data.root=DIR must hold train/<class>/"),
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`data=imagefolder`, a class folder whose name is not UTF-8",
@@ -792,7 +793,7 @@ CATALOGUE += [
         ),
     ),
     screen("train", "data.image_size=40000", "cifar10 images are 32x32: drop data.image_size"),
-    preflight(
+    screen(
         "train",
         "data=imagefolder data.root=abc data.image_size=40000",
         "data.image_size=40000 makes one batch of 512 images 9,830,400,000,000 bytes",

@@ -12,11 +12,10 @@ from dataclasses import fields
 
 import pytest
 import torch
-from omegaconf import MISSING
 
 from kdlab.data import DATASETS, DataConfig, build_data, data_settings, dataset_spec
 from kdlab.data.names import BUILT_IN as BUILT_IN_DATA
-from kdlab.data.names import DEFAULT_VIEWS, IMAGE_SIZES, OWN_CHECKS, OWN_SETTINGS
+from kdlab.data.names import CHANNELS, DEFAULT_VIEWS, IMAGE_SIZES, OWN_SETTINGS
 from kdlab.data.registry import (
     channels_of,
     image_size_of,
@@ -35,6 +34,7 @@ from kdlab.models import (
 )
 from kdlab.models.names import BUILT_IN as BUILT_IN_MODELS
 from kdlab.models.registry import MODELS
+from kdlab.runs.screen import DATA_CHECKS
 
 DATA_FIELDS = {f.name for f in fields(DataConfig)}
 
@@ -53,8 +53,9 @@ def test_the_built_in_names_are_the_registries_own():
 
 
 def test_the_built_in_data_sets_tables_are_the_registrys():
-    """kdlab.data.names' tables, by which the torch-free screen checks the `data` node: each
-    set's own keys, its fixed image size (its settings' default) and which sets check more."""
+    """kdlab.data.names' tables and the screen's DATA_CHECKS, by which the torch-free screen
+    checks the `data` node: each set's own keys, fixed image size (its settings' default),
+    channels, and its own settings class and check."""
     for name in BUILT_IN_DATA:
         spec = DATASETS[name]
         own = [f.name for f in fields(spec.settings) if f.name not in DATA_FIELDS]
@@ -62,8 +63,9 @@ def test_the_built_in_data_sets_tables_are_the_registrys():
         assert spec.image_size == IMAGE_SIZES[name], name
         if spec.image_size is not None:
             assert spec.settings(name=name).image_size == spec.image_size, name
-        root_needed = spec.settings.__dataclass_fields__["root"].default is MISSING
-        assert (spec.check is not None or root_needed) == (name in OWN_CHECKS), name
+        assert spec.channels == CHANNELS[name], name
+        own = (spec.settings, spec.check) if spec.check is not None else None
+        assert own == DATA_CHECKS.get(name), name
 
 
 def test_every_built_in_data_set_starts_from_the_default_views():

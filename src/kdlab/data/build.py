@@ -16,6 +16,7 @@ from kdlab.data.choices import (
     stored_sides,
     train_augmentation,
 )
+from kdlab.data.class_names import check_classes
 from kdlab.data.device_decode import DeviceFinish, WholeFiles
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.imagefolder import DecodingDataset, FolderFiles
@@ -25,7 +26,7 @@ from kdlab.data.resized_crop import resize_center_crop
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.settings import DataConfig, decodes_on_device, worker_count
-from kdlab.data.source import ImageSet, Source, check_classes
+from kdlab.data.source import ImageSet, Source
 from kdlab.data.splits import balanced_subset, stratified_split
 from kdlab.data.stream_loader import StreamLoader
 from kdlab.data.strong_view import StrongView

@@ -18,15 +18,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from omegaconf import MISSING
 from PIL import Image
 from torch.utils.data import Dataset
 
 from kdlab.data.color import to_rgb
+from kdlab.data.folder_layout import LAYOUT, ImageFolderConfig, check_root, class_dirs
 from kdlab.data.jpeg import decode_rgb, read_bytes
 from kdlab.data.resized_crop import CropDraw, crop_boxes, resize_center_crop, resized_crops_each
-from kdlab.data.settings import DataConfig
-from kdlab.data.source import ImageSet, Source, check_classes
+from kdlab.data.source import ImageSet, Source
 from kdlab.errors import KdlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -170,16 +169,6 @@ def _split_files(
     return FolderFiles(tuple(paths), labels_t, image_size, channels)
 
 
-LAYOUT = "data.root=DIR must hold train/<class>/ and test/<class>/ (or val/<class>/)"
-
-
-def check_root(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise KdlabError(f"image folder root {root} is a file, not a folder: {LAYOUT}")
-    if not root.is_dir():
-        raise KdlabError(f"image folder root {root} does not exist: {LAYOUT}")
-
-
 def scan_image_folders(root: Path, image_size: int, channels: int = 3) -> Source[FolderFiles]:
     """List the train and test (or val) images under `root`; nothing is decoded yet."""
     root = root.expanduser().resolve()
@@ -196,14 +185,6 @@ def scan_image_folders(root: Path, image_size: int, channels: int = 3) -> Source
         _split_files(test_dir, classes, image_size, channels),
         classes,
     )
-
-
-@dataclass
-class ImageFolderConfig(DataConfig):
-    """`data=imagefolder`: your own images under data.root, resized to data.image_size."""
-
-    root: str = MISSING
-    channels: int = 3  # 3 = RGB, 1 = greyscale (luminance)
 
 
 def load(settings: ImageFolderConfig) -> Source[FolderFiles]:
@@ -237,30 +218,3 @@ def write_tiny(root: Path) -> dict[str, Any]:
     shapes = ("disk", "ring", "square")
     write_image_folder(root, shapes, (5, 2), (20, 24), (".png", ".jpg"))
     return {"root": str(root), "image_size": 16}
-
-
-def check(settings: ImageFolderConfig) -> None:
-    """The one setting an image folder cannot do without, and (a directory listing, no image
-    read) two classes at least, before the run dir gets anything."""
-    if settings.root in ("", "???"):
-        raise KdlabError("imagefolder needs data.root=DIR (with train/ and test/ or val/)")
-    if settings.channels not in (1, 3):
-        raise KdlabError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {settings.channels}")
-    root = Path(settings.root).expanduser()
-    if root.is_file():
-        check_root(root.resolve())
-    classes = listed_classes(settings)
-    if classes is not None:
-        check_classes("imagefolder", classes)
-
-
-def class_dirs(train_dir: Path) -> list[str]:
-    """The class names: train/'s folders, sorted (a class's label is its index)."""
-    return sorted(d.name for d in train_dir.iterdir() if d.is_dir())
-
-
-def listed_classes(settings: ImageFolderConfig) -> list[str] | None:
-    """The class names a listing of data.root/train gives (no image read); None while there
-    is no such folder (loading says what is missing)."""
-    train_dir = Path(settings.root).expanduser() / "train"
-    return class_dirs(train_dir) if train_dir.is_dir() else None

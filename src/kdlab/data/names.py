@@ -1,6 +1,6 @@
 """The built-in data sets' names: the options of `data=` that kdlab.data.registry registers;
 the views a training image may have (data.views), and their default in every built-in set;
-each built-in set's own settings (beyond DataConfig's) and its fixed image side.
+each built-in set's own settings (beyond DataConfig's), its fixed image side and channels.
 
 Known without importing a loader (or torch), so the CLI's first look at the overrides
 (kdlab.runs.screen) can refuse an unknown `data=` or a `data.image_size` a set cannot take
@@ -30,6 +30,13 @@ IMAGE_SIZES: dict[str, int | None] = {
     "kmnist": 28,
     "synthetic": 32,
 }
-# The built-in sets with a check of their own (DatasetSpec.check, which may list data.root)
-# and a data.root without a default: the pre-flight judges their `data` node.
-OWN_CHECKS = ("imagefolder",)
+# Each built-in set's image channels (DatasetSpec.channels); None: data.channels.
+CHANNELS: dict[str, int | None] = {
+    "cifar10": 3,
+    "cifar100": 3,
+    "imagefolder": None,
+    "fashion_mnist": 1,
+    "mnist": 1,
+    "kmnist": 1,
+    "synthetic": 3,
+}

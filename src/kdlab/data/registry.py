@@ -10,7 +10,6 @@ listing the valid names and the registry's tests (tests/test_registries.py) foll
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -19,8 +18,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data import cifar, cifar_archive, idx, imagefolder, synthetic
-from kdlab.data.settings import DataConfig, check_common, check_fixed_size
+from kdlab.data import cifar, cifar_archive, folder_layout, idx, imagefolder, synthetic
+from kdlab.data.settings import (
+    DataConfig,
+    channel_count,
+    check_batch_fits,
+    check_common,
+    check_fixed_size,
+    check_stats_channels,
+)
 from kdlab.data.source import Source
 from kdlab.errors import KdlabError, check_new_name
 
@@ -76,13 +82,13 @@ DATASETS: dict[str, DatasetSpec] = {
         std=(0.2673, 0.2564, 0.2762),
     ),
     "imagefolder": DatasetSpec(
-        imagefolder.ImageFolderConfig,
+        folder_layout.ImageFolderConfig,
         imagefolder.load,
         "your own images: data.root=DIR with train/<class>/* and test/ (or val/)",
         image_size=None,
         channels=None,
-        check=imagefolder.check,
-        class_names=imagefolder.listed_classes,
+        check=folder_layout.check,
+        class_names=folder_layout.listed_classes,
         make_tiny=imagefolder.write_tiny,
     ),
     **{
@@ -176,8 +182,7 @@ def data_settings(cfg: DataConfig | Mapping) -> DataConfig:
 
 def channels_of(settings: DataConfig) -> int:
     """How many channels the data set's images have (an image folder: data.channels)."""
-    channels = dataset_spec(settings.name).channels
-    return int(channels if channels is not None else getattr(settings, "channels", 3))
+    return channel_count(settings, dataset_spec(settings.name).channels)
 
 
 def known_class_names(settings: DataConfig) -> list[str] | None:
@@ -198,27 +203,9 @@ def image_size_of(settings: DataConfig) -> int:
     return dataset_spec(settings.name).image_size or settings.image_size
 
 
-def physical_memory() -> int | None:
-    """This machine's memory in bytes (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_batch_memory(settings: DataConfig, batch_size: int) -> None:
-    """A batch of `batch_size` float32 images (the smallest tensor the data path allocates
-    for one step; the model's activations are several times larger) must fit in memory,
-    else data.image_size=40000 fails deep in an allocator after the run dir is made."""
-    side = dataset_spec(settings.name).image_size or settings.image_size
-    needed = batch_size * channels_of(settings) * side * side * 4
-    memory = physical_memory()
-    if memory is not None and needed > memory:
-        raise KdlabError(
-            f"data.image_size={side} makes one batch of {batch_size} images {needed:,} bytes "
-            f"(float32), more than this machine's {memory:,} bytes of memory: lower "
-            "data.image_size (or the batch size)"
-        )
+    """A batch of the data set's images fits in this machine's memory (check_batch_fits)."""
+    check_batch_fits(image_size_of(settings), channels_of(settings), batch_size)
 
 
 def check_data_settings(settings: DataConfig) -> None:
@@ -227,12 +214,5 @@ def check_data_settings(settings: DataConfig) -> None:
     check_common(settings)
     if spec.check is not None:
         spec.check(settings)
-    channels = channels_of(settings)
-    for key in ("mean", "std"):
-        values = getattr(settings, key)
-        if values is not None and len(values) != channels:
-            raise KdlabError(
-                f"data.{key} needs {channels} value(s), one per channel of {settings.name}, "
-                f"got {len(values)}"
-            )
+    check_stats_channels(settings, channels_of(settings))
     check_fixed_size(settings.name, spec.image_size, settings.image_size)

@@ -124,3 +124,42 @@ def check_fixed_size(name: str, fixed: int | None, image_size: int) -> None:
             f"{name} images are {fixed}x{fixed}: drop data.image_size (got {image_size}); "
             "only data sets without a fixed size resize"
         )
+
+
+def channel_count(settings: DataConfig, fixed: int | None) -> int:
+    """How many channels the data set's images have: its `fixed` count, else (an image
+    folder) data.channels."""
+    return int(fixed if fixed is not None else getattr(settings, "channels", 3))
+
+
+def check_stats_channels(settings: DataConfig, channels: int) -> None:
+    """data.mean and data.std give one value per channel."""
+    for key in ("mean", "std"):
+        values = getattr(settings, key)
+        if values is not None and len(values) != channels:
+            raise KdlabError(
+                f"data.{key} needs {channels} value(s), one per channel of {settings.name}, "
+                f"got {len(values)}"
+            )
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_batch_fits(side: int, channels: int, batch_size: int) -> None:
+    """A batch of `batch_size` float32 images (the smallest tensor the data path allocates
+    for one step; the model's activations are several times larger) must fit in memory,
+    else data.image_size=40000 fails deep in an allocator after the run dir is made."""
+    needed = batch_size * channels * side * side * 4
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise KdlabError(
+            f"data.image_size={side} makes one batch of {batch_size} images {needed:,} bytes "
+            f"(float32), more than this machine's {memory:,} bytes of memory: lower "
+            "data.image_size (or the batch size)"
+        )

@@ -4,10 +4,11 @@ group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) or a group given
 `+trainer.epochz=5`, `~trainer`), a value out of its range (`T=inf`, `optim.lr=0`,
 `data.views=both`, `loss=at loss.beta=-1`, a method's declared bounds such as `loss=at
 loss.p=0`, ...) and a mistake between keys that are known (`optim=dot` outside kdlab distill,
-a warm-up as long as training, a fixed-size data set's `data.image_size`, teacher.weights that
-do not fit teacher.ckpt, `kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before
-torch is imported (~2.5 s of a command on a small machine), with the line the full pre-flight
-(kdlab.runs.preflight) would print for it: both call the same check.
+a warm-up as long as training, a fixed-size data set's `data.image_size`, a batch of images
+larger than the machine's memory, teacher.weights that do not fit teacher.ckpt, `kdlab fitnet
+loss=at`, loss=mlkd's data.views) are refused before torch is imported (~2.5 s of a command
+on a small machine), with the line the full pre-flight (kdlab.runs.preflight) would print for
+it: both call the same check.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
 these again on the composed config: a value of another type, an interpolation, a sweep, a key
@@ -15,10 +16,10 @@ it does not know (a plain `key=value` Hydra cannot place), an added or deleted k
 `loss.*` or under a group whose option it does not know for sure, a check that needs a key's
 default where `experiment=` or `preset=` may change it (else the schema's default stays: the
 command's YAML sets none), a method's `check` beyond its declared bounds, a plugin's method or
-data set, a data set's own checks (`data=imagefolder`: its root and channels) and the memory
-a batch takes, a file's contents, a model, a GPU (only where the machine surely has none:
-cuda:N, fp16 on a CPU). The checks run in the pre-flight's order, so an input with one
-mistake gets the pre-flight's line; with several, the screen may name another one first.
+data set, a data set's own keys it does not type (cifar10's `data.download`), a file's
+contents, a model, a GPU (only where the machine surely has none: cuda:N, fp16 on a CPU). The
+checks run in the pre-flight's order, so an input with one mistake gets the pre-flight's
+line; with several, the screen may name another one first.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from kdlab.data.folder_layout import ImageFolderConfig
+from kdlab.data.folder_layout import check as check_image_folder
 from kdlab.data.names import BUILT_IN as DATA_SETS
-from kdlab.data.names import DEFAULT_VIEWS, IMAGE_SIZES, OWN_CHECKS, VIEWS
-from kdlab.data.settings import DataConfig, check_common, check_fixed_size
+from kdlab.data.names import CHANNELS, DEFAULT_VIEWS, IMAGE_SIZES, VIEWS
+from kdlab.data.settings import (
+    DataConfig,
+    channel_count,
+    check_batch_fits,
+    check_common,
+    check_fixed_size,
+    check_stats_channels,
+)
 from kdlab.engine.settings import (
     OPTIMIZERS,
     SCHEDULES,
@@ -78,6 +88,11 @@ REGISTRY_GROUPS = {
     "model": ("kdlab.models.registry", MODELS),
     "data": ("kdlab.data.registry", DATA_SETS),
     "loss": ("kdlab.methods.base", METHODS),
+}
+# The built-in data sets with settings and a check of their own (DatasetSpec.settings,
+# .check), torch-free: tests/test_registries.py checks them against the registry.
+DATA_CHECKS: dict[str, tuple[type[DataConfig], Callable[[Any], None]]] = {
+    "imagefolder": (ImageFolderConfig, check_image_folder),
 }
 FIXED_GROUPS = {
     "optim": tuple(OPTIMIZERS),
@@ -287,22 +302,34 @@ def without_accelerators() -> bool:
 
 
 def check_data(given: Overrides, defaults: dict[str, Any]) -> None:
-    """The `data.*` settings every data set has (kdlab.data.settings.check_common), then the
-    image size of a built-in set of fixed size; a set with checks of its own (or a plugin's)
-    and a node with a set's own keys are the pre-flight's."""
+    """The `data` node of a built-in set as kdlab.data.registry.check_data_settings checks
+    it (the settings every set has, the set's own check, the stats' channels, a fixed image
+    size), then kdlab.data.registry.check_batch_memory; a plugin's set and a node with keys
+    of a set's own that the screen does not type (cifar10's data.download) are the
+    pre-flight's."""
     name = given.values.get("data", defaults["data"] if given.settled else None)
-    if not literal(name) or name not in DATA_SETS or name in OWN_CHECKS:
-        return
     overrides = given.under("data")
     paired = given.known("data.mean", "data.std") or not {"mean", "std"} & set(overrides)
-    if group_options("data") is None or not paired:
+    built_in = literal(name) and name in DATA_SETS and group_options("data") is not None
+    if not (built_in and paired and overrides):
         return  # a plugin may replace the set; an experiment may set the other of the pair
     fixed = IMAGE_SIZES[name]  # also its settings' default image_size
-    schema = DataConfig(name=name) if fixed is None else DataConfig(name=name, image_size=fixed)
-    data = composed(schema, overrides)
-    if overrides and data is not None:
-        check_common(data)
-        check_fixed_size(name, fixed, data.image_size)
+    schema, own_check = DATA_CHECKS.get(name, (DataConfig, None))
+    data = composed(
+        schema(name=name) if fixed is None else schema(name=name, image_size=fixed), overrides
+    )
+    if data is None:
+        return
+    check_common(data)
+    if own_check is not None:
+        own_check(data)
+    channels = channel_count(data, CHANNELS[name])
+    check_stats_channels(data, channels)
+    check_fixed_size(name, fixed, data.image_size)
+    trainer = composed(TrainerConfig(), given.under("trainer"))
+    if trainer is not None and given.known("trainer.batch_size", "trainer.eval_batch_size"):
+        batch = max(trainer.batch_size, trainer.eval_batch_size)
+        check_batch_fits(fixed or data.image_size, channels, batch)
 
 
 def check_distill_values(given: Overrides, loss: Any, method: str | None) -> None:
