@@ -175,7 +175,8 @@ def test_a_bound_applies_only_while_its_switch_is_known_to_be_on():
     screen_overrides("distill", [*mlkd, "experiment=quick"])
 
 
-# Added or deleted keys the screen cannot judge without the registries, or Hydra words.
+# Added or deleted keys the screen cannot judge without the registries, or Hydra words; a
+# check of settings an experiment may set.
 LEFT_TO_THE_PRE_FLIGHT = [
     ("train", ["+data.download=false"]),  # cifar10's own key: a field
     ("train", ["+model.depth=3"]),  # the model's options are its builder's
@@ -183,10 +184,21 @@ LEFT_TO_THE_PRE_FLIGHT = [
     ("distill", ["loss=dkd", "~loss.warmup"]),
     ("train", ["experiment=quick", "+data.channels=1"]),  # the experiment may pick the data
     ("train", ["~nosuch"]),  # Hydra words the deletion of a key that is not there
+    # one value per channel: the experiment may set data.channels=1
+    (
+        "train",
+        [
+            "data=imagefolder",
+            "data.root=abc",
+            "data.mean=[0.5]",
+            "data.std=[0.5]",
+            "experiment=quick",
+        ],
+    ),
 ]
 
 
-def test_an_added_or_deleted_key_the_screen_is_not_sure_of_is_left_to_the_pre_flight():
+def test_what_the_screen_is_not_sure_of_is_left_to_the_pre_flight():
     """Run in a fresh interpreter: this one has imported the registries, which make the screen
     leave every registry's group to the pre-flight."""
     script = (

@@ -324,10 +324,13 @@ def check_data(given: Overrides, defaults: dict[str, Any]) -> None:
     if own_check is not None:
         own_check(data)
     channels = channel_count(data, CHANNELS[name])
-    check_stats_channels(data, channels)
+    counted = CHANNELS[name] is not None or given.known("data.channels")
+    if counted:
+        check_stats_channels(data, channels)
     check_fixed_size(name, fixed, data.image_size)
     trainer = composed(TrainerConfig(), given.under("trainer"))
-    if trainer is not None and given.known("trainer.batch_size", "trainer.eval_batch_size"):
+    batch_known = given.known("trainer.batch_size", "trainer.eval_batch_size", "data.image_size")
+    if counted and trainer is not None and batch_known:
         batch = max(trainer.batch_size, trainer.eval_batch_size)
         check_batch_fits(fixed or data.image_size, channels, batch)
 
