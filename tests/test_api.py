@@ -70,7 +70,7 @@ def test_the_readme_example_runs_in_a_fresh_dir(tmp_path, monkeypatch, capsys):
     its own teacher before distilling from it."""
     code = snippet("python-api")
     assert code.count('"experiment=quick",') == 2
-    tiny = ["data.train_size=64", "data.test_size=32", "data.val_split=0.005"]
+    tiny = ["data.train_size=64", "data.test_size=32", "data.val_split=0.005", "data.image_size=16"]
     tiny += ["trainer.batch_size=32", "trainer.eval_batch_size=64", "trainer.epochs=1"]
     monkeypatch.chdir(tmp_path)
     exec(code.replace('"experiment=quick",', '"experiment=quick", *TINY,'), {"TINY": tiny})

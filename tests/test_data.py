@@ -18,6 +18,7 @@ from kdlab.data.augment import crop_flip, draw_crop_flip, random_crop_flip
 from kdlab.data.cifar_archive import write_cifar10, write_cifar100
 from kdlab.data.device_loader import DeviceLoader
 from kdlab.data.normalize import Normalizer, channel_stats
+from kdlab.data.resized_crop import resize_center_crop
 from kdlab.data.schedule import EvalSchedule, TrainSchedule
 from kdlab.data.seeding import seeded_generator
 from kdlab.data.splits import balanced_subset, stratified_split
@@ -293,6 +294,19 @@ def test_synthetic_bundle_ignores_the_training_seed_and_normalises_with_train_st
     assert one.class_names == CLASS_NAMES and one.num_classes == 10 and one.image_size == 32
 
 
+def test_synthetic_images_are_served_resized_to_data_image_size():
+    """Rendered at 32 px; data.image_size resizes them (antialiased, as torchvision's Resize):
+    the test suite trains at 16 px, a quarter of the arithmetic."""
+    cfg = {"name": "synthetic", "train_size": 40, "test_size": 20, "val_split": 0}
+    cfg |= {"augment": "none", "mean": [0, 0, 0], "std": [1, 1, 1]}
+    ((small, labels),) = build({**cfg, "image_size": 16}, eval_batch_size=100).test
+    ((full, full_labels),) = build(cfg, eval_batch_size=100).test
+    assert small.shape == (20, 3, 16, 16) and full.shape == (20, 3, 32, 32)
+    assert torch.equal(labels, full_labels)
+    pixels = (full * 255).round().to(torch.uint8)
+    assert torch.equal((small * 255).round().to(torch.uint8), resize_center_crop(pixels, 16, 16))
+
+
 # --- CIFAR ------------------------------------------------------------------------------------
 
 
@@ -466,7 +480,7 @@ def test_a_corrupt_image_met_while_streaming_is_a_one_line_error(tmp_path):
         ({"name": "synthetic", "val_split": 1.0}, "val_split must be in"),
         ({"name": "synthetic", "train_size": 0}, "train_size must be positive"),
         ({"name": "synthetic", "test_size": -5}, "test_size must be positive"),
-        ({"name": "synthetic", "image_size": 64}, "synthetic images are 32x32"),
+        ({"name": "fashion_mnist", "image_size": 64}, "fashion_mnist images are 28x28"),
         ({"name": "synthetic", "colour": True}, "unknown data setting"),
         ({"name": "synthetic", "mean": [0.5] * 3}, "both data.mean and data.std"),
         ({"name": "imagefolder", "root": "???"}, "imagefolder needs data.root"),

@@ -164,7 +164,7 @@ def test_regressor_none_with_mismatched_shapes_is_one_line(workdir, tmp_path):
         f"hydra.run.dir={tmp_path / 'r'}",
         cwd=workdir,
     )
-    assert_one_line_error(proc, "fitnet.regressor=none", "48x16x16", "32x16x16")
+    assert_one_line_error(proc, "fitnet.regressor=none", "48x8x8", "32x8x8")
 
 
 def test_unknown_hint_layer_lists_the_valid_ones(workdir, tmp_path):

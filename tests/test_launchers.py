@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from harness import FAST, command_env, read_summary, run_kdlab, succeeded
+from kdlab.cli.commands.study import chained, load_study, planned_jobs, split_generations
 from kdlab.data.cifar_archive import write_cifar100
 
 # The tiniest data that still trains and tests: one batch of each split.
@@ -24,6 +25,7 @@ TINIEST = [
     "data.train_size=64",
     "data.test_size=32",
     "data.val_split=0.01",
+    "data.image_size=16",
     "trainer.batch_size=32",
     "trainer.eval_batch_size=100",
     "trainer.epochs=1",
@@ -120,22 +122,38 @@ def study_args(study: str, *more: str) -> list[str]:
 
 
 def test_born_again_generations_run_in_waves_through_submitit_local(tmp_path):
+    """The teacher's wave, then generation 1's, each a submitit job; the chain of later
+    generations is the plan's (test_born_again_plans_each_generation_from_the_one_before)."""
     out = tmp_path / "ba"
-    proc = run_kdlab(*study_args("born_again", "generations=2", *SUBMITIT), "--out", str(out),
+    proc = run_kdlab(*study_args("born_again", "generations=1", *SUBMITIT), "--out", str(out),
                      cwd=tmp_path)  # fmt: skip
     succeeded(proc)
-    gens = [read_summary(out / f"gen{k}") for k in range(3)]
-    assert [g["status"] for g in gens] == ["finished"] * 3
-    assert gens[1]["loss_name"] == gens[2]["loss_name"] == "kd"
+    gens = [read_summary(out / f"gen{k}") for k in range(2)]
+    assert [g["status"] for g in gens] == ["finished"] * 2
+    assert gens[1]["loss_name"] == "kd"
     assert gens[1]["teacher"]["ckpt"].startswith(str(out / "gen0"))
-    assert gens[2]["teacher"]["ckpt"].startswith(str(out / "gen1"))
     assert {g["model"] for g in gens} == {"cnn_student"}  # the user's model, every generation
-    assert len(list((out / ".submitit").glob("*/*_log.out"))) == 3  # one submitit job each
+    assert len(list((out / ".submitit").glob("*/*_log.out"))) == 2  # one submitit job each
     with (out / "report.csv").open() as f:
         rows = {row["run"]: row for row in csv.DictReader(f)}
-    assert list(rows) == ["gen0", "gen1", "gen2"]
+    assert list(rows) == ["gen0", "gen1"]
     for k, gen in enumerate(gens):
         assert float(rows[f"gen{k}"]["test_acc"]) == pytest.approx(gen["test_acc"], abs=0.01)
+
+
+def test_born_again_plans_each_generation_from_the_one_before(tmp_path):
+    spec, runs = load_study("born_again")
+    generations, shared = split_generations(spec, ["generations=3", "model=cnn_student"])
+    jobs = planned_jobs(chained(runs, generations), shared, 2, tmp_path, None)
+    assert [(job.sub, job.needs) for job in jobs] == [
+        ("gen0", ()),
+        *[(f"gen1/seed{s}", ("gen0",)) for s in range(2)],
+        *[(f"gen{k}/seed{s}", (f"gen{k - 1}/seed{s}",)) for k in (2, 3) for s in range(2)],
+    ]
+    for job in jobs[1:]:
+        teacher = tmp_path / job.needs[0]
+        assert job.args[-2:] == (f"seed={job.sub[-1]}", f"teacher.ckpt={teacher}")
+        assert "model=cnn_student" in job.args and job.command == "distill"
 
 
 def test_a_failed_teacher_leaves_its_wave_running_and_its_students_not_run(tmp_path):

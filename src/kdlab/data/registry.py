@@ -110,7 +110,9 @@ DATASETS: dict[str, DatasetSpec] = {
     "synthetic": DatasetSpec(
         synthetic.SyntheticConfig,
         synthetic.load,
-        "built-in procedural 32x32 RGB shapes, 10 classes; generated, no files",
+        "built-in procedural RGB shapes, 10 classes, rendered at 32x32 (data.image_size "
+        "resizes them); generated, no files",
+        image_size=None,
         preset="quick",
         make_tiny=synthetic.write_tiny,
         class_names=named(synthetic.CLASS_NAMES),

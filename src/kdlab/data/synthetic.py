@@ -1,4 +1,5 @@
-"""A built-in procedural data set: 32x32 RGB textured shapes in 10 classes, no files needed.
+"""A built-in procedural data set: 32x32 RGB textured shapes in 10 classes, no files needed
+(served resized to another data.image_size, as an image folder is).
 
 A class is a shape (disk, ring, square, triangle, cross) filled with a texture (stripes or
 checks), so there is graded similarity for a teacher's soft targets to carry: the two classes
