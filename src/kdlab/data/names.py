@@ -28,7 +28,7 @@ IMAGE_SIZES: dict[str, int | None] = {
     "fashion_mnist": 28,
     "mnist": 28,
     "kmnist": 28,
-    "synthetic": 32,
+    "synthetic": None,
 }
 # Each built-in set's image channels (DatasetSpec.channels); None: data.channels.
 CHANNELS: dict[str, int | None] = {
