@@ -50,10 +50,11 @@ def check_added_or_deleted(command: str, override: Any, typed: Any, groups: set[
         )
 
 
-def check_group_mapping(command: str, group: str, value: Any, shown: str) -> None:
-    """A config group takes an option's name: Hydra would merge a mapping (`model={a:1}`) into
-    the group's node and refuse its first key as not in struct."""
-    if isinstance(value, dict):
+def check_group_mapping(command: str, override: Any) -> None:
+    """A config group (`override`'s key) takes an option's name: Hydra would merge a mapping
+    (`model={a:1}`) into the group's node and refuse its first key as not in struct."""
+    if isinstance(override.value(), dict):
+        group, shown = override.key_or_group, override.get_value_element_as_str()
         raise KdlabError(
             f"{group}= takes an option's name, not {shown}: set one of its settings with "
             f"{group}.KEY=VALUE (`kdlab {command} --help` lists the options, `kdlab {command} "

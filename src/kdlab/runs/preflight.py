@@ -94,9 +94,10 @@ def check_group_values(command: str, overrides: Sequence[str], groups: set[str])
 
     loader = GlobalHydra.instance().config_loader()
     for override in OverridesParser.create().parse_overrides(list(overrides)):
-        value = override.value() if override.key_or_group in groups else None
-        shown = override.get_value_element_as_str() if isinstance(value, dict) else ""
-        check_group_mapping(command, override.key_or_group, value, shown)
+        if override.key_or_group not in groups:
+            continue
+        check_group_mapping(command, override)
+        value = override.value()
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             group = override.key_or_group
             options = sorted(loader.get_group_options(group))

@@ -191,9 +191,7 @@ def check_group_values(command: str, parsed: Sequence[Any], groups: set[str]) ->
     for override in parsed:
         group = override.key_or_group
         if group in groups and not override.is_sweep_override():
-            value = override.value()
-            shown = override.get_value_element_as_str() if isinstance(value, dict) else ""
-            check_group_mapping(command, group, value, shown)
+            check_group_mapping(command, override)
 
 
 def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
