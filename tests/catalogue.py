@@ -340,8 +340,10 @@ TEACHERS = [
     BadInput(
         "`teacher.ckpt=MISSING.pt`",
         lambda ws: ["distill", f"teacher.ckpt={ws.root / 'missing.pt'}"],
+        ("checkpoint not found", "missing.pt"),
         tested_in="test_distill_e2e.py",
         preflight=True,
+        screened=True,
     ),
     BadInput(
         "`teacher.ckpt=` a truncated checkpoint",

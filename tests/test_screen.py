@@ -28,7 +28,7 @@ from kdlab.deploy import FORMATS
 from kdlab.errors import KdlabError
 from kdlab.paths import config_dir
 from kdlab.runs.config import register_configs
-from kdlab.runs.preflight import compose_config
+from kdlab.runs.preflight import check_overrides, compose_config
 from kdlab.runs.schema import DistillConfig
 from kdlab.runs.screen import (
     DISTILL_NUMBERS,
@@ -184,6 +184,10 @@ LEFT_TO_THE_PRE_FLIGHT = [
     ("distill", ["loss=dkd", "~loss.warmup"]),
     ("train", ["experiment=quick", "+data.channels=1"]),  # the experiment may pick the data
     ("train", ["~nosuch"]),  # Hydra words the deletion of a key that is not there
+    # a resume reads the teachers its checkpoint pins; loss=ce reads none
+    ("distill", ["teacher.ckpt=/nonexistent/teacher.pt", "resume=true"]),
+    ("distill", ["teacher.ckpt=/nonexistent/teacher.pt", "loss=ce"]),
+    ("distill", ["teacher.ckpt=/nonexistent/teacher.pt", "experiment=quick"]),  # may resume
     # one value per channel: the experiment may set data.channels=1
     (
         "train",
@@ -215,12 +219,14 @@ def test_what_the_screen_is_not_sure_of_is_left_to_the_pre_flight():
 
 
 @pytest.mark.slow
-def test_the_screen_prints_the_pre_flights_line(tmp_path):
-    """Each screened row's line is the one the full pre-flight gives on the composed config."""
+def test_the_screen_prints_the_pre_flights_line(tmp_path, monkeypatch):
+    """Each screened row's line is the one the full pre-flight gives (the composed config's
+    checks, then the teachers')."""
     results, _ = screened_lines(tmp_path)
+    monkeypatch.chdir(tmp_path)
     for argv, _, stderr in results:
         if not COMMANDS[argv[0]].hydra:
             continue  # export, predict and study have no composed config
         with pytest.raises(KdlabError) as refused:
-            compose_config(argv[0], argv[1:-1])  # without hydra.run.dir
+            check_overrides(argv[0], argv[1:-1], multirun=False)  # without hydra.run.dir
         assert stderr == f"kdlab: error: {refused.value}\n", argv

@@ -154,6 +154,14 @@ def checkpoint_in(path: str | Path) -> Path:
     return path
 
 
+def found_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file `checkpoint_in(path)`, which must exist (one line naming the fix)."""
+    file = checkpoint_in(path)
+    if not file.is_file():
+        raise KdlabError(f"checkpoint not found: {file} (give a .pt file or a run dir)")
+    return file
+
+
 def selected_checkpoint(path: str | Path) -> Path:
     """The checkpoint file of a run dir (best.pt) or a .pt file, with a one-line error for a
     path that does not exist or a run that has not finished an epoch yet."""

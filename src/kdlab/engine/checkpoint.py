@@ -23,7 +23,7 @@ from kdlab.engine.provenance import TRAINED_ON, check_intact, read_record, recor
 from kdlab.errors import KdlabError
 from kdlab.models import build_model, build_options
 from kdlab.models.pretrained import mismatch
-from kdlab.paths import TEMP_SUFFIX, checkpoint_in, write_atomic
+from kdlab.paths import TEMP_SUFFIX, checkpoint_in, found_checkpoint, write_atomic
 from kdlab.version import __version__
 
 if TYPE_CHECKING:
@@ -166,9 +166,7 @@ def load_checkpoint(
     unsafe, or a file that differs from its record (unless `allow_modified`; `override` says
     how to allow it), is a one-line KdlabError. `mmap`: the tensors are mapped, not read (a
     file torch.save wrote as a zip; a bare pickle is read)."""
-    path = checkpoint_in(path)
-    if not path.is_file():
-        raise KdlabError(f"checkpoint not found: {path} (give a .pt file or a run dir)")
+    path = found_checkpoint(path)
     check_load_device(map_location)
     check_intact(path, allow_modified, override)
     with path.open("rb") as file:

@@ -59,7 +59,7 @@ from kdlab.methods.names import (
 )
 from kdlab.methods.numbers import BOUNDS, NUMBERS, SWITCHES, check_bound, check_number
 from kdlab.models.names import BUILT_IN as MODELS
-from kdlab.paths import config_dir
+from kdlab.paths import config_dir, found_checkpoint
 from kdlab.runs.distill_settings import STAGE2_MODES, FitnetConfig, TeacherConfig
 from kdlab.runs.keys import check_added_or_deleted, check_group_mapping, judged_by_hydra
 from kdlab.runs.ranges import (
@@ -159,6 +159,8 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
             logit = [name for name, t in TRAITS.items() if t.taps == "logits" and t.uses_views == 1]
             check_stage2_method(loss, logit)
         check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
+    if "loss" in defaults:
+        check_teacher_files(given, loss)
 
 
 def built_in_method(loss: Any) -> str | None:
@@ -387,6 +389,23 @@ def check_teachers(given: Overrides, method: str | None) -> None:
         count = check_teacher_count(teacher, resume.resume, given.command == "fitnet")
         if method is not None:
             check_teachers_taken(method, TRAITS[method].one_teacher, count)
+
+
+def check_teacher_files(given: Overrides, method: str | None) -> None:
+    """Each teacher.ckpt names a checkpoint file or a run dir with one (the pre-flight's first
+    look at a teacher, kdlab.runs.teacher_files), where it is surely read: by kdlab fitnet or a
+    built-in `method` that reads a teacher, in a run that is no resume (which reads the
+    teachers its checkpoint pins)."""
+    reads = given.command == "fitnet" or (method is not None and TRAITS[method].taps != "none")
+    if not (reads and given.known("teacher.ckpt", "resume")):
+        return
+    teacher = composed(TeacherConfig(), given.under("teacher"))
+    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
+    if teacher is None or resume is None or resume.resume:
+        return
+    for ckpt in teacher.checkpoints():
+        if literal(ckpt):
+            found_checkpoint(Path(ckpt).expanduser().resolve())
 
 
 def check_views(given: Overrides, defaults: dict[str, Any], method: str | None) -> None:
