@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeGuard
+
+from omegaconf import MISSING
 
 from kdlab.data.folder_layout import ImageFolderConfig
 from kdlab.data.folder_layout import check as check_image_folder
@@ -79,7 +81,7 @@ from kdlab.runs.ranges import (
     check_trainer_values,
     choice,
 )
-from kdlab.runs.schema import command_defaults, typed_options
+from kdlab.runs.schema import SCHEMAS, command_defaults, typed_options
 from kdlab.runs.suggest import unknown_option
 
 # The options of the groups made from a registry, with the module whose import lets a plugin
@@ -220,8 +222,21 @@ def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[
     for override in parsed:
         key = override.key_or_group
         inside = key.partition(".")[0] in unsure and "." in key
-        if not (judged_by_hydra(key) or override.is_sweep_override() or inside):
+        hydras = judged_by_hydra(key) or deletion_hydra_refuses(command, override, defaults)
+        if not (hydras or override.is_sweep_override() or inside):
             check_added_or_deleted(command, override, typed, groups)
+
+
+def deletion_hydra_refuses(command: str, override: Any, defaults: dict[str, Any]) -> bool:
+    """A `~KEY` that Hydra's composition refuses in its own words before the pre-flight's
+    rule is reached: a key inside a node (`~trainer.epochs`: a typed node takes no deletion),
+    a config group whose schema has no default (`~model`, `~data`: no value then) or whose
+    default is a list of options (`~logger`)."""
+    if not override.is_delete():
+        return False
+    key = override.key_or_group
+    unset = {f.name for f in fields(SCHEMAS[command]) if f.default == MISSING}
+    return "." in key or (key in defaults and (key in unset or isinstance(defaults[key], list)))
 
 
 def chosen_options(parsed: Sequence[Any], defaults: dict[str, Any]) -> dict[str, Any]:
