@@ -5,15 +5,17 @@ group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) or a group given
 `data.views=both`, `loss=at loss.beta=-1`, a method's declared bounds such as `loss=at
 loss.p=0`, ...) and a mistake between keys that are known (`optim=dot` outside kdlab distill,
 a warm-up as long as training, a fixed-size data set's `data.image_size`, a batch of images
-larger than the machine's memory, teacher.weights that do not fit teacher.ckpt, `kdlab fitnet
-loss=at`, loss=mlkd's data.views) are refused before torch is imported (~2.5 s of a command
-on a small machine), with the line the full pre-flight (kdlab.runs.preflight) would print for
-it: both call the same check.
+larger than the machine's memory, an image folder's data.root that is a file or lists one
+class, teacher.weights that do not fit teacher.ckpt, a teacher.ckpt that names no file,
+`kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before torch is imported (~2.5 s
+of a command on a small machine), with the line the full pre-flight (kdlab.runs.preflight)
+would print for it: both call the same check.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
 these again on the composed config: a value of another type, an interpolation, a sweep, a key
 it does not know (a plain `key=value` Hydra cannot place), an added or deleted key under
-`loss.*` or under a group whose option it does not know for sure, a check that needs a key's
+`loss.*` or under a group whose option it does not know for sure, a deletion Hydra refuses
+in its own words (`~trainer.epochs`, `~model`), a check that needs a key's
 default where `experiment=` or `preset=` may change it (else the schema's default stays: the
 command's YAML sets none), a method's `check` beyond its declared bounds, a plugin's method or
 data set, a data set's own keys it does not type (cifar10's `data.download`), a file's
