@@ -118,7 +118,7 @@ def test_the_export_commands_format_names_are_the_formats():
 
 
 def test_the_screens_types_are_the_schemas():
-    """The screen types seed, T and alpha as kdlab.runs.config's schema does."""
+    """The screen types seed, T and alpha as kdlab.runs.schema's DistillConfig does."""
     hints = typing.get_type_hints(DistillConfig)
     assert {key: hints[key] for key in {**RUN_NUMBERS, **DISTILL_NUMBERS}} == {
         **RUN_NUMBERS,
