@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from kdlab.engine.execution import native_bf16, resolve_precision, rng_state, set_rng_state
+from harness import restored_torch
+from kdlab.engine.execution import (
+    native_bf16,
+    resolve_precision,
+    rng_state,
+    set_rng_state,
+    setup_runtime,
+)
 
 CPU = torch.device("cpu")
 
@@ -78,3 +86,18 @@ def test_auto_precision_asks_the_gpu_it_trains_on(monkeypatch, index, native):
     pretend_gpus(monkeypatch, [(7, 0), (8, 0)])  # a V100 as GPU 0, an A100 as GPU 1
     assert native_bf16(torch.device("cuda", index)) is native
     assert resolve_precision("auto", torch.device("cuda", index)) == ("bf16" if native else "32")
+
+
+@pytest.mark.parametrize(
+    ("before", "deterministic"), [((True, False), True), ((True, True), False)]
+)
+def test_setup_runtime_sets_determinism_warn_only_whatever_the_process_had(before, deterministic):
+    """trainer.deterministic=true warns on an op without a deterministic kernel, even where the
+    process had turned determinism on strictly (it raises then); false turns it off."""
+    trainer = OmegaConf.create({"device": "cpu", "num_threads": 0, "deterministic": deterministic})
+    with restored_torch():
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        setup_runtime(trainer, seed=0)
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+        if deterministic:
+            assert torch.is_deterministic_algorithms_warn_only_enabled()

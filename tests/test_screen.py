@@ -118,7 +118,7 @@ def test_the_export_commands_format_names_are_the_formats():
 
 
 def test_the_screens_types_are_the_schemas():
-    """The screen types seed, T and alpha as kdlab.runs.config's schema does."""
+    """The screen types seed, T and alpha as kdlab.runs.schema's DistillConfig does."""
     hints = typing.get_type_hints(DistillConfig)
     assert {key: hints[key] for key in {**RUN_NUMBERS, **DISTILL_NUMBERS}} == {
         **RUN_NUMBERS,
@@ -184,6 +184,12 @@ LEFT_TO_THE_PRE_FLIGHT = [
     ("distill", ["loss=dkd", "~loss.warmup"]),
     ("train", ["experiment=quick", "+data.channels=1"]),  # the experiment may pick the data
     ("train", ["~nosuch"]),  # Hydra words the deletion of a key that is not there
+    # and of a key inside a typed node, of a group without a default, of a list of options
+    ("train", ["~trainer.epochs"]),
+    ("train", ["data=cifar10", "~data.download"]),
+    ("train", ["~data"]),
+    ("train", ["~model"]),
+    ("train", ["~logger"]),
     # a resume reads the teachers its checkpoint pins; loss=ce reads none
     ("distill", ["teacher.ckpt=/nonexistent/teacher.pt", "resume=true"]),
     ("distill", ["teacher.ckpt=/nonexistent/teacher.pt", "loss=ce"]),

@@ -2,9 +2,10 @@
 each augmentation needs: the rules docs/data.md states, in one place.
 
 - augment auto: `cifar` (pad-4 crop + flip, no flips for digits and characters) for every
-  data set of a fixed size (32 px, 28 px) and for image folders below IMAGENET_MIN_SIZE px;
-  `imagenet` (random-resized crop + flip; resize + centre crop for evaluation) for image
-  folders at IMAGENET_MIN_SIZE px or more.
+  data set of a fixed size (32 px, 28 px) and for the resized ones (image folders, the
+  synthetic set: DatasetSpec.image_size None) below IMAGENET_MIN_SIZE px; `imagenet`
+  (random-resized crop + flip; resize + centre crop for evaluation) for the resized ones at
+  IMAGENET_MIN_SIZE px or more.
 - normalize auto: ImageNet's statistics when a model of the run starts from pretrained
   weights (they were trained on inputs normalised so), else the data set's own.
 """
@@ -20,7 +21,7 @@ from kdlab.data.resized_crop import ResizedCropFlip, eval_resize
 from kdlab.data.settings import DataConfig, augment_choice
 from kdlab.errors import KdlabError
 
-IMAGENET_MIN_SIZE = 96  # image folders from this side length up train ImageNet-style
+IMAGENET_MIN_SIZE = 96  # resized data sets from this side length up train ImageNet-style
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

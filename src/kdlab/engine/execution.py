@@ -68,9 +68,14 @@ def setup_runtime(trainer: DictConfig, seed: int) -> torch.device:
         torch.set_num_threads(trainer.num_threads)
     if trainer.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Only where the flag changes: the call imports torch._inductor (1.9 s), which a run that
-    # stops before its optimiser (a data set's error) would not otherwise pay.
-    if torch.are_deterministic_algorithms_enabled() != trainer.deterministic:
+    # Only where the flags change: the call imports torch._inductor (1.9 s), which a run that
+    # stops before its optimiser (a data set's error) would not otherwise pay. On, it warns
+    # rather than raises (an op without a deterministic kernel), even where the caller's
+    # process had turned it on strictly.
+    strict = not torch.is_deterministic_algorithms_warn_only_enabled()
+    if torch.are_deterministic_algorithms_enabled() != trainer.deterministic or (
+        trainer.deterministic and strict
+    ):
         torch.use_deterministic_algorithms(trainer.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = device.type == "cuda" and not trainer.deterministic
     if device.type == "cuda":

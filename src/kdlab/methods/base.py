@@ -131,7 +131,9 @@ class Method(Objective):
 
     @classmethod
     def check(cls, settings: Any) -> None:
-        """Bounds of the settings beyond `>= 0`, checked before the run starts."""
+        """Rules on the settings beyond `>= 0` and the declared `bounds` (a minimum value or
+        list length: declare those in `bounds`, which the torch-free screen applies too),
+        checked before the run starts."""
 
     # --- what the base class does ------------------------------------------------------------
 

@@ -14,4 +14,5 @@ class LossConfig:
     name: str = "kd"
 
     def check(self) -> None:
-        """Bounds of the method's own settings beyond `>= 0` (a one-line KdlabError)."""
+        """The method's own rules on its settings beyond `>= 0` and its declared bounds
+        (`Method.check`; a one-line KdlabError)."""

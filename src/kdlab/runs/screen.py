@@ -5,15 +5,17 @@ group option (`model=nosuch`, `loss=nope`, `experiment=nosuch`) or a group given
 `data.views=both`, `loss=at loss.beta=-1`, a method's declared bounds such as `loss=at
 loss.p=0`, ...) and a mistake between keys that are known (`optim=dot` outside kdlab distill,
 a warm-up as long as training, a fixed-size data set's `data.image_size`, a batch of images
-larger than the machine's memory, teacher.weights that do not fit teacher.ckpt, `kdlab fitnet
-loss=at`, loss=mlkd's data.views) are refused before torch is imported (~2.5 s of a command
-on a small machine), with the line the full pre-flight (kdlab.runs.preflight) would print for
-it: both call the same check.
+larger than the machine's memory, an image folder's data.root that is a file or lists one
+class, teacher.weights that do not fit teacher.ckpt, a teacher.ckpt that names no file,
+`kdlab fitnet loss=at`, loss=mlkd's data.views) are refused before torch is imported (~2.5 s
+of a command on a small machine), with the line the full pre-flight (kdlab.runs.preflight)
+would print for it: both call the same check.
 
 It refuses only what it is sure of and leaves everything else to the pre-flight, which checks
 these again on the composed config: a value of another type, an interpolation, a sweep, a key
 it does not know (a plain `key=value` Hydra cannot place), an added or deleted key under
-`loss.*` or under a group whose option it does not know for sure, a check that needs a key's
+`loss.*` or under a group whose option it does not know for sure, a deletion Hydra refuses
+in its own words (`~trainer.epochs`, `~model`), a check that needs a key's
 default where `experiment=` or `preset=` may change it (else the schema's default stays: the
 command's YAML sets none), a method's `check` beyond its declared bounds, a plugin's method or
 data set, a data set's own keys it does not type (cifar10's `data.download`), a file's
@@ -26,9 +28,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeGuard
+
+from omegaconf import MISSING
 
 from kdlab.data.folder_layout import ImageFolderConfig
 from kdlab.data.folder_layout import check as check_image_folder
@@ -79,7 +83,7 @@ from kdlab.runs.ranges import (
     check_trainer_values,
     choice,
 )
-from kdlab.runs.schema import command_defaults, typed_options
+from kdlab.runs.schema import SCHEMAS, command_defaults, typed_options
 from kdlab.runs.suggest import unknown_option
 
 # The options of the groups made from a registry, with the module whose import lets a plugin
@@ -220,8 +224,21 @@ def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[
     for override in parsed:
         key = override.key_or_group
         inside = key.partition(".")[0] in unsure and "." in key
-        if not (judged_by_hydra(key) or override.is_sweep_override() or inside):
+        hydras = judged_by_hydra(key) or deletion_hydra_refuses(command, override, defaults)
+        if not (hydras or override.is_sweep_override() or inside):
             check_added_or_deleted(command, override, typed, groups)
+
+
+def deletion_hydra_refuses(command: str, override: Any, defaults: dict[str, Any]) -> bool:
+    """A `~KEY` that Hydra's composition refuses in its own words before the pre-flight's
+    rule is reached: a key inside a node (`~trainer.epochs`: a typed node takes no deletion),
+    a config group whose schema has no default (`~model`, `~data`: no value then) or whose
+    default is a list of options (`~logger`)."""
+    if not override.is_delete():
+        return False
+    key = override.key_or_group
+    unset = {f.name for f in fields(SCHEMAS[command]) if f.default == MISSING}
+    return "." in key or (key in defaults and (key in unset or isinstance(defaults[key], list)))
 
 
 def chosen_options(parsed: Sequence[Any], defaults: dict[str, Any]) -> dict[str, Any]:
