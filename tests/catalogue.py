@@ -387,6 +387,12 @@ TEACHERS = [
         ("normalised with dataset statistics, this run uses imagenet", "data.normalize=dataset"),
         preflight=True,
     ),
+    BadInput(
+        "`data.image_size=24`, a teacher trained at 16 px",
+        with_teacher("distill", "abc", "teacher", "data.image_size=24"),
+        ("was trained on 16x16 images, this run serves 24x24", "data.image_size=16"),
+        preflight=True,
+    ),
     # several teachers (teacher.ckpt=[A,B]): logit methods only, agreeing, weighted sensibly
     screen(
         "distill",

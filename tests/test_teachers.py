@@ -348,3 +348,14 @@ def test_a_teacher_of_an_unknown_model_or_without_the_points_read_fails_before_t
     proc = run_kdlab("distill", *SMALL, *points, run_dir, cwd=two_teachers)
     assert_one_line_error(proc, "loss.teacher_points: ", "nosuch")
     assert tmp_path.stat().st_mtime_ns == untouched, "a run dir was made"
+
+
+def test_a_teacher_trained_at_another_image_size_fails_before_the_run_dir(two_teachers, tmp_path):
+    """The teacher sees the student's batches: a synthetic-set teacher trained at 16 px (the
+    suite's size) and a run that serves the set's own 32 px is one line and no run dir."""
+    untouched = tmp_path.stat().st_mtime_ns
+    args = [*SMALL, "data.image_size=32", f"teacher.ckpt={two_teachers / 'a'}"]
+    proc = run_kdlab("distill", *args, f"hydra.run.dir={tmp_path / 'r'}", cwd=two_teachers)
+    assert_one_line_error(proc, "was trained on 16x16 images, this run serves 32x32",
+                          "set data.image_size=16")  # fmt: skip
+    assert tmp_path.stat().st_mtime_ns == untouched, "a run dir was made"

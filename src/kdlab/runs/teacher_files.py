@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from kdlab.data.choices import imagenet_inputs, normalization, run_normalization
-from kdlab.data.registry import channels_of, known_class_count, known_class_names
+from kdlab.data.registry import channels_of, known_class_count, known_class_names, served_size
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, read_header, rebuilt_model
 from kdlab.errors import KdlabError
 from kdlab.methods.points import chosen_points, feature_point
@@ -124,6 +124,7 @@ def check_teachers_early(
     for path, teacher in teachers:
         check_teacher_classes(path, teacher, count, names)
         check_teacher_channels(path, teacher, channels_of(cfg.data))
+        check_teacher_size(path, teacher, served_size(cfg.data))
         check_teacher_normalization(path, teacher, used)
         check_teacher_model(cfg, path, teacher)
 
@@ -162,6 +163,18 @@ def check_teacher_channels(path: Path, teacher: Checkpoint, channels: int) -> No
         raise KdlabError(
             f"teacher {path} takes {teacher.in_channels}-channel images, the data has "
             f"{channels}: pick a teacher trained on the same images (teacher.ckpt=PATH)"
+        )
+
+
+def check_teacher_size(path: Path, teacher: Checkpoint, size: int) -> None:
+    """The teacher sees the student's batches: images of the side it trained on (0: not
+    recorded, by files older than the record)."""
+    if teacher.image_size and teacher.image_size != size:
+        side = teacher.image_size
+        raise KdlabError(
+            f"teacher {path} was trained on {side}x{side} images, this run serves "
+            f"{size}x{size}: set data.image_size={side}, or pick a teacher trained at {size} px "
+            "(teacher.ckpt=PATH)"
         )
 
 
