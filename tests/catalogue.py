@@ -903,6 +903,10 @@ CATALOGUE += [
     screen("train", "+data.trian_size=10", "did you mean data.train_size=10?"),
     screen("train", "~trainer", "~trainer deletes kdlab's trainer settings"),
     screen("train", "~optim", "~optim deletes kdlab's optim settings"),
+    preflight("train", "+trainer.epochs=3", "trainer.epochs already has a value"),
+    # Found by the fuzzer (slow set): a key added twice passed the pre-flight, which merged
+    # the two, and Hydra's own composition then raised a traceback.
+    preflight("train", "+trainer.grad_clip=1 +trainer.grad_clip=1", "set it once"),
     # Found by the fuzzer: the hint was "did you mean model={a:1}?", the input itself.
     screen("train", "model={a:1}", "model= takes an option's name, not {a:1}: set one of its"),
     screen("distill", "loss=dkd loss.beta=nan", "loss.beta must be a finite number"),

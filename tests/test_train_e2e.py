@@ -140,6 +140,16 @@ def test_closing_line_names_the_run_dir(trained_run):
     assert "best val acc" in out and "test acc" in out and str(run_dir) in out
 
 
+def test_a_run_dir_named_by_an_interpolation_is_the_only_dir_made(kdlab, tmp_path):
+    """The pre-flight cannot know hydra.run.dir=runs/${now:...} before Hydra resolves it: it
+    locks and checks no dir of the unresolved name (which it used to leave behind)."""
+    one_epoch = [a for a in TINY if not a.startswith("trainer.epochs")]
+    args = ["model=resnet8", *one_epoch, "trainer.epochs=1", "hydra.run.dir=runs/${now:%f}"]
+    assert kdlab("train", *args).returncode == 0
+    (made,) = (tmp_path / "runs").iterdir()
+    assert made.name.isdigit() and read_summary(made)["status"] == "finished"
+
+
 def test_rerunning_into_a_finished_run_dir_is_refused(trained_run, kdlab):
     run_dir, _ = trained_run
     before = (run_dir / "checkpoints" / "best.pt").read_bytes()

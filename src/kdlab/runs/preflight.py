@@ -9,6 +9,7 @@ from here (`checked_config`) instead of being checked again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from kdlab.runs.suggest import unknown_key_hint, unknown_option
 from kdlab.runs.teacher_files import check_teachers_early
 from kdlab.runs.validation import validate
 
+# Hydra's words for `+KEY=V` where KEY has a value (`+trainer.epochs=3`, or `+KEY` twice).
+_TAKEN = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
 # The typed config of every job the pre-flight checked, by its composed content.
 _CHECKED: dict[str, RunConfig] = {}
 
@@ -43,6 +46,13 @@ def composition_message(error: Exception) -> str:
         if options:
             return unknown_option(group, name, sorted(options))
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    taken = _TAKEN.match(first)
+    if taken:
+        key = taken.group(1)
+        return (
+            f"+{key} adds a key, but {key} already has a value (its default, or an earlier "
+            f"+{key}): set it once, with {key}=VALUE"
+        )
     cause = error.__cause__
     if cause is not None and str(cause).strip():
         first = f"{first.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
@@ -147,26 +157,33 @@ def check_overrides(
     if sweeps and not multirun:
         raise KdlabError(f"'{sweeps[0]}' is a sweep: add -m (--multirun) to run one job per value")
     task = [o for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
-    try:
-        jobs = BasicSweeper.split_arguments(task, None)[0]
+    try:  # a single run composes its overrides as given (the sweeper's split merges a key
+        # given twice, which Hydra's own composition refuses for `+KEY` twice)
+        jobs = (
+            BasicSweeper.split_arguments(task, None)[0]
+            if multirun
+            else [[str(o.input_line) for o in task]]
+        )
     except (HydraException, ValueError) as error:
         raise KdlabError(composition_message(error)) from None
     typed = [compose_job(command, job)[1] for job in jobs]
     out_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     out_dirs = [Path(str(o.value())) for o in parsed if o.get_key_element().lstrip("+~") == out_key]
     check_writable(out_dirs[-1] if out_dirs else Path("outputs"), out_key)
+    # A run dir named with an interpolation (${now:...}) is known once Hydra resolves it
+    run_dir = out_dirs[-1] if out_dirs and not multirun and "${" not in str(out_dirs[-1]) else None
     launch, pinned = None, None
-    if out_dirs and not multirun:  # before Hydra writes its record (.hydra/) into the dir
-        lock_run_dir(out_dirs[-1], create=False)  # a run in progress is named first
-        pinned = check_run_dir_early(out_dirs[-1], typed[-1])
+    if run_dir is not None:  # before Hydra writes its record (.hydra/) into the dir
+        lock_run_dir(run_dir, create=False)  # a run in progress is named first
+        pinned = check_run_dir_early(run_dir, typed[-1])
     if teachers:
         for job, cfg in zip(jobs, typed, strict=True):
             if isinstance(cfg, DistillConfig):
                 check_teachers_early(cfg, job, pinned)
-    if out_dirs and not multirun:
-        launch = Launch.before(out_dirs[-1])
-        lock_run_dir(out_dirs[-1])  # held through the Hydra task, which runs in this process
-        check_run_dir(out_dirs[-1], typed[-1].resume)  # a run that ended while we checked
+    if run_dir is not None:
+        launch = Launch.before(run_dir)
+        lock_run_dir(run_dir)  # held through the Hydra task, which runs in this process
+        check_run_dir(run_dir, typed[-1].resume)  # a run that ended while we checked
     swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
     return Checked(swept, launch)
 
