@@ -26,7 +26,7 @@ from kdlab.data.registry import (
     channels_of,
     data_settings,
     dataset_spec,
-    served_size,
+    image_size_of,
 )
 from kdlab.data.resized_crop import resize_center_crop
 from kdlab.data.schedule import EvalSchedule, Schedule, TrainSchedule
@@ -219,7 +219,7 @@ def _run_splits(
         train, settings.train_size, "data.train_size", _TRAIN_SUBSET, source, split_seed
     )
     test = _balanced(test, settings.test_size, "data.test_size", _TEST_SUBSET, source, split_seed)
-    train_sides, eval_sides = stored_sides(mode, served_size(settings))
+    train_sides, eval_sides = stored_sides(mode, image_size_of(settings))
     splits = {
         "train": train if spec.image_size else _refit(train, train_sides),  # fixed: as they are
         "val": _refit(val, eval_sides),
@@ -274,7 +274,7 @@ def build_data(
     source = spec.load(settings)
     check_classes(settings.name, source.class_names)
     mode, norm = augment_mode(settings, spec), normalization(settings, pretrained)
-    size = served_size(settings)
+    size = image_size_of(settings)
     imagenet = norm == "imagenet"
     train, val, test, (mean, std) = _run_splits(settings, spec, source, split_seed, mode, imagenet)
     normalize = Normalizer(mean, std, device, channels_last)

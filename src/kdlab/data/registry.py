@@ -187,11 +187,6 @@ def channels_of(settings: DataConfig) -> int:
     return channel_count(settings, dataset_spec(settings.name).channels)
 
 
-def served_size(settings: DataConfig) -> int:
-    """The side of the square images a run serves: the data set's own, else data.image_size."""
-    return dataset_spec(settings.name).image_size or settings.image_size
-
-
 def known_class_names(settings: DataConfig) -> list[str] | None:
     """The data set's class names, in label order, as far as known before its images are
     read (None: known once it is loaded)."""

@@ -19,7 +19,12 @@ from pathlib import Path
 import torch
 
 from kdlab.data.choices import imagenet_inputs, normalization, run_normalization
-from kdlab.data.registry import channels_of, known_class_count, known_class_names, served_size
+from kdlab.data.registry import (
+    channels_of,
+    image_size_of,
+    known_class_count,
+    known_class_names,
+)
 from kdlab.engine.checkpoint import Checkpoint, checkpoint_in, read_header, rebuilt_model
 from kdlab.errors import KdlabError
 from kdlab.methods.points import chosen_points, feature_point
@@ -124,7 +129,7 @@ def check_teachers_early(
     for path, teacher in teachers:
         check_teacher_classes(path, teacher, count, names)
         check_teacher_channels(path, teacher, channels_of(cfg.data))
-        check_teacher_size(path, teacher, served_size(cfg.data))
+        check_teacher_size(path, teacher, image_size_of(cfg.data))
         check_teacher_normalization(path, teacher, used)
         check_teacher_model(cfg, path, teacher)
 
