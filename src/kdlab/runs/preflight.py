@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +27,9 @@ from kdlab.runs.schema import DistillConfig, RunConfig
 from kdlab.runs.suggest import unknown_key_hint, unknown_option
 from kdlab.runs.teacher_files import check_teachers_early
 from kdlab.runs.validation import validate
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 # Hydra's words for `+KEY=V` where KEY has a value (`+trainer.epochs=3`, or `+KEY` twice).
 _TAKEN = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
@@ -66,44 +70,44 @@ def content_key(cfg: DictConfig) -> str:
 def compose_job(command: str, overrides: Sequence[str]) -> tuple[DictConfig, RunConfig]:
     """One job's config as Hydra composes it, and its typed, checked form."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     register_configs()
     try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            groups = config_groups(overrides)
-            check_group_values(command, overrides, groups)
+            groups = config_groups(parsed)
+            check_group_values(command, parsed, groups)
             cfg = compose(config_name=command, overrides=list(overrides))
         typed = typed_config(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         message = unknown_key_hint(command, composition_message(error), overrides)
         raise KdlabError(message) from None
-    check_added_and_deleted(command, overrides, typed, groups)
+    check_added_and_deleted(command, parsed, typed, groups)
     validate(typed)
     _CHECKED[content_key(cfg)] = typed
     return cfg, typed
 
 
-def config_groups(overrides: Sequence[str]) -> set[str]:
+def config_groups(parsed: Sequence[Override]) -> set[str]:
     """Which of the overrides' keys are config groups (`+experiment=X` adds a group option),
     asked of the Hydra instance the job was composed in."""
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
-    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides))}
+    keys = {o.key_or_group for o in parsed}
     return {key for key in keys if loader.get_group_options(key)}
 
 
-def check_group_values(command: str, overrides: Sequence[str], groups: set[str]) -> None:
+def check_group_values(command: str, parsed: Sequence[Override], groups: set[str]) -> None:
     """A config group takes option names: a list of numbers (`sched=[1,2]`) would reach
     Hydra's defaults tree as ints, which it cannot handle (a TypeError); nor a mapping."""
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in parsed:
         if override.key_or_group not in groups:
             continue
         check_group_mapping(command, override)
@@ -115,12 +119,10 @@ def check_group_values(command: str, overrides: Sequence[str], groups: set[str])
 
 
 def check_added_and_deleted(
-    command: str, overrides: Sequence[str], typed: RunConfig, groups: set[str]
+    command: str, parsed: Sequence[Override], typed: RunConfig, groups: set[str]
 ) -> None:
     """The rule for added and deleted keys (kdlab.runs.keys) on each override but Hydra's."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in parsed:
         if not judged_by_hydra(override.key_or_group):
             check_added_or_deleted(command, override, typed, groups)
 

@@ -139,18 +139,15 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException:
         return  # the pre-flight words a parse error
-    plain = {
-        o.key_or_group: o.value()
-        for o in parsed
-        if not (o.is_delete() or o.is_add() or o.is_force_add() or o.is_sweep_override())
-    }
+    plain = {o.key_or_group: o.value() for o in parsed if is_plain(o)}
     named = {o.key_or_group for o in parsed}
     settled = len(plain) == len(parsed) and not named & {"experiment", "preset"}
     given = Overrides(command, plain, settled)
     defaults = command_defaults(command)
-    check_group_values(command, parsed, command_groups(defaults))
+    groups = command_groups(defaults)
+    check_group_values(command, parsed, groups)
     check_group_options(given, defaults)
-    check_added_and_deleted(command, parsed, defaults)
+    check_added_and_deleted(command, parsed, defaults, groups)
     check_run_values(given, defaults)
     check_data(given, defaults)
     guessed = None if named & {"experiment", "preset", "loss"} else defaults.get("loss")
@@ -165,6 +162,16 @@ def screen_overrides(command: str, overrides: Sequence[str]) -> None:
         check_typed(FitnetConfig, given.under("fitnet"), check_fitnet_values)
     if "loss" in defaults:
         check_teacher_files(given, loss)
+
+
+def is_plain(override: Any) -> bool:
+    """A `key=value` override: no added, deleted or swept key."""
+    return not (
+        override.is_delete()
+        or override.is_add()
+        or override.is_force_add()
+        or override.is_sweep_override()
+    )
 
 
 def built_in_method(loss: Any) -> str | None:
@@ -212,7 +219,9 @@ def check_group_options(given: Overrides, defaults: dict[str, Any]) -> None:
                 raise KdlabError(unknown_option(group, name, sorted(options)))
 
 
-def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[str, Any]) -> None:
+def check_added_and_deleted(
+    command: str, parsed: Sequence[Any], defaults: dict[str, Any], groups: set[str]
+) -> None:
     """The pre-flight's rule for `+KEY=V` and `~KEY` (kdlab.runs.keys) on the command's typed
     defaults with the chosen options, for every key whose node is sure: not a method's
     settings (`loss.*`), nor those of a group whose option an experiment, a preset, a plugin
@@ -220,7 +229,6 @@ def check_added_and_deleted(command: str, parsed: Sequence[Any], defaults: dict[
     chosen = chosen_options(parsed, defaults)
     unsure = {group for group, name in chosen.items() if name is None} | {"loss"}
     typed = typed_options(command, {g: defaults[g] if n is None else n for g, n in chosen.items()})
-    groups = command_groups(defaults)
     for override in parsed:
         key = override.key_or_group
         inside = key.partition(".")[0] in unsure and "." in key
@@ -250,10 +258,7 @@ def chosen_options(parsed: Sequence[Any], defaults: dict[str, Any]) -> dict[str,
     chosen: dict[str, Any] = {}
     for group, default in defaults.items():
         override = named.get(group)
-        plain = override is not None and not (
-            override.is_delete() or override.is_add() or override.is_force_add()
-        )
-        name = override.value() if plain and not override.is_sweep_override() else None
+        name = override.value() if override is not None and is_plain(override) else None
         if override is None and not moved:
             name = default
         names = name if isinstance(name, list) else [name]
@@ -398,14 +403,21 @@ def check_bounds(given: Overrides, loss: str) -> None:
 def check_teachers(given: Overrides, method: str | None) -> None:
     """teacher.ckpt and teacher.weights agree (a resume counts its pinned teachers), and
     kdlab fitnet and a built-in `method` of one teacher have one."""
-    if not given.known("teacher.ckpt", "teacher.weights", "resume"):
-        return
-    teacher = composed(TeacherConfig(), given.under("teacher"))
-    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
+    teacher, resume = typed_teacher(given, "teacher.ckpt", "teacher.weights")
     if teacher is not None and resume is not None:
-        count = check_teacher_count(teacher, resume.resume, given.command == "fitnet")
+        count = check_teacher_count(teacher, resume, given.command == "fitnet")
         if method is not None:
             check_teachers_taken(method, TRAITS[method].one_teacher, count)
+
+
+def typed_teacher(given: Overrides, *keys: str) -> tuple[TeacherConfig | None, bool | None]:
+    """teacher.* and resume as the schema types them, where `keys` and resume are known
+    (given, or defaults that stay); None for what is not known or not typed."""
+    if not given.known(*keys, "resume"):
+        return None, None
+    teacher = composed(TeacherConfig(), given.under("teacher"))
+    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
+    return teacher, None if resume is None else resume.resume
 
 
 def check_teacher_files(given: Overrides, method: str | None) -> None:
@@ -414,11 +426,8 @@ def check_teacher_files(given: Overrides, method: str | None) -> None:
     built-in `method` that reads a teacher, in a run that is no resume (which reads the
     teachers its checkpoint pins)."""
     reads = given.command == "fitnet" or (method is not None and TRAITS[method].taps != "none")
-    if not (reads and given.known("teacher.ckpt", "resume")):
-        return
-    teacher = composed(TeacherConfig(), given.under("teacher"))
-    resume = composed(ResumeFlag(), {"resume": given.values.get("resume", False)})
-    if teacher is None or resume is None or resume.resume:
+    teacher, resume = typed_teacher(given, "teacher.ckpt") if reads else (None, None)
+    if teacher is None or resume is not False:
         return
     for ckpt in teacher.checkpoints():
         if literal(ckpt):
