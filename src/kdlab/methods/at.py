@@ -12,7 +12,7 @@ from torch import Tensor
 
 from kdlab.methods.base import FeatureMethod, Outputs, paired, register
 from kdlab.methods.losses import attention_map, in_compute_dtype, match_spatial
-from kdlab.methods.numbers import Bound
+from kdlab.methods.numbers import BOUNDS, Bound
 
 
 def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Tensor:
@@ -35,14 +35,7 @@ class AT(FeatureMethod):
     weight: float = 1000.0
     p: int = 2
 
-    bounds: ClassVar[tuple[Bound, ...]] = (
-        Bound(
-            key="p",
-            minimum=1,
-            why="p=0 makes every attention map constant, so the loss teaches nothing",
-            fix="the paper uses loss.p=2",
-        ),
-    )
+    bounds: ClassVar[tuple[Bound, ...]] = BOUNDS["at"]  # p >= 1: p=0 teaches nothing
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> Tensor:
         return sum(at_loss(s, t, self.p) for s, t in paired(student, teacher))

@@ -43,7 +43,7 @@ from torch import Tensor
 from kdlab.errors import KdlabError
 from kdlab.methods.base import LogitMethod, Outputs, register
 from kdlab.methods.losses import float32_math, in_compute_dtype, kl_rows, standardize_logits
-from kdlab.methods.numbers import Bound
+from kdlab.methods.numbers import BOUNDS, Bound
 
 
 def instance_term(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
@@ -131,16 +131,8 @@ class MLKD(LogitMethod):
     temperatures: list[float] = [3.0, 5.0, 2.0, 6.0]  # noqa: RUF012 (copied per config) after T
     official_strong_kd: bool = True  # the strong sum's T 2 and 6 terms on the weak pair
     standardize: bool = False  # z-score the instance terms' logits (Sun et al. 2024)
-    bounds: ClassVar[tuple[Bound, ...]] = (
-        Bound(
-            key="temperatures",
-            minimum=4,
-            why="its strong view's sum reads the 4th and 5th temperatures, T first",
-            fix="give more or set loss.official_strong_kd=false",
-            length=True,
-            when="official_strong_kd",
-        ),
-    )
+    # 4 temperatures or more with official_strong_kd (its strong sum reads the 4th and 5th)
+    bounds: ClassVar[tuple[Bound, ...]] = BOUNDS["mlkd"]
 
     @classmethod
     def check(cls, settings: Any) -> None:

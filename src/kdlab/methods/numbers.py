@@ -4,9 +4,10 @@ the order it checks them; and the bounds beyond that a method declares (`Method.
 
 Known without importing a method (or torch), so the CLI's first look at the overrides
 (kdlab.runs.screen) can refuse `loss=at loss.beta=-1` or `loss=at loss.p=0` in a fraction of
-a second. Generated from the registry (`settings_of`, each class's `bounds`):
-tests/test_method_registry.py checks the tables, and prints them to paste here when a
-method's settings change.
+a second. NUMBERS is generated from the registry (`settings_of`): tests/test_method_registry.py
+checks it, and prints it to paste here when a method's settings change. BOUNDS is where the
+built-in methods declare their bounds (each class's `bounds` names its entry; a plugin's
+method declares its own on the class).
 """
 
 from __future__ import annotations
